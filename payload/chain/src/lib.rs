@@ -1,0 +1,1 @@
+//! spacenode-chain (placeholder).

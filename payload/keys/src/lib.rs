@@ -1,0 +1,1 @@
+//! spacenode-keys (placeholder).

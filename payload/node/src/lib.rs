@@ -1,0 +1,1 @@
+//! spacenoded library.

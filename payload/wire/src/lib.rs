@@ -1,0 +1,1 @@
+//! spacenode-wire (placeholder).
