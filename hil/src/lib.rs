@@ -1,1 +1,13 @@
-//! ground side.
+//! The ground side of spacenode.
+//!
+//! | module       | owns                                                     |
+//! |--------------|----------------------------------------------------------|
+//! | [`pty`]      | raw pseudo-terminal pairs                                |
+//! | [`emulator`] | the radio link emulator between two ptys                 |
+//! | [`ground`]   | the operator's link client, its keys and state, display  |
+//!
+//! The binaries `ground` and `linkemu` only parse arguments and call these.
+
+pub mod emulator;
+pub mod ground;
+pub mod pty;

@@ -1,1 +1,345 @@
-fn main() {}
+//! `ground`: the operator's tool. Talks to a node over a serial port (a
+//! radio modem, a USB serial bridge to a bench board, or the link emulator)
+//! with the same secured packets the flight link uses.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use spacenode_hil::ground::client::{GroundError, Link, RetryPolicy};
+use spacenode_hil::ground::config::GroundConfig;
+use spacenode_hil::ground::display;
+use spacenode_wire::msg::{Event, EventDump, HK_CORE, HkCore, HkRequest, Rekey, Severity};
+use spacenode_wire::services::{apid, service, subtype};
+
+/// Operate a spacenode co-signer over its serial link.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    /// Ground configuration (keys, source id, state file).
+    #[arg(
+        long,
+        short,
+        env = "GROUND_CONFIG",
+        default_value = "ground.toml",
+        global = true
+    )]
+    config: PathBuf,
+    /// Serial port of the link (overrides the config).
+    #[arg(long, env = "GROUND_PORT", global = true)]
+    port: Option<String>,
+    /// Baud rate (overrides the config; default 115200).
+    #[arg(long, env = "GROUND_BAUD", global = true)]
+    baud: Option<u32>,
+    /// Attempts per request before giving up.
+    #[arg(long, default_value_t = 10, global = true)]
+    retries: u32,
+    /// Expected one-way link latency in ms (scales the reply timeout).
+    #[arg(long, default_value_t = 0, global = true)]
+    latency_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Are-you-alive test (PUS 17): measures round trips.
+    Ping {
+        /// Number of pings.
+        #[arg(long, short = 'n', default_value_t = 1)]
+        count: u32,
+        /// Pause between pings in ms.
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+        /// Print only the summary.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Request a housekeeping report (PUS 3) and print it as a table.
+    Hk {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show events (PUS 5): the most recent stored ones, then optionally
+    /// follow live ones.
+    Events {
+        /// How many stored events to fetch first.
+        #[arg(long, default_value_t = 20)]
+        last: u16,
+        /// Keep listening and print events as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Link management.
+    Link {
+        #[command(subcommand)]
+        command: LinkCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LinkCommand {
+    /// Install a fresh random link key on the node and switch both ends to
+    /// it (quorum-free for now).
+    Rekey {
+        /// Id of the new key; never reuse an id.
+        #[arg(long)]
+        key_id: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = GroundConfig::load(&cli.config).with_context(|| {
+        format!(
+            "loading ground config {} (set --config or GROUND_CONFIG)",
+            cli.config.display()
+        )
+    })?;
+    let port = cli
+        .port
+        .clone()
+        .or_else(|| cfg.port.clone())
+        .context("no serial port: pass --port or set `port` in the ground config")?;
+    let baud = cli.baud.or(cfg.baud).unwrap_or(115_200);
+    let policy = RetryPolicy::for_link(baud, Duration::from_millis(cli.latency_ms), cli.retries);
+    let mut link = Link::open(cfg, &port, baud)?;
+    match cli.command {
+        Command::Ping {
+            count,
+            interval_ms,
+            quiet,
+            json,
+        } => ping(
+            &mut link,
+            &port,
+            baud,
+            policy,
+            count,
+            interval_ms,
+            quiet,
+            json,
+        ),
+        Command::Hk { json } => hk(&mut link, policy, json),
+        Command::Events { last, follow } => events(&mut link, policy, last, follow),
+        Command::Link {
+            command: LinkCommand::Rekey { key_id },
+        } => rekey(&mut link, policy, key_id),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ping(
+    link: &mut Link,
+    port: &str,
+    baud: u32,
+    policy: RetryPolicy,
+    count: u32,
+    interval_ms: u64,
+    quiet: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if !json {
+        println!("PING node via {port} at {baud} Bd");
+    }
+    let bar = if count > 1 {
+        ProgressBar::new(u64::from(count))
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} pings  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut answered, mut lost, mut attempts_total) = (0u32, 0u32, 0u64);
+    let mut rtts = Vec::new();
+    let started = Instant::now();
+    for i in 1..=count {
+        let tc = link.new_tc(apid::CORE, service::TEST, subtype::PING, Vec::new());
+        match link.request(&tc, policy) {
+            Ok(x) => {
+                answered += 1;
+                attempts_total += u64::from(x.attempts);
+                rtts.push(x.last_rtt);
+                if !quiet && !json {
+                    say(
+                        &bar,
+                        format!(
+                            "reply {i}: request {} time={:.1} ms attempts={}",
+                            x.request_id,
+                            x.last_rtt.as_secs_f64() * 1e3,
+                            x.attempts
+                        ),
+                    );
+                }
+            }
+            Err(e @ GroundError::Silent { .. }) => {
+                lost += 1;
+                attempts_total += u64::from(policy.attempts);
+                say(&bar, format!("ping {i}: {e}"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        bar.inc(1);
+        bar.set_message(format!("{lost} lost, {} retries", link.stats.retries));
+        if interval_ms > 0 {
+            std::thread::sleep(Duration::from_millis(interval_ms));
+        }
+    }
+    bar.finish_and_clear();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (min, max) = (
+        rtts.iter().min().copied().unwrap_or_default(),
+        rtts.iter().max().copied().unwrap_or_default(),
+    );
+    let avg = if rtts.is_empty() {
+        Duration::ZERO
+    } else {
+        rtts.iter().sum::<Duration>() / rtts.len() as u32
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "sent": count, "answered": answered, "lost": lost,
+                "attempts": attempts_total, "retries": link.stats.retries, "resyncs": link.stats.resyncs,
+                "rtt_min_ms": ms(min), "rtt_avg_ms": ms(avg), "rtt_max_ms": ms(max),
+                "elapsed_s": started.elapsed().as_secs_f64(),
+                "downlink_crc_errors": link.frame_stats().crc_errors,
+                "downlink_refused": link.stats.refused,
+            })
+        );
+    } else {
+        println!(
+            "--- {count} pings: {answered} answered, {lost} lost, {} retries, {} resyncs; \
+             rtt min/avg/max = {:.1}/{:.1}/{:.1} ms",
+            link.stats.retries,
+            link.stats.resyncs,
+            ms(min),
+            ms(avg),
+            ms(max)
+        );
+    }
+    Ok(if lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// Prints above the progress bar, or plainly when there is none (not a
+/// terminal, or a single ping).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn hk(link: &mut Link, policy: RetryPolicy, json: bool) -> anyhow::Result<ExitCode> {
+    let req = HkRequest {
+        structures: vec![HK_CORE],
+    };
+    let tc = link.new_tc(apid::HK, service::HK, subtype::HK_ONE_SHOT, req.encode());
+    let x = link.request(&tc, policy)?;
+    let report = x
+        .replies
+        .iter()
+        .rev()
+        .find(|tm| tm.service == service::HK && tm.subtype == subtype::HK_REPORT)
+        .context(
+            "the node completed the request but its housekeeping report was lost; try again",
+        )?;
+    let hk = HkCore::decode(&report.data).context("decoding the housekeeping report")?;
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = hk
+            .rows()
+            .into_iter()
+            .map(|(k, v, _)| {
+                (
+                    k.to_string(),
+                    v.parse::<i64>()
+                        .map_or(serde_json::Value::String(v), Into::into),
+                )
+            })
+            .collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else {
+        print!("{}", display::hk_table(&hk, report.time_unix_ms));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_event(tm: &spacenode_wire::pus::Tm) {
+    if tm.service != service::EVENT {
+        return;
+    }
+    match Event::decode(&tm.data) {
+        Ok(ev) => println!(
+            "{}",
+            display::event_line(&ev, Severity::from_subtype(tm.subtype))
+        ),
+        Err(e) => println!("{}  undecodable event: {e}", display::utc(tm.time_unix_ms)),
+    }
+}
+
+fn events(
+    link: &mut Link,
+    policy: RetryPolicy,
+    last: u16,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    if last > 0 {
+        let tc = link.new_tc(
+            apid::EVENTS,
+            service::EVENT,
+            subtype::EVENT_DUMP,
+            EventDump { max: last }.encode(),
+        );
+        let x = link.request(&tc, policy)?;
+        let _ = x;
+        // Dumped events are broadcast, so they arrive as unsolicited TM.
+        for tm in link.take_unsolicited() {
+            print_event(&tm);
+        }
+    }
+    if follow {
+        println!("-- following live events (Ctrl-C to stop) --");
+        loop {
+            if let Some(tm) = link.recv(Instant::now() + Duration::from_millis(500))? {
+                print_event(&tm);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rekey(link: &mut Link, policy: RetryPolicy, key_id: u16) -> anyhow::Result<ExitCode> {
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    let req = Rekey { key_id, key };
+    let tc = link.new_tc(apid::LINK, service::LINK, subtype::LINK_REKEY, req.encode());
+    let old = link.tx_key_id();
+    link.request(&tc, policy)?;
+    link.adopt_key(key_id, &key)?;
+    println!("link key {old} replaced by key {key_id}; the node switches on its next packet");
+    Ok(ExitCode::SUCCESS)
+}

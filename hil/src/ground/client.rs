@@ -1,0 +1,556 @@
+//! The ground's link client: seals telecommands, opens telemetry, and runs
+//! request/reply exchanges over a lossy link with retries and backoff.
+//!
+//! A retry re-sends the same TC (same request id) in a new envelope (new
+//! sequence number), so a late reply to an earlier attempt still completes
+//! the exchange. When the node reports that an authentic uplink was below
+//! its window (after a node reboot, its window restarts above every number
+//! it may have seen), the client moves its numbers above the node's window
+//! and re-sends at once.
+//!
+//! This module must never reuse an uplink sequence number or accept a
+//! downlink one twice; both are reserved durably through [`GroundState`].
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use spacenode_wire::ReasonCode;
+use spacenode_wire::frame::{self, Decoded, FrameDecoder};
+use spacenode_wire::msg::{Event, EventId, Stage, Verification};
+use spacenode_wire::pus::{PacketError, RequestId, Tc, Tm};
+use spacenode_wire::security::{
+    Cipher, Direction, LinkKey, Receiver, RxKey, RxReservation, SecError, SecHeader, TxCounter,
+    TxNext,
+};
+use spacenode_wire::services::service;
+
+use super::config::{ConfigError, GroundConfig, GroundState, InstalledKey};
+
+/// Uplink sequence numbers covered by one durable write of the ground state.
+const SEQ_BLOCK: u64 = 256;
+/// Downlink numbers covered by one durable write. Small, because after a
+/// ground crash the node's next numbers may sit below the reserved bound
+/// and are refused until the node's counter passes it; on a clean exit the
+/// exact bound is saved instead.
+const RX_SEQ_BLOCK: u64 = 32;
+/// Unsolicited TM kept for the caller before the oldest is dropped.
+const UNSOLICITED_LIMIT: usize = 1024;
+
+/// Errors of the ground link.
+#[derive(Debug, thiserror::Error)]
+pub enum GroundError {
+    /// The serial port does not exist.
+    #[error(
+        "serial port {port} does not exist (is the node's serial bridge plugged in, or the link emulator running?)"
+    )]
+    PortMissing {
+        /// The port path.
+        port: String,
+    },
+    /// The serial port exists but cannot be opened.
+    #[error("cannot open serial port {port}: {message}")]
+    PortOpen {
+        /// The port path.
+        port: String,
+        /// Why.
+        message: String,
+    },
+    /// Reading or writing the port failed.
+    #[error("serial i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A ground file is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No answer within all attempts.
+    #[error(
+        "no answer from the node to {request} after {attempts} attempts over {waited:.1?} \
+         (check the link, the keys, and that spacenoded is running)"
+    )]
+    Silent {
+        /// The request.
+        request: RequestId,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        waited: Duration,
+    },
+    /// The node refused the request.
+    #[error("node refused {request} at {stage:?}: {code} {detail}")]
+    Refused {
+        /// The request.
+        request: RequestId,
+        /// Stage of refusal.
+        stage: Stage,
+        /// Reason code.
+        code: ReasonCode,
+        /// The failure data, as text if printable.
+        detail: String,
+    },
+    /// A packet could not be built.
+    #[error(transparent)]
+    Packet(#[from] PacketError),
+    /// The link security layer refused an operation.
+    #[error(transparent)]
+    Sec(#[from] SecError),
+}
+
+/// Retry policy of an exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts before giving up.
+    pub attempts: u32,
+    /// Wait after the first attempt.
+    pub first_timeout: Duration,
+    /// Upper bound of the wait as it grows.
+    pub max_timeout: Duration,
+}
+
+impl RetryPolicy {
+    /// A policy scaled to the link: a request and its three reports take
+    /// roughly 300 bytes of wire time; wait three times that plus slack and
+    /// the round-trip latency, growing by a quarter per attempt up to four
+    /// times the first wait.
+    #[must_use]
+    pub fn for_link(baud: u32, one_way_latency: Duration, attempts: u32) -> Self {
+        let wire = Duration::from_micros(300 * 10 * 1_000_000 / u64::from(baud.max(1)));
+        let first = (wire * 3 + one_way_latency * 2 + Duration::from_millis(15))
+            .max(Duration::from_millis(40));
+        Self {
+            attempts: attempts.max(1),
+            first_timeout: first,
+            max_timeout: first * 4,
+        }
+    }
+}
+
+/// A completed request/reply exchange.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The request id.
+    pub request_id: RequestId,
+    /// Attempts it took.
+    pub attempts: u32,
+    /// From the first send to the completion report.
+    pub elapsed: Duration,
+    /// From the last send to the completion report.
+    pub last_rtt: Duration,
+    /// Service replies addressed to us (e.g. TM[17,2], TM[3,25]).
+    pub replies: Vec<Tm>,
+    /// Frame bytes of the last uplink attempt.
+    pub bytes_up: usize,
+    /// Frame bytes received between the last send and the completion.
+    pub bytes_down: usize,
+}
+
+/// Counters of the client, for summaries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientStats {
+    /// TC envelopes sent (attempts).
+    pub sent: u64,
+    /// Retries after a timeout.
+    pub retries: u64,
+    /// Resyncs after the node reported our numbers below its window.
+    pub resyncs: u64,
+    /// Downlink envelopes refused (authentication, replay, unknown key).
+    pub refused: u64,
+}
+
+/// An open, secured link to the node.
+pub struct Link {
+    port: Box<dyn serialport::SerialPort>,
+    decoder: FrameDecoder,
+    cfg: GroundConfig,
+    state: GroundState,
+    ciphers: Vec<Cipher>,
+    tx_cipher: Cipher,
+    tx: TxCounter,
+    rx: Receiver,
+    recently_sent: VecDeque<u64>,
+    resync_pending: bool,
+    inbox: VecDeque<Tm>,
+    unsolicited: VecDeque<Tm>,
+    bytes_down: usize,
+    /// Counters.
+    pub stats: ClientStats,
+}
+
+impl core::fmt::Debug for Link {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Link")
+            .field("tx_key", &self.tx_cipher.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Opens the serial port and resumes the ground's key and sequence
+    /// state.
+    ///
+    /// # Errors
+    /// [`GroundError`] with a clear reason when the port is missing or the
+    /// ground files are invalid.
+    pub fn open(cfg: GroundConfig, port: &str, baud: u32) -> Result<Self, GroundError> {
+        if !Path::new(port).exists() {
+            return Err(GroundError::PortMissing {
+                port: port.to_string(),
+            });
+        }
+        let serial = serialport::new(port, baud)
+            .timeout(Duration::from_millis(5))
+            .open_native()
+            .map_err(|e| GroundError::PortOpen {
+                port: port.to_string(),
+                message: e.to_string(),
+            })?;
+        let state = GroundState::load(&cfg.state_file)?;
+        let keyring = state.keyring(&cfg, &cfg.state_file)?;
+        let ciphers: Vec<Cipher> = keyring.iter().map(|(id, k)| Cipher::new(*id, k)).collect();
+        let tx_id = state
+            .tx_key_id
+            .filter(|id| ciphers.iter().any(|c| c.key_id() == *id))
+            .unwrap_or(cfg.tx_key_id);
+        let tx_cipher = ciphers
+            .iter()
+            .find(|c| c.key_id() == tx_id)
+            .cloned()
+            .ok_or_else(|| ConfigError::Invalid {
+                path: cfg.state_file.clone(),
+                message: format!("uplink key {tx_id} is retired or missing"),
+            })?;
+        let seq = state.seq.get(&tx_id).copied().unwrap_or_default();
+        let tx = TxCounter::resume(seq.tx_reserved_until, SEQ_BLOCK);
+        let mut rx = Receiver::new(Direction::Downlink);
+        for c in &ciphers {
+            let bound = state
+                .seq
+                .get(&c.key_id())
+                .map_or(1, |s| s.rx_reserved_until);
+            rx.insert(RxKey::new(
+                c.clone(),
+                RxReservation::resume(bound, RX_SEQ_BLOCK),
+            ));
+        }
+        Ok(Self {
+            port: Box::new(serial),
+            decoder: FrameDecoder::new(),
+            cfg,
+            state,
+            ciphers,
+            tx_cipher,
+            tx,
+            rx,
+            recently_sent: VecDeque::new(),
+            resync_pending: false,
+            inbox: VecDeque::new(),
+            unsolicited: VecDeque::new(),
+            bytes_down: 0,
+            stats: ClientStats::default(),
+        })
+    }
+
+    /// This station's source id.
+    #[must_use]
+    pub fn source_id(&self) -> u16 {
+        self.cfg.source_id
+    }
+
+    /// A new TC with the next sequence count.
+    pub fn new_tc(&mut self, apid: u16, service: u8, subtype: u8, app_data: Vec<u8>) -> Tc {
+        let seq = self.state.next_tc_seq & 0x3FFF;
+        self.state.next_tc_seq = (seq + 1) & 0x3FFF;
+        Tc {
+            source_id: self.cfg.source_id,
+            ..Tc::new(apid, seq, service, subtype, app_data)
+        }
+    }
+
+    fn save_state(&self) -> Result<(), GroundError> {
+        self.state.save(&self.cfg.state_file)?;
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> Result<u64, GroundError> {
+        let key_id = self.tx_cipher.key_id();
+        loop {
+            match self.tx.next(key_id)? {
+                TxNext::Use(s) => return Ok(s),
+                TxNext::Reserve { reserved_until } => {
+                    self.state.seq.entry(key_id).or_default().tx_reserved_until = reserved_until;
+                    self.save_state()?;
+                    self.tx.reserved(reserved_until);
+                }
+            }
+        }
+    }
+
+    /// Seals and sends one TC; returns the frame size.
+    ///
+    /// # Errors
+    /// [`GroundError`] on I/O or when a reservation cannot be saved.
+    pub fn send(&mut self, tc: &Tc) -> Result<usize, GroundError> {
+        let seq = self.next_seq()?;
+        let envelope = self.tx_cipher.seal(Direction::Uplink, seq, &tc.encode()?)?;
+        let framed = frame::encode(&envelope).map_err(|e| PacketError::Invalid(e.to_string()))?;
+        self.port.write_all(&framed)?;
+        self.port.flush()?;
+        self.stats.sent += 1;
+        self.recently_sent.push_back(seq);
+        if self.recently_sent.len() > 64 {
+            self.recently_sent.pop_front();
+        }
+        Ok(framed.len())
+    }
+
+    /// The next TM, waiting until `deadline`. Events the client acts on
+    /// itself (window resync) are still returned.
+    ///
+    /// # Errors
+    /// [`GroundError`] on I/O or state-file failure.
+    pub fn recv(&mut self, deadline: Instant) -> Result<Option<Tm>, GroundError> {
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(tm) = self.inbox.pop_front() {
+                return Ok(Some(tm));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let n = match self.port.read(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::TimedOut
+                        || e.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    0
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(e.into()),
+            };
+            self.bytes_down += n;
+            let mut frames = Vec::new();
+            self.decoder.push(buf.get(..n).unwrap_or_default(), |d| {
+                if let Decoded::Frame(f) = d {
+                    frames.push(f);
+                }
+            });
+            for f in frames {
+                self.open_frame(&f)?;
+            }
+        }
+    }
+
+    fn open_frame(&mut self, envelope: &[u8]) -> Result<(), GroundError> {
+        let accepted = match self.rx.accept(envelope) {
+            Ok(a) => a,
+            Err(_) => {
+                self.stats.refused += 1;
+                return Ok(());
+            }
+        };
+        let key_id = accepted.header.key_id;
+        if let Some(bound) = accepted.persist_rx_bound {
+            self.state.seq.entry(key_id).or_default().rx_reserved_until = bound;
+            self.save_state()?;
+            if let Some(k) = self.rx.key_mut(key_id) {
+                k.reserved(bound);
+            }
+        }
+        let Ok(tm) = Tm::decode(&accepted.plaintext) else {
+            self.stats.refused += 1;
+            return Ok(());
+        };
+        if tm.service == service::EVENT
+            && let Ok(ev) = Event::decode(&tm.data)
+            && ev.id == EventId::REPLAY
+        {
+            self.on_replay_event(&ev);
+        }
+        self.inbox.push_back(tm);
+        Ok(())
+    }
+
+    fn on_replay_event(&mut self, ev: &Event) {
+        let mut r = spacenode_wire::msg::Reader::new(&ev.aux);
+        let (Ok(key_id), Ok(seq), Ok(highest)) = (r.u16("key"), r.u64("seq"), r.u64("highest"))
+        else {
+            return;
+        };
+        if key_id == self.tx_cipher.key_id()
+            && self.recently_sent.contains(&seq)
+            && self.tx.peek() <= highest
+        {
+            self.tx.skip_past(highest);
+            self.resync_pending = true;
+            self.stats.resyncs += 1;
+        }
+    }
+
+    /// TM that arrived while waiting but belonged to no exchange (events,
+    /// periodic housekeeping), oldest first.
+    pub fn take_unsolicited(&mut self) -> Vec<Tm> {
+        self.unsolicited.drain(..).collect()
+    }
+
+    fn keep_unsolicited(&mut self, tm: Tm) {
+        if self.unsolicited.len() >= UNSOLICITED_LIMIT {
+            self.unsolicited.pop_front();
+        }
+        self.unsolicited.push_back(tm);
+    }
+
+    /// Sends `tc` and waits for its completion report, retrying on silence.
+    ///
+    /// # Errors
+    /// [`GroundError::Refused`] when the node refuses it,
+    /// [`GroundError::Silent`] after the last attempt.
+    pub fn request(&mut self, tc: &Tc, policy: RetryPolicy) -> Result<Exchange, GroundError> {
+        let request_id = tc.request_id();
+        let start = Instant::now();
+        let mut timeout = policy.first_timeout;
+        let mut replies = Vec::new();
+        for attempt in 1..=policy.attempts {
+            if attempt > 1 {
+                self.stats.retries += 1;
+            }
+            self.bytes_down = 0;
+            let bytes_up = self.send(tc)?;
+            let sent_at = Instant::now();
+            let deadline = sent_at + timeout;
+            while let Some(tm) = self.recv(deadline)? {
+                if tm.service == service::VERIFICATION
+                    && let Ok(v) = Verification::decode(tm.subtype, &tm.data)
+                    && v.request_id == request_id
+                {
+                    if let Some(f) = v.failure {
+                        return Err(GroundError::Refused {
+                            request: request_id,
+                            stage: v.stage,
+                            code: f.code,
+                            detail: printable(&f.data),
+                        });
+                    }
+                    if v.stage == Stage::Completion {
+                        return Ok(Exchange {
+                            request_id,
+                            attempts: attempt,
+                            elapsed: start.elapsed(),
+                            last_rtt: sent_at.elapsed(),
+                            replies,
+                            bytes_up,
+                            bytes_down: self.bytes_down,
+                        });
+                    }
+                    continue;
+                }
+                if tm.dest_id == self.cfg.source_id
+                    && tm.apid == tc.apid
+                    && tm.service != service::VERIFICATION
+                {
+                    replies.push(tm);
+                } else if tm.service != service::VERIFICATION {
+                    self.keep_unsolicited(tm);
+                }
+                if std::mem::take(&mut self.resync_pending) {
+                    break;
+                }
+            }
+            timeout = (timeout * 5 / 4).min(policy.max_timeout);
+        }
+        Err(GroundError::Silent {
+            request: request_id,
+            attempts: policy.attempts,
+            waited: start.elapsed(),
+        })
+    }
+
+    /// Records a key the node accepted by rekey and makes it the uplink key.
+    ///
+    /// # Errors
+    /// [`GroundError`] if the state cannot be saved.
+    pub fn adopt_key(&mut self, key_id: u16, key: &[u8; 32]) -> Result<(), GroundError> {
+        let old = self.tx_cipher.key_id();
+        self.state.installed_keys.retain(|k| k.id != key_id);
+        self.state.installed_keys.push(InstalledKey {
+            id: key_id,
+            key: hex::encode(key),
+        });
+        self.state.tx_key_id = Some(key_id);
+        if !self.state.retired_keys.contains(&old) {
+            self.state.retired_keys.push(old);
+        }
+        self.save_state()?;
+        let cipher = Cipher::new(key_id, &LinkKey::new(*key));
+        self.rx.insert(RxKey::new(
+            cipher.clone(),
+            RxReservation::resume(1, RX_SEQ_BLOCK),
+        ));
+        self.ciphers.push(cipher.clone());
+        self.tx = TxCounter::resume(1, SEQ_BLOCK);
+        self.tx_cipher = cipher;
+        Ok(())
+    }
+
+    /// The uplink key id.
+    #[must_use]
+    pub fn tx_key_id(&self) -> u16 {
+        self.tx_cipher.key_id()
+    }
+
+    /// Frame decoder counters (downlink).
+    #[must_use]
+    pub fn frame_stats(&self) -> spacenode_wire::frame::DecoderStats {
+        self.decoder.stats()
+    }
+
+    /// Writes raw bytes to the port (tests inject garbage and replays).
+    ///
+    /// # Errors
+    /// [`GroundError::Io`].
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), GroundError> {
+        self.port.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Seals a TC without sending it (tests replay or mutate it).
+    ///
+    /// # Errors
+    /// [`GroundError`].
+    pub fn seal_only(&mut self, tc: &Tc) -> Result<(SecHeader, Vec<u8>), GroundError> {
+        let key_id = self.tx_cipher.key_id();
+        let seq = self.next_seq()?;
+        let env = self.tx_cipher.seal(Direction::Uplink, seq, &tc.encode()?)?;
+        Ok((
+            SecHeader {
+                direction: Direction::Uplink,
+                key_id,
+                seq,
+            },
+            env,
+        ))
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // On a clean exit the exact downlink bound is known: everything
+        // accepted is at most the window top. Saving it (lower than the
+        // reservation) lets the next invocation accept the node's very next
+        // number. The TC sequence count is saved with it.
+        for (key_id, highest) in self.rx.windows() {
+            let seq = self.state.seq.entry(key_id).or_default();
+            seq.rx_reserved_until = highest.saturating_add(1);
+        }
+        let _ = self.state.save(&self.cfg.state_file);
+    }
+}
+
+fn printable(data: &[u8]) -> String {
+    match std::str::from_utf8(data) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => s.to_string(),
+        _ if data.is_empty() => String::new(),
+        _ => format!("data {}", hex::encode(data)),
+    }
+}

@@ -1,0 +1,103 @@
+//! Serial transport: opens any tty (a pty in tests, /dev/ttyAMA0 or
+//! /dev/ttyUSB0 in flight) with tokio-serial, runs the frame decoder on what
+//! arrives and writes frames handed to it. When the device fails (a USB
+//! bridge unplugged, a pty whose peer went away) it reports the loss and
+//! reopens with backoff; the daemon keeps running.
+//!
+//! This module owns the device and the byte stream. It must never look
+//! inside frames: payloads go to the node task as they are.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spacenode_wire::frame::{Decoded, DecoderStats, FrameDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_serial::SerialPortBuilderExt;
+
+/// What the transport tells the node task.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// The device is open (first time: the daemon is ready).
+    Up,
+    /// The device failed; it is being reopened.
+    Down(String),
+    /// A frame with a good CRC.
+    Frame(Vec<u8>),
+}
+
+/// Decoder counters shared with housekeeping.
+pub type SharedStats = Arc<Mutex<DecoderStats>>;
+
+/// Runs the transport until the node task goes away.
+pub async fn run(
+    device: PathBuf,
+    baud: u32,
+    events: mpsc::Sender<LinkEvent>,
+    mut outbound: mpsc::Receiver<Vec<u8>>,
+    stats: SharedStats,
+) {
+    let mut decoder = FrameDecoder::new();
+    let mut backoff = Duration::from_millis(100);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let port = tokio_serial::new(device.to_string_lossy(), baud)
+            .timeout(Duration::from_millis(100))
+            .open_native_async();
+        let mut port = match port {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(device = %device.display(), error = %e, "cannot open link device, retrying");
+                if events.send(LinkEvent::Down(e.to_string())).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        tracing::info!(device = %device.display(), baud, "link device open");
+        if events.send(LinkEvent::Up).await.is_err() {
+            return;
+        }
+        backoff = Duration::from_millis(100);
+        decoder.reset();
+        let failure = loop {
+            tokio::select! {
+                read = port.read(&mut buf) => {
+                    let n = match read {
+                        Ok(0) => break "end of stream".to_string(),
+                        Ok(n) => n,
+                        Err(e) => break e.to_string(),
+                    };
+                    let mut frames = Vec::new();
+                    decoder.push(buf.get(..n).unwrap_or_default(), |d| {
+                        if let Decoded::Frame(f) = d {
+                            frames.push(f);
+                        }
+                    });
+                    if let Ok(mut s) = stats.lock() {
+                        *s = decoder.stats();
+                    }
+                    for f in frames {
+                        if events.send(LinkEvent::Frame(f)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                frame = outbound.recv() => {
+                    let Some(frame) = frame else { return };
+                    if let Err(e) = port.write_all(&frame).await {
+                        break e.to_string();
+                    }
+                }
+            }
+        };
+        tracing::warn!(device = %device.display(), error = %failure, "link device failed, reopening");
+        if events.send(LinkEvent::Down(failure)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}

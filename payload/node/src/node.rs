@@ -1,0 +1,541 @@
+//! The node task's state machine: authentic packets in, verification
+//! reports, service replies and events out. It owns the store, the secured
+//! link state and the counters, and is driven by the runtime with frames and
+//! clock ticks; it never reads a clock or a device itself, so tests drive it
+//! directly with bytes and times.
+//!
+//! It must never panic on an uplinked byte and never stop the link because a
+//! packet was bad: every refusal is counted, rate-limited and reported.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use spacenode_wire::ReasonCode;
+use spacenode_wire::frame::{self, DecoderStats};
+use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, ModeCode, Stage, Verification};
+use spacenode_wire::pus::{Tc, Tm};
+use spacenode_wire::security::{LinkKey, SecError};
+use spacenode_wire::services::{apid, service, subtype};
+
+use crate::config::Config;
+use crate::link::security::{LinkSecError, LinkSecurity};
+use crate::services::events::EventLimiter;
+use crate::services::hk::{self, NodeCounters, Readings, Snapshot};
+use crate::services::{self, Request, TmBody};
+use crate::store::{Store, StoreError};
+
+/// The time as the runtime sees it, passed into every decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Wall clock, UNIX milliseconds (for timestamps).
+    pub unix_ms: i64,
+    /// Monotonic clock (for intervals).
+    pub mono: Instant,
+}
+
+impl Now {
+    /// Reads both clocks. Only the runtime calls this.
+    #[must_use]
+    pub fn read() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self {
+            unix_ms,
+            mono: Instant::now(),
+        }
+    }
+}
+
+/// Errors that stop the node from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The link keyring could not be built.
+    #[error(transparent)]
+    Link(#[from] LinkSecError),
+}
+
+/// The node.
+#[derive(Debug)]
+pub struct Node {
+    cfg: Config,
+    store: Store,
+    sec: LinkSecurity,
+    boot_count: u32,
+    started: Instant,
+    mode: ModeCode,
+    tm_seq: HashMap<u16, u16>,
+    msg_counters: HashMap<u8, u16>,
+    counters: NodeCounters,
+    limiter: EventLimiter,
+    next_hk: Option<Instant>,
+    next_storage_check: Instant,
+    frame_stats: DecoderStats,
+}
+
+impl Node {
+    /// Opens the node's state: counts the boot, resumes the link keys and
+    /// sequence numbers.
+    ///
+    /// # Errors
+    /// [`NodeError`] if storage or the keyring cannot be opened.
+    pub fn start(cfg: Config, now: Now) -> Result<Self, NodeError> {
+        let mut store = Store::open(&cfg.state_dir)?;
+        let boot_count = store.record_boot()?;
+        let sec = LinkSecurity::resume(&cfg.link, &store)?;
+        let limiter = EventLimiter::new(Duration::from_millis(u64::from(
+            cfg.telemetry.event_min_interval_ms,
+        )));
+        let next_hk = (cfg.telemetry.hk_interval_s > 0)
+            .then(|| now.mono + Duration::from_secs(u64::from(cfg.telemetry.hk_interval_s)));
+        tracing::info!(
+            boot_count,
+            tx_key_id = sec.tx_key_id(),
+            tx_next_seq = sec.tx_next_seq(),
+            "node state resumed"
+        );
+        Ok(Self {
+            cfg,
+            store,
+            sec,
+            boot_count,
+            started: now.mono,
+            mode: ModeCode::Normal,
+            tm_seq: HashMap::new(),
+            msg_counters: HashMap::new(),
+            counters: NodeCounters::default(),
+            limiter,
+            next_hk,
+            next_storage_check: now.mono,
+            frame_stats: DecoderStats::default(),
+        })
+    }
+
+    /// Boot count recorded at start.
+    #[must_use]
+    pub fn boot_count(&self) -> u32 {
+        self.boot_count
+    }
+
+    /// The frames announcing the start (the BOOT event).
+    pub fn on_start(&mut self, now: Now) -> Vec<Vec<u8>> {
+        let aux = self.boot_count.to_be_bytes().to_vec();
+        self.raise(EventId::BOOT, aux, now).into_iter().collect()
+    }
+
+    /// The link device opened or failed.
+    pub fn on_link(&mut self, up: bool, now: Now) -> Vec<Vec<u8>> {
+        let id = if up {
+            EventId::LINK_UP
+        } else {
+            EventId::LINK_DOWN
+        };
+        if up {
+            self.raise(id, Vec::new(), now).into_iter().collect()
+        } else {
+            // Not downlinked (the link is down); logged and stored.
+            self.record_event(id, &[], now);
+            Vec::new()
+        }
+    }
+
+    /// Handles one frame payload from the transport; returns frames to send.
+    pub fn on_frame(&mut self, payload: &[u8], now: Now) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let accepted = match self.sec.open_uplink(&mut self.store, payload) {
+            Ok(a) => a,
+            Err(e) => {
+                self.on_refused(&e, now, &mut out);
+                return out;
+            }
+        };
+        match self
+            .sec
+            .heard_under(&mut self.store, accepted.header.key_id)
+        {
+            Ok(retired) if !retired.is_empty() => {
+                tracing::info!(?retired, "superseded link keys retired")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot retire superseded keys yet"),
+        }
+        let tc = match Tc::decode(&accepted.plaintext) {
+            Ok(tc) => tc,
+            Err(e) => {
+                // The packet is authentic but not a valid TC: if it is long
+                // enough to name a request id, refuse that request.
+                self.counters.tc_rejected = self.counters.tc_rejected.saturating_add(1);
+                tracing::warn!(error = %e, "authentic packet is not a valid telecommand");
+                if let Some(rid) = accepted
+                    .plaintext
+                    .get(..4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                {
+                    let rid = spacenode_wire::pus::RequestId(u32::from_be_bytes(rid));
+                    let fail = FailureNotice {
+                        code: ReasonCode::BAD_PACKET,
+                        data: e.to_string().into_bytes(),
+                    };
+                    out.extend(self.verification(
+                        rid.apid(),
+                        0,
+                        Stage::Acceptance,
+                        rid,
+                        Some(fail),
+                        now,
+                    ));
+                }
+                return out;
+            }
+        };
+        self.handle_tc(&tc, now, &mut out);
+        out
+    }
+
+    fn on_refused(&mut self, e: &LinkSecError, now: Now, out: &mut Vec<Vec<u8>>) {
+        let mono = now.mono;
+        match e {
+            LinkSecError::Sec(SecError::Replay {
+                key_id,
+                seq,
+                highest,
+            }) => {
+                tracing::debug!(key_id, seq, highest, "replay refused");
+                let mut aux = key_id.to_be_bytes().to_vec();
+                aux.extend_from_slice(&seq.to_be_bytes());
+                aux.extend_from_slice(&highest.to_be_bytes());
+                if let Some(aux) = self.limiter.latest(EventId::REPLAY, aux, mono) {
+                    out.extend(self.raise(EventId::REPLAY, aux, now));
+                }
+            }
+            LinkSecError::Sec(SecError::AuthFailed { key_id, .. }) => {
+                if let Some(aux) = self.limiter.count(EventId::AUTH_FAILURES, *key_id, mono) {
+                    tracing::warn!(key_id, "uplink authentication failure");
+                    out.extend(self.raise(EventId::AUTH_FAILURES, aux, now));
+                }
+            }
+            LinkSecError::Sec(other) => {
+                let key_id = match other {
+                    SecError::UnknownKey { key_id } => *key_id,
+                    _ => 0,
+                };
+                if let Some(aux) = self.limiter.count(EventId::UNKNOWN_KEY, key_id, mono) {
+                    tracing::warn!(error = %other, "uplink envelope refused");
+                    out.extend(self.raise(EventId::UNKNOWN_KEY, aux, now));
+                }
+            }
+            LinkSecError::Store(err) => {
+                tracing::error!(error = %err, "cannot persist the receive window; packet dropped");
+            }
+            LinkSecError::NoTxKey(id) => tracing::error!(key_id = id, "downlink key missing"),
+        }
+    }
+
+    fn handle_tc(&mut self, tc: &Tc, now: Now, out: &mut Vec<Vec<u8>>) {
+        let rid = tc.request_id();
+        let request = match services::accept(tc) {
+            Ok(r) => r,
+            Err(fail) => {
+                self.counters.tc_rejected = self.counters.tc_rejected.saturating_add(1);
+                tracing::info!(request = %rid, service = tc.service, subtype = tc.subtype, code = %fail.code, "tc refused");
+                out.extend(self.verification(
+                    tc.apid,
+                    tc.source_id,
+                    Stage::Acceptance,
+                    rid,
+                    Some(fail),
+                    now,
+                ));
+                return;
+            }
+        };
+        self.counters.tc_accepted = self.counters.tc_accepted.saturating_add(1);
+        out.extend(self.verification(tc.apid, tc.source_id, Stage::Acceptance, rid, None, now));
+        let mut after_completion = None;
+        let result = match request {
+            Request::Ping => {
+                let pong = TmBody {
+                    apid: apid::CORE,
+                    service: service::TEST,
+                    subtype: subtype::PONG,
+                    dest_id: tc.source_id,
+                    data: Vec::new(),
+                };
+                out.extend(self.emit(&pong, now));
+                Ok(())
+            }
+            Request::Housekeeping(req) => {
+                for sid in req.structures {
+                    if sid != HK_CORE {
+                        continue;
+                    }
+                    let body = self.hk_report(tc.source_id);
+                    out.extend(self.emit(&body, now));
+                }
+                Ok(())
+            }
+            Request::EventDump(req) => self.dump_events(req.max, now, out),
+            Request::Rekey(req) => match self.rekey(req.key_id, &req.key, now) {
+                Ok(()) => {
+                    after_completion = Some(req.key_id);
+                    Ok(())
+                }
+                Err(fail) => Err(fail),
+            },
+        };
+        let failure = result.err();
+        if let Some(f) = &failure {
+            tracing::info!(request = %rid, code = %f.code, "tc failed");
+        }
+        out.extend(self.verification(tc.apid, tc.source_id, Stage::Completion, rid, failure, now));
+        if let Some(key_id) = after_completion {
+            // The completion report went out under the old key, so the
+            // ground can read it; everything after uses the new key.
+            match self.sec.switch_tx(&self.store, key_id) {
+                Ok(()) => {
+                    tracing::info!(key_id, "downlink switched to the new key");
+                    out.extend(self.raise(EventId::REKEYED, key_id.to_be_bytes().to_vec(), now));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot switch to the new key"),
+            }
+        }
+    }
+
+    fn rekey(&mut self, key_id: u16, key: &[u8; 32], now: Now) -> Result<(), FailureNotice> {
+        let refused = |why: &str| FailureNotice {
+            code: ReasonCode::SEC_REKEY_REFUSED,
+            data: why.as_bytes().to_vec(),
+        };
+        if key_id == 0 {
+            return Err(refused("key id 0 is reserved"));
+        }
+        let configured = self.cfg.link.keys.iter().any(|k| k.id == key_id);
+        let used = self.store.key_id_used(key_id).map_err(|e| FailureNotice {
+            code: e.code(),
+            data: Vec::new(),
+        })?;
+        if configured || used || self.sec.has_key(key_id) {
+            return Err(refused("key id already used; ids are never reused"));
+        }
+        if key.iter().all(|b| *b == key[0]) {
+            return Err(refused("constant key refused"));
+        }
+        self.store
+            .install_key(key_id, key, now.unix_ms)
+            .map_err(|e| FailureNotice {
+                code: e.code(),
+                data: Vec::new(),
+            })?;
+        self.sec.add_key(key_id, &LinkKey::new(*key));
+        Ok(())
+    }
+
+    fn dump_events(
+        &mut self,
+        max: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let events = self.store.recent_events(max).map_err(|e| FailureNotice {
+            code: e.code(),
+            data: Vec::new(),
+        })?;
+        for e in events {
+            let ev = Event {
+                id: EventId(e.event_id),
+                seq: e.seq,
+                time_unix_ms: e.time_unix_ms,
+                aux: e.aux,
+            };
+            let body = TmBody {
+                apid: apid::EVENTS,
+                service: service::EVENT,
+                subtype: e.severity,
+                dest_id: 0,
+                data: ev.encode(),
+            };
+            out.extend(self.emit(&body, now));
+        }
+        Ok(())
+    }
+
+    /// Periodic work: due rate-limited events, periodic housekeeping,
+    /// storage checks. Call every ~100 ms with fresh decoder counters.
+    pub fn tick(&mut self, now: Now) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (id, aux) in self.limiter.flush(now.mono) {
+            out.extend(self.raise(id, aux, now));
+        }
+        if let Some(due) = self.next_hk
+            && now.mono >= due
+        {
+            self.next_hk =
+                Some(now.mono + Duration::from_secs(u64::from(self.cfg.telemetry.hk_interval_s)));
+            let body = self.hk_report(0);
+            out.extend(self.emit(&body, now));
+        }
+        if now.mono >= self.next_storage_check {
+            self.next_storage_check = now.mono + Duration::from_secs(60);
+            let r = Readings::sample(&self.cfg.telemetry.thermal_zone, &self.cfg.state_dir, 0);
+            if let Some(free) = r.storage_free_bytes
+                && free < self.cfg.telemetry.storage_warn_free_bytes
+                && let Some(aux) =
+                    self.limiter
+                        .latest(EventId::STORAGE_LOW, free.to_be_bytes().to_vec(), now.mono)
+            {
+                out.extend(self.raise(EventId::STORAGE_LOW, aux, now));
+            }
+        }
+        out
+    }
+
+    /// Latest frame decoder counters from the transport.
+    pub fn set_frame_stats(&mut self, stats: DecoderStats) {
+        self.frame_stats = stats;
+    }
+
+    fn hk_report(&self, dest_id: u16) -> TmBody {
+        let readings = Readings::sample(
+            &self.cfg.telemetry.thermal_zone,
+            &self.cfg.state_dir,
+            self.store.disk_usage(),
+        );
+        let snapshot = Snapshot {
+            uptime_s: self.started.elapsed().as_secs(),
+            boot_count: self.boot_count,
+            mode: self.mode,
+            mode_reason: 0,
+            frames: self.frame_stats,
+            sec: self.sec.counters(),
+            node: NodeCounters {
+                tm_suppressed: self
+                    .counters
+                    .tm_suppressed
+                    .saturating_add(self.limiter.suppressed()),
+                ..self.counters
+            },
+            tx_key_id: self.sec.tx_key_id(),
+            tx_next_seq: self.sec.tx_next_seq(),
+            rx_highest_seq: self.sec.rx_highest(),
+            readings,
+        };
+        TmBody {
+            apid: apid::HK,
+            service: service::HK,
+            subtype: subtype::HK_REPORT,
+            dest_id,
+            data: hk::build(&snapshot).encode(),
+        }
+    }
+
+    fn verification(
+        &mut self,
+        tc_apid: u16,
+        dest_id: u16,
+        stage: Stage,
+        request_id: spacenode_wire::pus::RequestId,
+        failure: Option<FailureNotice>,
+        now: Now,
+    ) -> Option<Vec<u8>> {
+        let report = Verification {
+            stage,
+            request_id,
+            failure,
+        };
+        let body = TmBody {
+            apid: tc_apid,
+            service: service::VERIFICATION,
+            subtype: report.subtype(),
+            dest_id,
+            data: report.encode(),
+        };
+        self.emit(&body, now)
+    }
+
+    fn record_event(&mut self, id: EventId, aux: &[u8], now: Now) -> Option<u32> {
+        let severity = id.severity();
+        tracing::info!(
+            event = id.name().unwrap_or("unknown"),
+            severity = severity.name(),
+            "event"
+        );
+        match self
+            .store
+            .append_event(now.unix_ms, id.0, severity as u8, aux)
+        {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store event");
+                None
+            }
+        }
+    }
+
+    fn raise(&mut self, id: EventId, aux: Vec<u8>, now: Now) -> Option<Vec<u8>> {
+        let seq = self.record_event(id, &aux, now).unwrap_or(0);
+        let ev = Event {
+            id,
+            seq,
+            time_unix_ms: now.unix_ms,
+            aux,
+        };
+        let body = TmBody {
+            apid: apid::EVENTS,
+            service: service::EVENT,
+            subtype: id.severity() as u8,
+            dest_id: 0,
+            data: ev.encode(),
+        };
+        self.emit(&body, now)
+    }
+
+    /// Builds, seals and frames one TM. Failures are logged and counted; the
+    /// link goes on.
+    fn emit(&mut self, body: &TmBody, now: Now) -> Option<Vec<u8>> {
+        let seq = self.tm_seq.entry(body.apid).or_insert(0);
+        let seq_count = *seq;
+        *seq = (*seq + 1) & 0x3FFF;
+        let counter = self.msg_counters.entry(body.service).or_insert(0);
+        let msg_counter = *counter;
+        *counter = counter.wrapping_add(1);
+        let tm = Tm {
+            apid: body.apid,
+            seq_count,
+            service: body.service,
+            subtype: body.subtype,
+            msg_counter,
+            dest_id: body.dest_id,
+            time_unix_ms: now.unix_ms,
+            data: body.data.clone(),
+        };
+        let result = tm
+            .encode()
+            .map_err(|e| e.to_string())
+            .and_then(|pkt| {
+                self.sec
+                    .seal_downlink(&mut self.store, &pkt)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|env| frame::encode(&env).map_err(|e| e.to_string()));
+        match result {
+            Ok(f) => {
+                self.counters.tm_sent = self.counters.tm_sent.saturating_add(1);
+                Some(f)
+            }
+            Err(e) => {
+                self.counters.tm_suppressed = self.counters.tm_suppressed.saturating_add(1);
+                tracing::error!(error = %e, service = body.service, subtype = body.subtype, "cannot send tm");
+                None
+            }
+        }
+    }
+
+    /// Counts a TM dropped because the transport queue was full.
+    pub fn count_dropped(&mut self) {
+        self.counters.tm_suppressed = self.counters.tm_suppressed.saturating_add(1);
+    }
+}

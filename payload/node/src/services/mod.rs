@@ -1,0 +1,132 @@
+//! Telecommand acceptance: routes a decoded TC by APID, service and subtype
+//! to a typed [`Request`], or refuses it with a reason code (PUS 1
+//! acceptance failure). Execution lives with the state it needs
+//! ([`crate::node`]); this module is pure.
+//!
+//! It must never execute anything or touch storage.
+
+pub mod events;
+pub mod hk;
+
+use spacenode_wire::ReasonCode;
+use spacenode_wire::msg::{EventDump, FailureNotice, HkRequest, MsgError, Rekey};
+use spacenode_wire::pus::Tc;
+use spacenode_wire::services::{apid, service, subtype};
+
+/// A telecommand that passed acceptance.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// TC[17,1].
+    Ping,
+    /// TC[3,27].
+    Housekeeping(HkRequest),
+    /// TC[5,128].
+    EventDump(EventDump),
+    /// TC[128,1].
+    Rekey(Rekey),
+}
+
+/// A TM to send, before sequence counts and time are assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmBody {
+    /// Source APID.
+    pub apid: u16,
+    /// Service type.
+    pub service: u8,
+    /// Subtype.
+    pub subtype: u8,
+    /// Destination (ground station) id, 0 for broadcast.
+    pub dest_id: u16,
+    /// Source data.
+    pub data: Vec<u8>,
+}
+
+fn refuse(code: ReasonCode) -> FailureNotice {
+    FailureNotice {
+        code,
+        data: Vec::new(),
+    }
+}
+
+fn bad_data(e: &MsgError) -> FailureNotice {
+    FailureNotice {
+        code: e.code(),
+        data: e.to_string().into_bytes(),
+    }
+}
+
+/// Acceptance: is this TC one the node serves, with well-formed data?
+///
+/// # Errors
+/// The failure notice for TM[1,2].
+pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
+    let known_apids = [apid::CORE, apid::HK, apid::EVENTS, apid::LINK];
+    if !known_apids.contains(&tc.apid) {
+        return Err(refuse(ReasonCode::UNKNOWN_APID));
+    }
+    match (tc.apid, tc.service, tc.subtype) {
+        (apid::CORE, service::TEST, subtype::PING) if tc.app_data.is_empty() => Ok(Request::Ping),
+        (apid::CORE, service::TEST, subtype::PING) => {
+            Err(bad_data(&MsgError::Trailing(tc.app_data.len())))
+        }
+        (apid::HK, service::HK, subtype::HK_ONE_SHOT) => HkRequest::decode(&tc.app_data)
+            .map(Request::Housekeeping)
+            .map_err(|e| bad_data(&e)),
+        (apid::EVENTS, service::EVENT, subtype::EVENT_DUMP) => EventDump::decode(&tc.app_data)
+            .map(Request::EventDump)
+            .map_err(|e| bad_data(&e)),
+        (apid::LINK, service::LINK, subtype::LINK_REKEY) => Rekey::decode(&tc.app_data)
+            .map(Request::Rekey)
+            .map_err(|e| bad_data(&e)),
+        _ => Err(refuse(ReasonCode::UNKNOWN_SERVICE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_known_requests() {
+        assert_eq!(
+            accept(&Tc::new(apid::CORE, 1, 17, 1, vec![])),
+            Ok(Request::Ping)
+        );
+        assert!(matches!(
+            accept(&Tc::new(apid::HK, 1, 3, 27, vec![1, 1])),
+            Ok(Request::Housekeeping(HkRequest { structures })) if structures == vec![1]
+        ));
+    }
+
+    #[test]
+    fn refuses_with_reason_codes() {
+        assert_eq!(
+            accept(&Tc::new(0x555, 1, 17, 1, vec![])).unwrap_err().code,
+            ReasonCode::UNKNOWN_APID
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::CORE, 1, 17, 9, vec![]))
+                .unwrap_err()
+                .code,
+            ReasonCode::UNKNOWN_SERVICE
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::HK, 1, 17, 1, vec![]))
+                .unwrap_err()
+                .code,
+            ReasonCode::UNKNOWN_SERVICE
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::CORE, 1, 17, 1, vec![0]))
+                .unwrap_err()
+                .code,
+            ReasonCode::BAD_APP_DATA
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::LINK, 1, 128, 1, vec![0; 5]))
+                .unwrap_err()
+                .code,
+            ReasonCode::BAD_APP_DATA
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Versioned schema migrations. Each entry moves the schema from version
+//! `i` to `i + 1` inside one transaction; `PRAGMA user_version` records
+//! where a file stands. Entries are append-only: a released migration is
+//! never edited, a fix is a new entry.
+
+use rusqlite::Connection;
+
+/// Migration steps, in order.
+const MIGRATIONS: &[&str] = &[
+    // 1: skeleton — meta counters, link sequence bounds, rekeyed link keys,
+    // event log.
+    "CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE link_seq (
+        key_id         INTEGER NOT NULL,
+        direction      INTEGER NOT NULL CHECK (direction IN (0, 1)),
+        reserved_until INTEGER NOT NULL CHECK (reserved_until >= 1),
+        PRIMARY KEY (key_id, direction)
+     ) STRICT;
+     CREATE TABLE link_keys (
+        key_id     INTEGER PRIMARY KEY CHECK (key_id BETWEEN 1 AND 65535),
+        key        BLOB NOT NULL CHECK (length(key) = 32),
+        created_ms INTEGER NOT NULL,
+        retired    INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE TABLE retired_keys (
+        key_id INTEGER PRIMARY KEY
+     ) STRICT;
+     CREATE TABLE events (
+        seq      INTEGER PRIMARY KEY,
+        time_ms  INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        severity INTEGER NOT NULL,
+        aux      BLOB NOT NULL
+     ) STRICT;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub(super) enum MigrateError {
+    Sqlite(rusqlite::Error),
+    TooNew(u32),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(MigrateError::TooNew(current));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", from as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

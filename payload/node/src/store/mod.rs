@@ -1,0 +1,599 @@
+//! Persistent state in one SQLite database (WAL mode, full sync): boot
+//! count, link sequence reservations, link keys installed by rekey, and the
+//! event log. Later services add their tables through [`migrations`].
+//!
+//! Every write that protects against reuse (sequence reservations) is
+//! committed before the caller acts on it. This module owns the schema and
+//! its SQL; it must never make mission decisions, and no other module may
+//! issue SQL.
+
+mod migrations;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use spacenode_wire::ReasonCode;
+
+pub use migrations::SCHEMA_VERSION;
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O, corruption, full disk, busy).
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// Database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer daemon.
+    #[error("database schema version {found} is newer than this daemon's {supported}")]
+    TooNew {
+        /// Version found in the file.
+        found: u32,
+        /// Highest version this build knows.
+        supported: u32,
+    },
+    /// A stored value is outside its domain (corruption or tampering).
+    #[error("stored value {what} out of range: {value}")]
+    OutOfRange {
+        /// Which value.
+        what: &'static str,
+        /// The value found.
+        value: i64,
+    },
+}
+
+impl StoreError {
+    /// The reason code reported to the ground.
+    #[must_use]
+    pub fn code(&self) -> ReasonCode {
+        match self {
+            Self::Sqlite { .. } => ReasonCode(0x0201),
+            Self::TooNew { .. } => ReasonCode(0x0202),
+            Self::OutOfRange { .. } => ReasonCode(0x0203),
+        }
+    }
+}
+
+/// Direction of a persisted sequence bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqDir {
+    /// Numbers this node sends.
+    Tx,
+    /// Numbers this node receives.
+    Rx,
+}
+
+impl SeqDir {
+    fn as_i64(self) -> i64 {
+        match self {
+            Self::Tx => 0,
+            Self::Rx => 1,
+        }
+    }
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Node-wide sequence number.
+    pub seq: u32,
+    /// When it happened.
+    pub time_unix_ms: i64,
+    /// Event id.
+    pub event_id: u16,
+    /// Severity (TM[5,x] subtype).
+    pub severity: u8,
+    /// Event data.
+    pub aux: Vec<u8>,
+}
+
+/// A link key installed by rekey.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id.
+    pub key_id: u16,
+    /// Key material (plaintext for now: the key-custody work seals it).
+    pub key: [u8; 32],
+}
+
+impl core::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for StoredKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+/// Maximum events kept; older ones are pruned.
+pub const EVENT_LOG_CAPACITY: i64 = 10_000;
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `state_dir/spacenode.db` and migrates it.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the file cannot be opened, is corrupt or is newer.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let path = state_dir.join("spacenode.db");
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        // WAL: readers never block the writer; FULL: a commit survives power
+        // loss, which the sequence reservations depend on.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let mut store = Self { conn, path };
+        migrations::migrate(&mut store.conn).map_err(|e| match e {
+            migrations::MigrateError::Sqlite(source) => StoreError::Sqlite {
+                path: store.path.clone(),
+                source,
+            },
+            migrations::MigrateError::TooNew(found) => StoreError::TooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            },
+        })?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The schema version of the open database.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn set_meta(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Counts this start and returns the new boot count. Called first thing,
+    /// before anything that could crash, so boot loops are visible.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn record_boot(&mut self) -> Result<u32, StoreError> {
+        let count = self.meta("boot_count")?.unwrap_or(0).saturating_add(1);
+        self.set_meta("boot_count", count)?;
+        u32::try_from(count).map_err(|_| StoreError::OutOfRange {
+            what: "boot_count",
+            value: count,
+        })
+    }
+
+    /// The persisted sequence bound of a key and direction (1 if none).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn seq_bound(&self, key_id: u16, dir: SeqDir) -> Result<u64, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT reserved_until FROM link_seq WHERE key_id = ?1 AND direction = ?2",
+                params![key_id, dir.as_i64()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match v {
+            None => Ok(1),
+            Some(v) => u64::try_from(v).map_err(|_| StoreError::OutOfRange {
+                what: "reserved_until",
+                value: v,
+            }),
+        }
+    }
+
+    /// Durably raises the sequence bound of a key and direction. Never lowers
+    /// it, whatever the argument.
+    ///
+    /// # Errors
+    /// [`StoreError`]; on error the caller must not use the numbers.
+    pub fn raise_seq_bound(
+        &mut self,
+        key_id: u16,
+        dir: SeqDir,
+        reserved_until: u64,
+    ) -> Result<(), StoreError> {
+        let v = i64::try_from(reserved_until).map_err(|_| StoreError::OutOfRange {
+            what: "reserved_until",
+            value: i64::MAX,
+        })?;
+        self.conn
+            .execute(
+                "INSERT INTO link_seq(key_id, direction, reserved_until) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(key_id, direction) DO UPDATE \
+                 SET reserved_until = max(reserved_until, excluded.reserved_until)",
+                params![key_id, dir.as_i64(), v],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Keys installed by rekey, not retired.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn link_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key_id, key FROM link_keys WHERE retired = 0 ORDER BY key_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, mut key) = row.map_err(|e| self.err(e))?;
+            let key_id = u16::try_from(id).map_err(|_| StoreError::OutOfRange {
+                what: "key_id",
+                value: id,
+            })?;
+            let material =
+                <[u8; 32]>::try_from(key.as_slice()).map_err(|_| StoreError::OutOfRange {
+                    what: "key length",
+                    value: key.len() as i64,
+                });
+            zeroize::Zeroize::zeroize(&mut key);
+            out.push(StoredKey {
+                key_id,
+                key: material?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether a key id was ever used (installed, retired, or with sequence
+    /// state): a key id is never reused, so its nonces never repeat.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn key_id_used(&self, key_id: u16) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM link_keys WHERE key_id = ?1) \
+                 OR EXISTS(SELECT 1 FROM link_seq WHERE key_id = ?1)",
+                [key_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Installs a key and makes it the downlink key, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn install_key(
+        &mut self,
+        key_id: u16,
+        key: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO link_keys(key_id, key, created_ms, retired) VALUES (?1, ?2, ?3, 0)",
+            params![key_id, key.as_slice(), now_ms],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('tx_key_id', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key_id],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Marks a key retired (and records it, so config keys can be retired).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn retire_key(&mut self, key_id: u16) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO retired_keys(key_id) VALUES (?1) ON CONFLICT DO NOTHING",
+                [key_id],
+            )
+            .and_then(|_| {
+                self.conn.execute(
+                    "UPDATE link_keys SET retired = 1 WHERE key_id = ?1",
+                    [key_id],
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Key ids retired so far.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn retired_key_ids(&self) -> Result<Vec<u16>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key_id FROM retired_keys")
+            .map_err(|e| self.err(e))?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(e))?
+            .filter_map(Result::ok)
+            .filter_map(|v| u16::try_from(v).ok())
+            .collect();
+        Ok(ids)
+    }
+
+    /// The downlink key chosen by the last rekey, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn tx_key_id(&self) -> Result<Option<u16>, StoreError> {
+        match self.meta("tx_key_id")? {
+            None => Ok(None),
+            Some(v) => u16::try_from(v)
+                .map(Some)
+                .map_err(|_| StoreError::OutOfRange {
+                    what: "tx_key_id",
+                    value: v,
+                }),
+        }
+    }
+
+    /// Appends an event, assigning its sequence number, and prunes the log to
+    /// [`EVENT_LOG_CAPACITY`].
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn append_event(
+        &mut self,
+        time_unix_ms: i64,
+        event_id: u16,
+        severity: u8,
+        aux: &[u8],
+    ) -> Result<u32, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let last: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'event_seq'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)?
+            .unwrap_or(0);
+        let seq = last.saturating_add(1);
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('event_seq', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [seq],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO events(seq, time_ms, event_id, severity, aux) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![seq, time_unix_ms, event_id, severity, aux],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "DELETE FROM events WHERE seq <= ?1",
+            [seq.saturating_sub(EVENT_LOG_CAPACITY)],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        u32::try_from(seq).map_err(|_| StoreError::OutOfRange {
+            what: "event_seq",
+            value: seq,
+        })
+    }
+
+    /// The most recent `max` events, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn recent_events(&self, max: u16) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, time_ms, event_id, severity, aux FROM \
+                 (SELECT * FROM events ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([max], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, time_unix_ms, id, sev, aux) = row.map_err(|e| self.err(e))?;
+            out.push(StoredEvent {
+                seq: u32::try_from(seq).map_err(|_| StoreError::OutOfRange {
+                    what: "event seq",
+                    value: seq,
+                })?,
+                time_unix_ms,
+                event_id: u16::try_from(id).map_err(|_| StoreError::OutOfRange {
+                    what: "event id",
+                    value: id,
+                })?,
+                severity: u8::try_from(sev).map_err(|_| StoreError::OutOfRange {
+                    what: "severity",
+                    value: sev,
+                })?,
+                aux,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Bytes used by the database file and its WAL.
+    #[must_use]
+    pub fn disk_usage(&self) -> u64 {
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = self.path.clone().into_os_string();
+                p.push(suffix);
+                std::fs::metadata(p).ok()
+            })
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs SQLite's integrity check; `Ok(true)` when the file is sound.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the check cannot run.
+    pub fn integrity_ok(&self) -> Result<bool, StoreError> {
+        let verdict: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(verdict == "ok")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_migrates_and_counts_boots() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+            assert_eq!(s.record_boot().unwrap(), 1);
+        }
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.record_boot().unwrap(), 2);
+        assert!(s.integrity_ok().unwrap());
+        let mode: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn seq_bounds_never_go_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.seq_bound(1, SeqDir::Tx).unwrap(), 1);
+        s.raise_seq_bound(1, SeqDir::Tx, 500).unwrap();
+        s.raise_seq_bound(1, SeqDir::Tx, 200).unwrap();
+        assert_eq!(s.seq_bound(1, SeqDir::Tx).unwrap(), 500);
+        assert_eq!(s.seq_bound(1, SeqDir::Rx).unwrap(), 1);
+        assert!(s.key_id_used(1).unwrap());
+        assert!(!s.key_id_used(2).unwrap());
+    }
+
+    #[test]
+    fn events_are_numbered_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        for i in 0..5 {
+            assert_eq!(s.append_event(i, 7, 1, &[i as u8]).unwrap(), (i + 1) as u32);
+        }
+        let recent = s.recent_events(2).unwrap();
+        assert_eq!(recent.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    }
+
+    #[test]
+    fn keys_install_and_retire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.install_key(9, &[3; 32], 0).unwrap();
+        assert_eq!(s.tx_key_id().unwrap(), Some(9));
+        assert_eq!(s.link_keys().unwrap().len(), 1);
+        assert!(
+            s.install_key(9, &[4; 32], 0).is_err(),
+            "a key id is never reinstalled"
+        );
+        s.retire_key(9).unwrap();
+        s.retire_key(1).unwrap();
+        assert!(s.link_keys().unwrap().is_empty());
+        let mut retired = s.retired_key_ids().unwrap();
+        retired.sort();
+        assert_eq!(retired, vec![1, 9]);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("spacenode.db")).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::TooNew { .. })
+        ));
+    }
+}

@@ -1,0 +1,253 @@
+//! APIDs and PUS service/subtype numbers: the addressing table of every
+//! message the node and ground exchange. `docs/wire.md` prints this table;
+//! a test keeps the two in step.
+//!
+//! Standard services keep their ECSS numbers; mission services use the
+//! private range (128 and up). Each service has its own APID so the ground can
+//! route and filter by application. This module must never carry behaviour.
+
+/// Application process ids.
+pub mod apid {
+    /// Core: PUS 17 test (ping). Verification reports come from the APID of
+    /// the TC they verify.
+    pub const CORE: u16 = 0x010;
+    /// PUS 3 housekeeping.
+    pub const HK: u16 = 0x011;
+    /// PUS 5 events.
+    pub const EVENTS: u16 = 0x012;
+    /// Link management (rekey).
+    pub const LINK: u16 = 0x020;
+    /// Bitcoin header chain and SPV.
+    pub const CHAIN: u16 = 0x030;
+    /// Key custody and attestation.
+    pub const KEYS: u16 = 0x040;
+    /// Spending policy and audit.
+    pub const POLICY: u16 = 0x050;
+    /// Signing requests.
+    pub const SIGN: u16 = 0x060;
+    /// Modes and safe mode.
+    pub const MODE: u16 = 0x070;
+    /// File transfer and updates.
+    pub const FILES: u16 = 0x080;
+}
+
+/// PUS service type numbers.
+pub mod service {
+    /// ST[01] request verification.
+    pub const VERIFICATION: u8 = 1;
+    /// ST[03] housekeeping.
+    pub const HK: u8 = 3;
+    /// ST[05] event reporting.
+    pub const EVENT: u8 = 5;
+    /// ST[17] test.
+    pub const TEST: u8 = 17;
+    /// Mission: link management.
+    pub const LINK: u8 = 128;
+}
+
+/// Message subtypes, per service.
+pub mod subtype {
+    /// TM[1,1] acceptance success.
+    pub const ACCEPT_OK: u8 = 1;
+    /// TM[1,2] acceptance failure.
+    pub const ACCEPT_FAIL: u8 = 2;
+    /// TM[1,3] start of execution success.
+    pub const START_OK: u8 = 3;
+    /// TM[1,4] start of execution failure.
+    pub const START_FAIL: u8 = 4;
+    /// TM[1,7] completion success.
+    pub const COMPLETE_OK: u8 = 7;
+    /// TM[1,8] completion failure.
+    pub const COMPLETE_FAIL: u8 = 8;
+
+    /// TC[3,27] generate a one-shot report of housekeeping structures.
+    pub const HK_ONE_SHOT: u8 = 27;
+    /// TM[3,25] housekeeping parameter report.
+    pub const HK_REPORT: u8 = 25;
+
+    /// TM[5,1] informative event.
+    pub const EVENT_INFO: u8 = 1;
+    /// TM[5,2] low-severity anomaly.
+    pub const EVENT_LOW: u8 = 2;
+    /// TM[5,3] medium-severity anomaly.
+    pub const EVENT_MEDIUM: u8 = 3;
+    /// TM[5,4] high-severity anomaly.
+    pub const EVENT_HIGH: u8 = 4;
+    /// TC[5,128] re-send the most recent stored events (mission subtype).
+    pub const EVENT_DUMP: u8 = 128;
+
+    /// TC[17,1] are-you-alive test.
+    pub const PING: u8 = 1;
+    /// TM[17,2] are-you-alive report.
+    pub const PONG: u8 = 2;
+
+    /// TC[128,1] install a new link key and switch to it.
+    pub const LINK_REKEY: u8 = 1;
+}
+
+/// Direction of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Ground to node.
+    Tc,
+    /// Node to ground.
+    Tm,
+}
+
+/// One row of the addressing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageDef {
+    /// TC or TM.
+    pub kind: Kind,
+    /// APID it travels on (`None`: the APID of the TC it answers).
+    pub apid: Option<u16>,
+    /// Service type.
+    pub service: u8,
+    /// Subtype.
+    pub subtype: u8,
+    /// Short name used in logs and by the ground tool.
+    pub name: &'static str,
+}
+
+const fn tc(apid: u16, service: u8, subtype: u8, name: &'static str) -> MessageDef {
+    MessageDef {
+        kind: Kind::Tc,
+        apid: Some(apid),
+        service,
+        subtype,
+        name,
+    }
+}
+
+const fn tm(apid: Option<u16>, service: u8, subtype: u8, name: &'static str) -> MessageDef {
+    MessageDef {
+        kind: Kind::Tm,
+        apid,
+        service,
+        subtype,
+        name,
+    }
+}
+
+/// Every message of the protocol.
+pub const MESSAGES: &[MessageDef] = &[
+    tm(
+        None,
+        service::VERIFICATION,
+        subtype::ACCEPT_OK,
+        "verify.accept-ok",
+    ),
+    tm(
+        None,
+        service::VERIFICATION,
+        subtype::ACCEPT_FAIL,
+        "verify.accept-fail",
+    ),
+    tm(
+        None,
+        service::VERIFICATION,
+        subtype::START_OK,
+        "verify.start-ok",
+    ),
+    tm(
+        None,
+        service::VERIFICATION,
+        subtype::START_FAIL,
+        "verify.start-fail",
+    ),
+    tm(
+        None,
+        service::VERIFICATION,
+        subtype::COMPLETE_OK,
+        "verify.complete-ok",
+    ),
+    tm(
+        None,
+        service::VERIFICATION,
+        subtype::COMPLETE_FAIL,
+        "verify.complete-fail",
+    ),
+    tc(apid::HK, service::HK, subtype::HK_ONE_SHOT, "hk.request"),
+    tm(Some(apid::HK), service::HK, subtype::HK_REPORT, "hk.report"),
+    tm(
+        Some(apid::EVENTS),
+        service::EVENT,
+        subtype::EVENT_INFO,
+        "event.info",
+    ),
+    tm(
+        Some(apid::EVENTS),
+        service::EVENT,
+        subtype::EVENT_LOW,
+        "event.low",
+    ),
+    tm(
+        Some(apid::EVENTS),
+        service::EVENT,
+        subtype::EVENT_MEDIUM,
+        "event.medium",
+    ),
+    tm(
+        Some(apid::EVENTS),
+        service::EVENT,
+        subtype::EVENT_HIGH,
+        "event.high",
+    ),
+    tc(
+        apid::EVENTS,
+        service::EVENT,
+        subtype::EVENT_DUMP,
+        "event.dump",
+    ),
+    tc(apid::CORE, service::TEST, subtype::PING, "test.ping"),
+    tm(Some(apid::CORE), service::TEST, subtype::PONG, "test.pong"),
+    tc(apid::LINK, service::LINK, subtype::LINK_REKEY, "link.rekey"),
+];
+
+/// The table row for a message, if the protocol defines it.
+#[must_use]
+pub fn lookup(kind: Kind, apid: u16, service: u8, subtype: u8) -> Option<&'static MessageDef> {
+    MESSAGES.iter().find(|m| {
+        m.kind == kind
+            && m.service == service
+            && m.subtype == subtype
+            && m.apid.is_none_or(|a| a == apid)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses_are_unique() {
+        for (i, a) in MESSAGES.iter().enumerate() {
+            for b in &MESSAGES[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert!(
+                    !(a.kind == b.kind
+                        && a.service == b.service
+                        && a.subtype == b.subtype
+                        && a.apid == b.apid),
+                    "{} and {} share an address",
+                    a.name,
+                    b.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn docs_list_every_message() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/wire.md"))
+                .expect("docs/wire.md exists");
+        for m in MESSAGES {
+            assert!(
+                doc.contains(&format!("`{}`", m.name)),
+                "docs/wire.md lacks `{}`",
+                m.name
+            );
+        }
+    }
+}
