@@ -175,6 +175,13 @@ impl ChannelModel {
         self.stats
     }
 
+    /// Changes the link's behaviour from now on (a new pass, a cleaner
+    /// channel). The pacing state and counters carry over.
+    pub fn set_params(&mut self, params: LinkParams) {
+        self.byte_time = params.byte_time();
+        self.params = params;
+    }
+
     /// A byte sent at `arrival` (time since start): what to deliver and
     /// when, or `None` if it never arrives.
     pub fn on_byte(&mut self, byte: u8, arrival: Duration) -> Option<(u8, Duration)> {
@@ -375,6 +382,15 @@ impl Emulator {
             self.node.link_to(n)?;
         }
         Ok(())
+    }
+
+    /// Changes both directions' behaviour from now on.
+    pub fn set_params(&self, params: &LinkParams) {
+        for m in &self.models {
+            if let Ok(mut m) = m.lock() {
+                m.set_params(params.clone());
+            }
+        }
     }
 
     /// Counters of both directions.

@@ -222,7 +222,9 @@ fn ping(
                 "attempts": attempts_total, "retries": link.stats.retries, "resyncs": link.stats.resyncs,
                 "rtt_min_ms": ms(min), "rtt_avg_ms": ms(avg), "rtt_max_ms": ms(max),
                 "elapsed_s": started.elapsed().as_secs_f64(),
+                "downlink_frames_ok": link.frame_stats().frames_ok,
                 "downlink_crc_errors": link.frame_stats().crc_errors,
+                "downlink_malformed": link.frame_stats().malformed,
                 "downlink_refused": link.stats.refused,
             })
         );

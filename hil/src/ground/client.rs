@@ -101,26 +101,68 @@ pub enum GroundError {
 pub struct RetryPolicy {
     /// Attempts before giving up.
     pub attempts: u32,
-    /// Wait after the first attempt.
+    /// Wait after the first attempt while no round trip has been measured.
     pub first_timeout: Duration,
+    /// Lower bound of the adaptive wait.
+    pub min_timeout: Duration,
     /// Upper bound of the wait as it grows.
     pub max_timeout: Duration,
 }
 
 impl RetryPolicy {
-    /// A policy scaled to the link: a request and its three reports take
-    /// roughly 300 bytes of wire time; wait three times that plus slack and
-    /// the round-trip latency, growing by a quarter per attempt up to four
-    /// times the first wait.
+    /// A policy scaled to the link. Until round trips are measured, wait
+    /// three times the wire time of a typical exchange (a request and three
+    /// reports, ~300 bytes) plus the round-trip latency; then the wait adapts
+    /// to measured round trips (RFC 6298) but never drops below the wire time
+    /// of 200 bytes. Each timeout multiplies the wait by 1.25, up to twice
+    /// the estimate and never beyond `max_timeout` (four times the first
+    /// wait).
     #[must_use]
     pub fn for_link(baud: u32, one_way_latency: Duration, attempts: u32) -> Self {
-        let wire = Duration::from_micros(300 * 10 * 1_000_000 / u64::from(baud.max(1)));
-        let first = (wire * 3 + one_way_latency * 2 + Duration::from_millis(15))
+        let wire =
+            |bytes: u64| Duration::from_micros(bytes * 10 * 1_000_000 / u64::from(baud.max(1)));
+        let rtt_latency = one_way_latency * 2;
+        let first = (wire(300) * 3 + rtt_latency + Duration::from_millis(15))
             .max(Duration::from_millis(40));
+        let min = (wire(200) + rtt_latency).max(Duration::from_millis(10));
         Self {
             attempts: attempts.max(1),
             first_timeout: first,
+            min_timeout: min,
             max_timeout: first * 4,
+        }
+    }
+}
+
+/// Smoothed round-trip estimate (RFC 6298), fed only by exchanges that
+/// succeeded at the first attempt (Karn's rule).
+#[derive(Debug, Clone, Copy, Default)]
+struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl RttEstimator {
+    fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                self.rttvar = (self.rttvar * 3 + srtt.abs_diff(r)) / 4;
+                self.srtt = Some((srtt * 7 + r) / 8);
+            }
+        }
+    }
+
+    fn timeout(&self, policy: &RetryPolicy) -> Duration {
+        match self.srtt {
+            None => policy.first_timeout,
+            Some(srtt) => (srtt + (self.rttvar * 4).max(Duration::from_millis(2))).clamp(
+                policy.min_timeout,
+                policy.max_timeout.max(policy.min_timeout),
+            ),
         }
     }
 }
@@ -172,6 +214,8 @@ pub struct Link {
     inbox: VecDeque<Tm>,
     unsolicited: VecDeque<Tm>,
     bytes_down: usize,
+    downlink_seqs: Option<Vec<(u16, u64)>>,
+    rtt: RttEstimator,
     /// Counters.
     pub stats: ClientStats,
 }
@@ -246,6 +290,8 @@ impl Link {
             inbox: VecDeque::new(),
             unsolicited: VecDeque::new(),
             bytes_down: 0,
+            downlink_seqs: None,
+            rtt: RttEstimator::default(),
             stats: ClientStats::default(),
         })
     }
@@ -342,7 +388,22 @@ impl Link {
         }
     }
 
+    /// Starts recording the (key id, sequence number) of every downlink
+    /// envelope received, accepted or not (tests check uniqueness).
+    pub fn record_downlink_seqs(&mut self) {
+        self.downlink_seqs.get_or_insert_with(Vec::new);
+    }
+
+    /// The recorded downlink sequence numbers.
+    #[must_use]
+    pub fn downlink_seqs(&self) -> &[(u16, u64)] {
+        self.downlink_seqs.as_deref().unwrap_or_default()
+    }
+
     fn open_frame(&mut self, envelope: &[u8]) -> Result<(), GroundError> {
+        if let (Some(seqs), Ok(h)) = (self.downlink_seqs.as_mut(), SecHeader::parse(envelope)) {
+            seqs.push((h.key_id, h.seq));
+        }
         let accepted = match self.rx.accept(envelope) {
             Ok(a) => a,
             Err(_) => {
@@ -409,7 +470,11 @@ impl Link {
     pub fn request(&mut self, tc: &Tc, policy: RetryPolicy) -> Result<Exchange, GroundError> {
         let request_id = tc.request_id();
         let start = Instant::now();
-        let mut timeout = policy.first_timeout;
+        let mut timeout = self.rtt.timeout(&policy);
+        // A serial link has no congestion to back off from: losses are bit
+        // errors. Grow the wait gently (a busy node still gets time) and
+        // only up to twice the estimate.
+        let ceiling = (timeout * 2).min(policy.max_timeout.max(timeout));
         let mut replies = Vec::new();
         for attempt in 1..=policy.attempts {
             if attempt > 1 {
@@ -433,6 +498,9 @@ impl Link {
                         });
                     }
                     if v.stage == Stage::Completion {
+                        if attempt == 1 {
+                            self.rtt.sample(sent_at.elapsed());
+                        }
                         return Ok(Exchange {
                             request_id,
                             attempts: attempt,
@@ -457,7 +525,7 @@ impl Link {
                     break;
                 }
             }
-            timeout = (timeout * 5 / 4).min(policy.max_timeout);
+            timeout = (timeout * 5 / 4).min(ceiling);
         }
         Err(GroundError::Silent {
             request: request_id,

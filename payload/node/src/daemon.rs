@@ -60,6 +60,11 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             ev = event_rx.recv() => {
                 let Some(ev) = ev else { break };
                 let now = Now::read();
+                // The transport updates the decoder counters before it
+                // hands a frame over, so a report built now includes it.
+                if let Ok(s) = stats.lock() {
+                    node.set_frame_stats(*s);
+                }
                 let frames = match ev {
                     LinkEvent::Frame(payload) => node.on_frame(&payload, now),
                     LinkEvent::Up => {

@@ -1,0 +1,210 @@
+//! The command-line surface: help everywhere, config validation with exit
+//! codes, clear errors for a missing port or a silent node, readiness only
+//! once the link is up, events and rekey through the real `ground` binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use spacenode_hil::emulator::{Emulator, LinkParams};
+use spacenode_system_tests::{Fixture, Node, bin, housekeeping, patient};
+use spacenode_wire::frame;
+use spacenode_wire::security::{Cipher, Direction, LinkKey};
+use spacenode_wire::services::{apid, service, subtype};
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_is_everywhere() {
+    for (binary, args) in [
+        ("spacenoded", vec!["--help"]),
+        ("linkemu", vec!["--help"]),
+        ("ground", vec!["--help"]),
+        ("ground", vec!["ping", "--help"]),
+        ("ground", vec!["hk", "--help"]),
+        ("ground", vec!["events", "--help"]),
+        ("ground", vec!["link", "--help"]),
+        ("ground", vec!["link", "rekey", "--help"]),
+    ] {
+        let (code, stdout, _) = run(Command::new(bin(binary)).args(&args));
+        assert_eq!(code, 0, "{binary} {args:?}");
+        assert!(stdout.contains("Usage:"), "{binary} {args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn check_config_accepts_valid_and_names_the_bad_key() {
+    let fx = Fixture::new(std::path::Path::new("/dev/ttyAMA0"), 115_200, "");
+    let (code, stdout, _) = run(Command::new(bin("spacenoded"))
+        .arg("--check-config")
+        .arg(&fx.node_config));
+    assert_eq!(code, 0);
+    assert!(stdout.contains(": ok"));
+
+    let text = std::fs::read_to_string(&fx.node_config).unwrap();
+    for (broken, expect) in [
+        (
+            text.replace("baud = 115200", "baud = 115201"),
+            "`link.baud`",
+        ),
+        (
+            text.replace("[link]", "[link]\nparity = \"odd\""),
+            "unknown field `parity`",
+        ),
+        (
+            text.replace(&hex::encode(fx.key), "00ff"),
+            "`link.keys[0].key`: expected 32 bytes",
+        ),
+        (
+            text.replace("tx_key_id = 1", "tx_key_id = 4"),
+            "`link.tx_key_id`: 4 is not among link.keys",
+        ),
+    ] {
+        std::fs::write(&fx.node_config, broken).unwrap();
+        let (code, _, stderr) = run(Command::new(bin("spacenoded"))
+            .arg("--check-config")
+            .arg(&fx.node_config));
+        assert_eq!(code, 78, "EX_CONFIG expected: {stderr}");
+        assert!(stderr.contains(expect), "wanted {expect:?} in {stderr}");
+    }
+    let (code, _, stderr) = run(Command::new(bin("spacenoded"))
+        .arg("--config")
+        .arg("/nonexistent/spacenoded.toml"));
+    assert_eq!(code, 78);
+    assert!(stderr.contains("/nonexistent/spacenoded.toml"), "{stderr}");
+}
+
+#[test]
+fn ground_explains_a_missing_port_and_a_silent_node() {
+    let emu = Emulator::start(LinkParams::clean(115_200)).unwrap();
+    let fx = Fixture::new(emu.node_path(), 115_200, Fixture::QUIET);
+    let (code, _, stderr) = run(Command::new(bin("ground"))
+        .arg("--config")
+        .arg(&fx.ground_config)
+        .args(["--port", "/dev/ttyUSB97", "ping"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/dev/ttyUSB97 does not exist"), "{stderr}");
+
+    // The emulator runs but no node is behind it.
+    let out = fx.ground(emu.ground_path(), &["--retries", "3", "hk"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("no answer from the node") && stderr.contains("3 attempts"),
+        "{stderr}"
+    );
+    let out = fx.ground(emu.ground_path(), &["--retries", "2", "ping", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(2), "pings lost: exit 2");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 answered, 2 lost"));
+}
+
+#[test]
+fn ready_only_once_the_link_device_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("uart");
+    let fx = Fixture::new(&device, 115_200, Fixture::QUIET);
+    let node = Node::spawn(&fx);
+    assert!(
+        !node.wait_notify("READY=1", Duration::from_millis(1500)),
+        "ready without a link"
+    );
+    let emu = Emulator::start(LinkParams::clean(115_200)).unwrap();
+    emu.link_paths(None, Some(&device)).unwrap();
+    node.wait_ready(Duration::from_secs(10));
+    let out = fx.ground(emu.ground_path(), &["ping"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn events_and_housekeeping_read_well() {
+    let emu = Emulator::start(LinkParams::clean(115_200)).unwrap();
+    let fx = Fixture::new(emu.node_path(), 115_200, Fixture::QUIET);
+    let _node = Node::start(&fx);
+    let out = fx.ground(emu.ground_path(), &["events", "--last", "10"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("BOOT") && stdout.contains("boot_count=1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("LINK_UP"), "{stdout}");
+    let out = fx.ground(emu.ground_path(), &["hk"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "uptime",
+        "boot count",
+        "mode",
+        "normal",
+        "frames ok",
+        "crc errors",
+        "replays refused",
+        "auth failures",
+        "resyncs",
+        "storage used",
+        "cpu temperature",
+    ] {
+        assert!(stdout.contains(row), "hk table lacks {row}: {stdout}");
+    }
+}
+
+#[test]
+fn rekey_switches_both_ends_and_retires_the_old_key() {
+    let baud = 921_600;
+    let emu = Emulator::start(LinkParams::clean(baud)).unwrap();
+    let fx = Fixture::new(emu.node_path(), baud, Fixture::QUIET);
+    let _node = Node::start(&fx);
+    let out = fx.ground(
+        emu.ground_path(),
+        &["--baud", "921600", "link", "rekey", "--key-id", "7"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fx.ground(emu.ground_path(), &["--baud", "921600", "ping"]);
+    assert!(
+        out.status.success(),
+        "ping under the new key: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Reusing a key id is refused.
+    let out = fx.ground(
+        emu.ground_path(),
+        &["--baud", "921600", "link", "rekey", "--key-id", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SEC_REKEY_REFUSED"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut link = fx.link(emu.ground_path(), baud);
+    assert_eq!(link.tx_key_id(), 7);
+    let before = housekeeping(&mut link, patient(baud));
+    assert_eq!(before.tx_key_id, 7);
+    // The old key is retired on the node: packets under it are unknown.
+    let old = Cipher::new(1, &LinkKey::new(fx.key));
+    let tc = link.new_tc(apid::CORE, service::TEST, subtype::PING, vec![]);
+    let env = old
+        .seal(Direction::Uplink, 1 << 30, &tc.encode().unwrap())
+        .unwrap();
+    link.write_raw(&frame::encode(&env).unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let after = housekeeping(&mut link, patient(baud));
+    assert_eq!(after.unknown_keys, before.unknown_keys + 1, "{after:?}");
+}
