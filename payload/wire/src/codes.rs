@@ -69,6 +69,13 @@ reason_codes! {
     SEC_REKEY_REFUSED = 0x0106, "rekey refused";
     /// The transmit sequence space of the key is exhausted; rekey.
     SEC_SEQ_EXHAUSTED = 0x0107, "sequence numbers of this key exhausted";
+
+    /// The database failed (I/O, corruption, full disk, busy).
+    STORE_SQLITE = 0x0201, "database error (i/o, corruption, full disk)";
+    /// The database was written by a newer daemon.
+    STORE_TOO_NEW = 0x0202, "database written by a newer daemon";
+    /// A stored value is out of range (corruption or tampering).
+    STORE_OUT_OF_RANGE = 0x0203, "stored value out of range";
 }
 
 impl ReasonCode {
@@ -101,7 +108,7 @@ mod tests {
         let mut seen = HashSet::new();
         for (code, name, _) in ReasonCode::ALL {
             assert!(seen.insert(code.0), "duplicate code {name}");
-            let in_range = (0x0001..=0x01FF).contains(&code.0);
+            let in_range = (0x0001..=0x02FF).contains(&code.0);
             assert!(in_range, "{name} outside the wire crate's ranges");
         }
     }

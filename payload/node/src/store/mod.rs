@@ -50,9 +50,9 @@ impl StoreError {
     #[must_use]
     pub fn code(&self) -> ReasonCode {
         match self {
-            Self::Sqlite { .. } => ReasonCode(0x0201),
-            Self::TooNew { .. } => ReasonCode(0x0202),
-            Self::OutOfRange { .. } => ReasonCode(0x0203),
+            Self::Sqlite { .. } => ReasonCode::STORE_SQLITE,
+            Self::TooNew { .. } => ReasonCode::STORE_TOO_NEW,
+            Self::OutOfRange { .. } => ReasonCode::STORE_OUT_OF_RANGE,
         }
     }
 }

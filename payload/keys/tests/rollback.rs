@@ -1,0 +1,106 @@
+//! Anti-rollback against swtpm: the NV counter versus a simulated database.
+
+mod common;
+
+use common::*;
+use spacenode_keys::swtpm::Swtpm;
+use spacenode_keys::{EpochStatus, KeyError};
+
+/// The daemon's database, reduced to what matters here.
+#[derive(Clone, Debug, PartialEq)]
+struct Db {
+    epoch: u64,
+    policy_version: u32,
+}
+
+#[test]
+fn counter_provisioning_is_idempotent_and_monotonic() {
+    let mut sw = Swtpm::start().unwrap();
+    let mut tpm = connect(&sw);
+    let err = tpm.read_counter().unwrap_err();
+    assert!(matches!(err, KeyError::NvCounter { .. }), "{err:?}");
+    assert_eq!(err.code(), 0x0410);
+    let v0 = tpm.provision_counter().unwrap();
+    assert_eq!(tpm.provision_counter().unwrap(), v0, "provisioning twice bumps");
+    assert_eq!(tpm.increment_counter().unwrap(), v0 + 1);
+    drop(tpm);
+    // Survives a TPM restart.
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
+    assert_eq!(tpm.read_counter().unwrap(), v0 + 1);
+}
+
+#[test]
+fn restored_database_is_detected() {
+    let mut sw = Swtpm::start().unwrap();
+    let mut tpm = connect(&sw);
+    let first = tpm.provision_counter().unwrap();
+    let mut db = Db {
+        epoch: first,
+        policy_version: 1,
+    };
+    assert_eq!(
+        tpm.check_epoch(db.epoch).unwrap(),
+        EpochStatus::InSync { epoch: first }
+    );
+
+    // The attacker keeps a copy of the database (policy v1).
+    let copy = db.clone();
+
+    // A policy change: DB first (epoch = nv + 1), then the counter.
+    let next = tpm.next_epoch().unwrap();
+    db = Db {
+        epoch: next,
+        policy_version: 2,
+    };
+    assert_eq!(tpm.complete_epoch_bump(next).unwrap(), next);
+    assert_eq!(
+        tpm.check_epoch(db.epoch).unwrap(),
+        EpochStatus::InSync { epoch: next }
+    );
+
+    // Reboot with the old copy restored.
+    drop(tpm);
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
+    let err = tpm.check_epoch(copy.epoch).unwrap_err();
+    assert_eq!(
+        err,
+        KeyError::RollbackDetected {
+            nv: next,
+            db: first
+        }
+    );
+    assert_eq!(err.code(), 0x0404);
+    // The current database is fine.
+    assert!(tpm.check_epoch(db.epoch).is_ok());
+}
+
+#[test]
+fn crash_between_db_commit_and_counter_is_recovered() {
+    let mut sw = Swtpm::start().unwrap();
+    let mut tpm = connect(&sw);
+    let first = tpm.provision_counter().unwrap();
+    // Step 1 committed, then power loss before step 2.
+    let db_epoch = tpm.next_epoch().unwrap();
+    drop(tpm);
+    sw.power_cut();
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
+    assert_eq!(tpm.read_counter().unwrap(), first);
+    let status = tpm.check_epoch(db_epoch).unwrap();
+    assert_eq!(status, EpochStatus::InterruptedBump { target: db_epoch });
+    // Recovery completes step 2 (idempotent).
+    assert_eq!(tpm.complete_epoch_bump(db_epoch).unwrap(), db_epoch);
+    assert_eq!(tpm.complete_epoch_bump(db_epoch).unwrap(), db_epoch);
+    assert_eq!(
+        tpm.check_epoch(db_epoch).unwrap(),
+        EpochStatus::InSync { epoch: db_epoch }
+    );
+    // A database two ahead is not explained by a crash.
+    let err = tpm.check_epoch(db_epoch + 2).unwrap_err();
+    assert!(matches!(err, KeyError::EpochAhead { .. }), "{err:?}");
+    // Completing a bump to a target behind the counter is refused.
+    let err = tpm.complete_epoch_bump(first).unwrap_err();
+    assert!(matches!(err, KeyError::RollbackDetected { .. }), "{err:?}");
+}

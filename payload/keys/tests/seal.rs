@@ -1,0 +1,157 @@
+//! Sealing the seed and named secrets against swtpm: round trip, PCR
+//! change, restart persistence, auth failures and lockout.
+
+mod common;
+
+use bitcoin::bip32::DerivationPath;
+use bitcoin::NetworkKind;
+use common::*;
+use spacenode_keys::pcr::predict_software_pcr;
+use spacenode_keys::swtpm::Swtpm;
+use spacenode_keys::{
+    AuthValue, KeyError, KeyStore, Profile, SealedBlob, Signer, Tpm, TpmKeyStore,
+};
+use std::str::FromStr;
+
+#[test]
+fn seed_round_trip_and_pcr_change_and_restart() {
+    let mut sw = Swtpm::start().unwrap();
+    let tpm = boot(&sw, &BIN_V1, &CFG_V1);
+    let (store, blob) = TpmKeyStore::provision(tpm, NetworkKind::Test).unwrap();
+    let fp = store.master_fingerprint();
+    let m = DerivationPath::master();
+    let xpub = store.xpub(&m).unwrap();
+    let bytes = blob.encode();
+    drop(store);
+
+    // Same software, same boot: unseal gives the same seed.
+    let tpm = boot(&sw, &BIN_V1, &CFG_V1);
+    let blob = SealedBlob::decode(&bytes).unwrap();
+    let store = TpmKeyStore::open(tpm, &blob, NetworkKind::Test).unwrap();
+    assert_eq!(store.xpub(&m).unwrap(), xpub);
+    drop(store);
+
+    // A different binary measured: PcrMismatch.
+    let tpm = boot(&sw, &BIN_V2, &CFG_V1);
+    let err = TpmKeyStore::open(tpm, &blob, NetworkKind::Test).unwrap_err();
+    assert!(matches!(err, KeyError::PcrMismatch { .. }), "{err:?}");
+    assert_eq!(err.code(), 0x0403);
+    assert!(err.is_unseal_refusal());
+
+    // Not measured at all after a reboot: PcrMismatch too.
+    sw.restart().unwrap();
+    let tpm = connect(&sw);
+    let err = TpmKeyStore::open(tpm, &blob, NetworkKind::Test).unwrap_err();
+    assert!(matches!(err, KeyError::PcrMismatch { .. }), "{err:?}");
+
+    // Reboot, measure the same software: same xpub and fingerprint.
+    sw.restart().unwrap();
+    let tpm = boot(&sw, &BIN_V1, &CFG_V1);
+    let store = TpmKeyStore::open(tpm, &blob, NetworkKind::Test).unwrap();
+    assert_eq!(store.master_fingerprint(), fp);
+    assert_eq!(store.xpub(&m).unwrap(), xpub);
+    let p = DerivationPath::from_str("m/48'/1'/0'/2'/0/3").unwrap();
+    let sig = store.sign_ecdsa(&p, &[5u8; 32]).unwrap();
+    let ks = KeyStore::from(store);
+    assert_eq!(ks.sign_ecdsa(&p, &[5u8; 32]).unwrap(), sig);
+}
+
+#[test]
+fn reseal_for_update_opens_under_new_software_only() {
+    let sw = Swtpm::start().unwrap();
+    let tpm = boot(&sw, &BIN_V1, &CFG_V1);
+    let (mut store, old_blob) = TpmKeyStore::provision(tpm, NetworkKind::Test).unwrap();
+    let xpub = store.xpub(&DerivationPath::master()).unwrap();
+    let new_blob = store
+        .reseal_seed_for(predict_software_pcr(&BIN_V2, &CFG_V1))
+        .unwrap();
+    drop(store);
+
+    let tpm = boot(&sw, &BIN_V2, &CFG_V1);
+    let store = TpmKeyStore::open(tpm, &new_blob, NetworkKind::Test).unwrap();
+    assert_eq!(store.xpub(&DerivationPath::master()).unwrap(), xpub);
+    let tpm = store.into_tpm();
+    // The old blob does not open under the new software (A/B rollback needs
+    // the old software, which measures the old value).
+    let err = TpmKeyStore::open(tpm, &old_blob, NetworkKind::Test).unwrap_err();
+    assert!(matches!(err, KeyError::PcrMismatch { .. }));
+}
+
+#[test]
+fn named_secrets_round_trip_and_bind_their_name() {
+    let sw = Swtpm::start().unwrap();
+    let mut tpm = boot(&sw, &BIN_V1, &CFG_V1);
+    let (k, blob) = tpm.generate_secret("link.aes256.0").unwrap();
+    let bytes = blob.encode();
+    let blob = SealedBlob::decode(&bytes).unwrap();
+    let back = tpm.unseal_secret(&blob, "link.aes256.0").unwrap();
+    assert_eq!(back, k);
+    assert!(format!("{blob:?}").contains("REDACTED"));
+
+    // Asking for another name: mismatch, even if someone edits the header.
+    let err = tpm.unseal_secret(&blob, "link.aes256.1").unwrap_err();
+    assert!(matches!(err, KeyError::BlobMismatch { .. }), "{err:?}");
+
+    // An imported secret.
+    let imported = spacenode_keys::Secret32::new_with(|b| {
+        b.fill(0x42);
+        Ok(())
+    })
+    .unwrap();
+    let blob2 = tpm.seal_secret("link.aes256.1", &imported).unwrap();
+    let back2 = tpm.unseal_secret(&blob2, "link.aes256.1").unwrap();
+    assert_eq!(back2.expose(), &[0x42; 32]);
+
+    // A seed blob is not a named secret.
+    let (_, seed_blob) = tpm.generate_seed().unwrap();
+    let err = tpm.unseal_secret(&seed_blob, "bip32-seed").unwrap_err();
+    assert!(matches!(err, KeyError::BlobMismatch { .. }), "{err:?}");
+
+    // After a software change the link keys are refused too.
+    let mut tpm = boot(&sw, &BIN_V2, &CFG_V1);
+    let err = tpm.unseal_secret(&blob, "link.aes256.0").unwrap_err();
+    assert!(matches!(err, KeyError::PcrMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn wrong_auth_value_fails_then_locks_out() {
+    let sw = Swtpm::start().unwrap();
+    let mut tpm = boot(&sw, &BIN_V1, &CFG_V1);
+    let (_, blob) = tpm.generate_secret("k").unwrap();
+    drop(tpm);
+
+    // Lower the DA threshold with tpm2-tools (lockout auth is empty on a
+    // fresh swtpm): 2 tries, 1000 s recovery.
+    let out = std::process::Command::new("tpm2_dictionarylockout")
+        .args(["-s", "-n", "2", "-t", "1000", "-l", "1000"])
+        .env("TPM2TOOLS_TCTI", sw.tcti())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut cfg = config(&sw);
+    cfg.seal_auth = AuthValue::new(b"wrong").unwrap();
+    let mut bad = Tpm::connect(cfg, Profile::Development).unwrap();
+    bad.measure_software(&BIN_V1, &CFG_V1).unwrap();
+    let mut saw_lockout = false;
+    for _ in 0..4 {
+        match bad.unseal_secret(&blob, "k") {
+            Err(KeyError::AuthFail { .. }) => {}
+            Err(KeyError::TpmLockout { .. }) => {
+                saw_lockout = true;
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_lockout, "never reached lockout");
+    let st = bad.da_status().unwrap();
+    assert!(st.in_lockout, "{st:?}");
+    drop(bad);
+
+    // Even the right auth value is refused while locked out.
+    let mut good = boot(&sw, &BIN_V1, &CFG_V1);
+    let err = good.unseal_secret(&blob, "k").unwrap_err();
+    assert!(matches!(err, KeyError::TpmLockout { .. }), "{err:?}");
+    assert_eq!(err.code(), 0x0402);
+}
