@@ -87,6 +87,8 @@ pub enum GroundError {
         code: ReasonCode,
         /// The failure data, as text if printable.
         detail: String,
+        /// The failure data as sent (service-specific layout).
+        data: Vec<u8>,
     },
     /// A packet could not be built.
     #[error(transparent)]
@@ -216,6 +218,7 @@ pub struct Link {
     bytes_down: usize,
     downlink_seqs: Option<Vec<(u16, u64)>>,
     rtt: RttEstimator,
+    baud: u32,
     /// Counters.
     pub stats: ClientStats,
 }
@@ -292,6 +295,7 @@ impl Link {
             bytes_down: 0,
             downlink_seqs: None,
             rtt: RttEstimator::default(),
+            baud,
             stats: ClientStats::default(),
         })
     }
@@ -338,7 +342,7 @@ impl Link {
     pub fn send(&mut self, tc: &Tc) -> Result<usize, GroundError> {
         let seq = self.next_seq()?;
         let envelope = self.tx_cipher.seal(Direction::Uplink, seq, &tc.encode()?)?;
-        let framed = frame::encode(&envelope).map_err(|e| PacketError::Invalid(e.to_string()))?;
+        let framed = frame::encode_vec(envelope).map_err(|e| PacketError::Invalid(e.to_string()))?;
         self.port.write_all(&framed)?;
         self.port.flush()?;
         self.stats.sent += 1;
@@ -483,7 +487,12 @@ impl Link {
             self.bytes_down = 0;
             let bytes_up = self.send(tc)?;
             let sent_at = Instant::now();
-            let deadline = sent_at + timeout;
+            // A large TC (a header batch fills a frame: 22 ms at 921600 Bd)
+            // occupies the wire before the node can even start on it: wait
+            // for its wire time on top of the round-trip estimate, which is
+            // kept free of it so small and large requests share it.
+            let frame_time = wire_time(bytes_up, self.baud);
+            let deadline = sent_at + timeout + frame_time;
             while let Some(tm) = self.recv(deadline)? {
                 if tm.service == service::VERIFICATION
                     && let Ok(v) = Verification::decode(tm.subtype, &tm.data)
@@ -495,11 +504,13 @@ impl Link {
                             stage: v.stage,
                             code: f.code,
                             detail: printable(&f.data),
+                            data: f.data,
                         });
                     }
                     if v.stage == Stage::Completion {
                         if attempt == 1 {
-                            self.rtt.sample(sent_at.elapsed());
+                            self.rtt
+                                .sample(sent_at.elapsed().saturating_sub(frame_time));
                         }
                         return Ok(Exchange {
                             request_id,
@@ -613,6 +624,12 @@ impl Drop for Link {
         }
         let _ = self.state.save(&self.cfg.state_file);
     }
+}
+
+/// Time `bytes` occupy a UART at `baud` (8N1: 10 bit times per byte).
+fn wire_time(bytes: usize, baud: u32) -> Duration {
+    let bits = u64::try_from(bytes).unwrap_or(u64::MAX).saturating_mul(10);
+    Duration::from_micros(bits.saturating_mul(1_000_000) / u64::from(baud.max(1)))
 }
 
 fn printable(data: &[u8]) -> String {

@@ -23,6 +23,18 @@ use spacepackets::{CcsdsPacket, SpHeader};
 /// Length of the TM timestamp field (CDS short with P-field).
 pub const TIMESTAMP_LEN: usize = 7;
 
+/// Bytes a TC adds around its application data: primary header 6, PUS-C
+/// TC secondary header 5 (version and ack flags, service, subtype, source
+/// id u16), CRC-16 2.
+pub const TC_OVERHEAD: usize = 6 + 5 + 2;
+
+/// Largest TC application data that still fits one frame once sealed:
+/// [`crate::frame::MAX_PAYLOAD`] minus the security envelope
+/// ([`crate::security::OVERHEAD`]) and [`TC_OVERHEAD`] (2008 bytes).
+/// Services that carry bulk data (header batches) size their requests to it.
+pub const MAX_TC_APP_DATA: usize =
+    crate::frame::MAX_PAYLOAD - crate::security::OVERHEAD - TC_OVERHEAD;
+
 /// Errors decoding or building a packet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
@@ -44,6 +56,33 @@ pub enum PacketError {
         /// The offending UNIX time in milliseconds.
         unix_ms: i64,
     },
+}
+
+/// PUS-C TC secondary header length.
+const TC_SEC_HEADER_LEN: usize = 5;
+/// PUS-C TM secondary header length without the timestamp.
+const TM_SEC_HEADER_LEN: usize = 7;
+/// CRC-16 trailer.
+const PUS_CRC_LEN: usize = 2;
+
+/// Checks the CCSDS packet length against the buffer and the minimum data
+/// field before `spacepackets` slices into it: its TM reader (0.19) slices
+/// the timestamp without checking that the declared length holds it, and a
+/// fuzzed 19-byte packet made it panic.
+fn check_packet_len(bytes: &[u8], min_data_field: usize) -> Result<(), PacketError> {
+    let data_len = bytes
+        .get(4..6)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(u16::from_be_bytes)
+        .ok_or_else(|| PacketError::Invalid(format!("{} bytes cannot hold a packet header", bytes.len())))?;
+    let packet_len = usize::from(data_len) + 7;
+    if packet_len > bytes.len() {
+        return Err(PacketError::Invalid(format!("declared {packet_len} bytes, got {}", bytes.len())));
+    }
+    if packet_len < 6 + min_data_field {
+        return Err(PacketError::Invalid(format!("declared {packet_len} bytes, shorter than the headers")));
+    }
+    Ok(())
 }
 
 /// ECSS request id of a TC: packet id and sequence control, 4 bytes, the
@@ -130,6 +169,7 @@ impl Tc {
     /// # Errors
     /// [`PacketError`] for anything that is not exactly one valid TC.
     pub fn decode(bytes: &[u8]) -> Result<Self, PacketError> {
+        check_packet_len(bytes, TC_SEC_HEADER_LEN + PUS_CRC_LEN)?;
         let reader = PusTcReader::new(bytes).map_err(|e| PacketError::Invalid(e.to_string()))?;
         if reader.packet_id().packet_type != spacepackets::PacketType::Tc {
             return Err(PacketError::WrongType);
@@ -225,6 +265,7 @@ impl Tm {
     /// # Errors
     /// [`PacketError`] for anything that is not exactly one valid TM.
     pub fn decode(bytes: &[u8]) -> Result<Self, PacketError> {
+        check_packet_len(bytes, TM_SEC_HEADER_LEN + TIMESTAMP_LEN + PUS_CRC_LEN)?;
         let reader = PusTmReader::new(bytes, TIMESTAMP_LEN)
             .map_err(|e| PacketError::Invalid(e.to_string()))?;
         if reader.packet_id().packet_type != spacepackets::PacketType::Tm {
@@ -278,6 +319,18 @@ mod tests {
     }
 
     #[test]
+    fn largest_tc_fills_exactly_one_frame() {
+        assert_eq!(MAX_TC_APP_DATA, 2008);
+        let tc = Tc::new(0x030, 1, 129, 1, vec![0xA5; MAX_TC_APP_DATA]);
+        let bytes = tc.encode().unwrap();
+        assert_eq!(bytes.len(), MAX_TC_APP_DATA + TC_OVERHEAD);
+        assert_eq!(
+            bytes.len() + crate::security::OVERHEAD,
+            crate::frame::MAX_PAYLOAD
+        );
+    }
+
+    #[test]
     fn tm_round_trip_keeps_millisecond_time() {
         let tm = Tm {
             apid: 0x011,
@@ -320,6 +373,15 @@ mod tests {
             data: vec![],
         };
         assert!(Tc::decode(&tm.encode().unwrap()).is_err());
+    }
+
+    #[test]
+    fn tm_declaring_no_room_for_its_timestamp_is_refused_not_a_panic() {
+        // Found by the uplink_packet fuzz target.
+        let mut bytes = vec![0x08, 0x01, 0xC0, 0x00, 0x00, 0x0C];
+        bytes.extend([0x20, 17, 2, 0, 0, 0, 0]);
+        bytes.extend([0; 6]);
+        assert!(matches!(Tm::decode(&bytes), Err(PacketError::Invalid(_))));
     }
 
     proptest! {

@@ -19,8 +19,8 @@
 //! touch storage or decide what a rejected packet means for the mission; it
 //! returns typed errors and the caller counts and reports them.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::codes::ReasonCode;
@@ -262,32 +262,20 @@ impl Cipher {
     ///
     /// # Errors
     /// [`SecError::TooLarge`] if the AEAD refuses the length.
-    pub fn seal(
-        &self,
-        direction: Direction,
-        seq: u64,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, SecError> {
-        let header = SecHeader {
-            direction,
-            key_id: self.key_id,
-            seq,
-        };
-        let aad = header.to_bytes();
-        let nonce = header.nonce();
-        let ct = self
+    pub fn seal(&self, direction: Direction, seq: u64, plaintext: &[u8]) -> Result<Vec<u8>, SecError> {
+        let header = SecHeader { direction, key_id: self.key_id, seq };
+        // Room for the frame's CRC too, so framing the envelope in place
+        // (`frame::encode_vec`) never reallocates.
+        let mut out = Vec::with_capacity(OVERHEAD + plaintext.len() + crate::frame::CRC_LEN);
+        out.extend_from_slice(&header.to_bytes());
+        out.extend_from_slice(plaintext);
+        // Encrypt in place after the header: one allocation per packet.
+        let (aad, body) = out.split_at_mut(HEADER_LEN);
+        let tag = self
             .aead
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
+            .encrypt_in_place_detached(Nonce::from_slice(&header.nonce()), aad, body)
             .map_err(|_| SecError::TooLarge)?;
-        let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
-        out.extend_from_slice(&aad);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -296,14 +284,15 @@ impl Cipher {
     /// # Errors
     /// [`SecError::AuthFailed`] if the tag does not verify.
     pub fn open(&self, header: &SecHeader, envelope: &[u8]) -> Result<Vec<u8>, SecError> {
-        let fail = SecError::AuthFailed {
-            key_id: header.key_id,
-            seq: header.seq,
-        };
-        let (aad, ct) = envelope.split_at_checked(HEADER_LEN).ok_or(fail.clone())?;
+        let fail = SecError::AuthFailed { key_id: header.key_id, seq: header.seq };
+        let (aad, rest) = envelope.split_at_checked(HEADER_LEN).ok_or(fail.clone())?;
+        let ct_len = rest.len().checked_sub(TAG_LEN).ok_or(fail.clone())?;
+        let (ct, tag) = rest.split_at(ct_len);
+        let mut plaintext = ct.to_vec();
         self.aead
-            .decrypt(Nonce::from_slice(&header.nonce()), Payload { msg: ct, aad })
-            .map_err(|_| fail)
+            .decrypt_in_place_detached(Nonce::from_slice(&header.nonce()), aad, &mut plaintext, Tag::from_slice(tag))
+            .map_err(|_| fail)?;
+        Ok(plaintext)
     }
 }
 
