@@ -323,3 +323,46 @@ fn kill9_never_reuses_a_nonce_or_reaccepts_a_packet() {
         "the ground refused a downlink packet"
     );
 }
+
+/// Pass windows: with the link cut half of the time, every ping is still
+/// answered (retries carry requests over loss of signal), and the emulator
+/// shows frames cut by LOS.
+#[test]
+fn pings_cross_pass_windows() {
+    use spacenode_hil::emulator::PassSchedule;
+    let baud = 115_200;
+    let passes = PassSchedule {
+        aos: Duration::from_millis(700),
+        los: Duration::from_millis(500),
+    };
+    let emu = Emulator::start(LinkParams {
+        passes: Some(passes),
+        ..LinkParams::clean(baud)
+    })
+    .unwrap();
+    let fx = Fixture::new(emu.node_path(), baud, Fixture::QUIET);
+    let _node = Node::start(&fx);
+    let out = fx.ground(
+        emu.ground_path(),
+        &[
+            "--retries",
+            "60",
+            "ping",
+            "-n",
+            "60",
+            "--interval-ms",
+            "20",
+            "--json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["answered"], 60, "{summary}");
+    let s = emu.stats();
+    assert!(
+        s.uplink.frames_los + s.downlink.frames_los > 0,
+        "no frame met a LOS: {s:?}"
+    );
+    assert!(summary["retries"].as_u64().unwrap() > 0);
+}
