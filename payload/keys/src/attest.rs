@@ -27,7 +27,7 @@ use p256::ecdsa::{Signature as P256Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::error::VerifyError;
-use crate::pcr::{selection_digest, PcrValue};
+use crate::pcr::{PcrValue, selection_digest};
 
 const BINDING_TAG: &[u8] = b"spacenode/attest/v1\0";
 const ATT_MAGIC: &[u8; 4] = b"SNAT";
@@ -438,7 +438,11 @@ impl Attestation {
             o.push(*i);
             o.extend_from_slice(v);
         }
-        o.extend_from_slice(&u16::try_from(self.ak_public.len()).unwrap_or(0).to_be_bytes());
+        o.extend_from_slice(
+            &u16::try_from(self.ak_public.len())
+                .unwrap_or(0)
+                .to_be_bytes(),
+        );
         o.extend_from_slice(&self.ak_public);
         o.extend_from_slice(&u16::try_from(self.attest.len()).unwrap_or(0).to_be_bytes());
         o.extend_from_slice(&self.attest);
@@ -465,8 +469,8 @@ impl Attestation {
         }
         let mut xpubs = Vec::with_capacity(n);
         for _ in 0..n {
-            let x = Xpub::decode(c.take(78, "xpub")?)
-                .map_err(|e| malformed(format!("xpub: {e}")))?;
+            let x =
+                Xpub::decode(c.take(78, "xpub")?).map_err(|e| malformed(format!("xpub: {e}")))?;
             xpubs.push(x);
         }
         let policy_hash = c.array32("policy hash")?;
@@ -610,22 +614,22 @@ pub fn verify_attestation(
             got: hex::encode(&q.pcr_digest),
         });
     }
-    if let Some(ph) = exp.policy_hash {
-        if ph != att.binding.policy_hash {
-            return Err(VerifyError::UnexpectedBoundValue {
-                what: "policy hash",
-            });
-        }
+    if let Some(ph) = exp.policy_hash
+        && ph != att.binding.policy_hash
+    {
+        return Err(VerifyError::UnexpectedBoundValue {
+            what: "policy hash",
+        });
     }
-    if let Some(xs) = exp.xpubs {
-        if xs != att.binding.xpubs.as_slice() {
-            return Err(VerifyError::UnexpectedBoundValue { what: "xpubs" });
-        }
+    if let Some(xs) = exp.xpubs
+        && xs != att.binding.xpubs.as_slice()
+    {
+        return Err(VerifyError::UnexpectedBoundValue { what: "xpubs" });
     }
-    if let Some(min) = exp.min_nv_counter {
-        if att.binding.nv_counter < min {
-            return Err(VerifyError::UnexpectedBoundValue { what: "nv counter" });
-        }
+    if let Some(min) = exp.min_nv_counter
+        && att.binding.nv_counter < min
+    {
+        return Err(VerifyError::UnexpectedBoundValue { what: "nv counter" });
     }
     Ok(Verified {
         binding: att.binding.clone(),
@@ -664,7 +668,10 @@ mod tests {
         let mut q = Vec::new();
         q.extend_from_slice(&0xFF54_4348u32.to_be_bytes());
         q.extend_from_slice(&TPM_ST_ATTEST_QUOTE.to_be_bytes());
-        assert!(matches!(parse_quote(&q), Err(VerifyError::NotAQuote { .. })));
+        assert!(matches!(
+            parse_quote(&q),
+            Err(VerifyError::NotAQuote { .. })
+        ));
     }
 
     proptest! {

@@ -141,7 +141,10 @@ impl<'a> Reader<'a> {
             .checked_add(n)
             .filter(|e| *e <= self.buf.len())
             .ok_or_else(|| corrupt(format!("truncated in {what}")))?;
-        let s = self.buf.get(self.pos..end).ok_or_else(|| corrupt(what.to_owned()))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| corrupt(what.to_owned()))?;
         self.pos = end;
         Ok(s)
     }
@@ -189,7 +192,12 @@ impl SealedBlob {
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            8 + self.name.len() + 1 + self.pcrs.len() + 32 + 4 + self.public.len()
+            8 + self.name.len()
+                + 1
+                + self.pcrs.len()
+                + 32
+                + 4
+                + self.public.len()
                 + self.private.len()
                 + 32,
         );
@@ -206,10 +214,16 @@ impl SealedBlob {
         out.push(u8::try_from(self.pcrs.len()).unwrap_or(u8::MAX));
         out.extend_from_slice(&self.pcrs);
         out.extend_from_slice(&self.pcr_digest);
-        out.extend_from_slice(&u16::try_from(self.public.len()).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(
+            &u16::try_from(self.public.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
         out.extend_from_slice(&self.public);
         out.extend_from_slice(
-            &u16::try_from(self.private.len()).unwrap_or(u16::MAX).to_be_bytes(),
+            &u16::try_from(self.private.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
         );
         out.extend_from_slice(&self.private);
         let sum = checksum(&out);
@@ -299,8 +313,7 @@ impl SealedBlob {
                 }
             }
             BlobBackend::Soft => {
-                if !self.pcrs.is_empty() || !self.public.is_empty() || self.pcr_digest != [0; 32]
-                {
+                if !self.pcrs.is_empty() || !self.public.is_empty() || self.pcr_digest != [0; 32] {
                     return Err(corrupt("soft blob with tpm fields"));
                 }
                 if self.private.len() != 64 {

@@ -414,7 +414,9 @@ mod tests {
     #[test]
     fn verify_error_codes_in_range() {
         let errs = [
-            VerifyError::Malformed { reason: String::new() },
+            VerifyError::Malformed {
+                reason: String::new(),
+            },
             VerifyError::UnknownAk { got: String::new() },
             VerifyError::AkUnsuitable { reason: "x" },
             VerifyError::BadSignature,

@@ -7,9 +7,9 @@
 //! Must never: expose the seed or a private key; attest xpubs it did not
 //! derive itself.
 
+use bitcoin::NetworkKind;
 use bitcoin::bip32::{DerivationPath, Fingerprint, Xpub};
 use bitcoin::secp256k1::{ecdsa, schnorr};
-use bitcoin::NetworkKind;
 
 use crate::attest::{Attestation, Binding, MAX_XPUBS};
 use crate::blob::{BlobBackend, SealedBlob};
@@ -72,8 +72,12 @@ impl TpmKeyStore {
     ///
     /// # Errors
     /// TPM errors.
-    pub fn reseal_seed_for(&mut self, software_pcr_value: [u8; 32]) -> Result<SealedBlob, KeyError> {
-        self.tpm.seal_seed_for(self.signer.seed(), software_pcr_value)
+    pub fn reseal_seed_for(
+        &mut self,
+        software_pcr_value: [u8; 32],
+    ) -> Result<SealedBlob, KeyError> {
+        self.tpm
+            .seal_seed_for(self.signer.seed(), software_pcr_value)
     }
 
     /// Produces an attestation for the ground: a TPM quote over the policy
@@ -142,6 +146,10 @@ impl Signer for TpmKeyStore {
 
 /// Either backend, behind one type for the daemon.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one long-lived instance per daemon; boxing would buy nothing"
+)]
 pub enum KeyStore {
     /// TPM-sealed seed (flight).
     Tpm(TpmKeyStore),
@@ -274,5 +282,18 @@ impl Signer for KeyStore {
             KeyStore::Tpm(k) => k.sign_schnorr(path, msg, tweak),
             KeyStore::Soft(k) => k.sign_schnorr(path, msg, tweak),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn stores_can_move_to_a_worker_thread() {
+        assert_send::<KeyStore>();
+        assert_send::<Tpm>();
     }
 }

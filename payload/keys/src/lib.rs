@@ -46,7 +46,7 @@ pub mod soft;
 pub mod swtpm;
 pub mod tpm;
 
-pub use attest::{verify_attestation, AkPublic, Attestation, Binding, Expectations, Verified};
+pub use attest::{AkPublic, Attestation, Binding, Expectations, Verified, verify_attestation};
 pub use blob::{BlobBackend, BlobKind, SealedBlob};
 pub use error::{KeyError, VerifyError};
 pub use keystore::{KeyStore, TpmKeyStore};

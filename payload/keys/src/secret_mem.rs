@@ -65,10 +65,13 @@ impl<const N: usize> SecretBox<N> {
             });
         }
         let page = page_size();
-        let map_len = N.div_ceil(page).checked_mul(page).ok_or(KeyError::SecretMemory {
-            op: "size check",
-            errno: libc::EOVERFLOW,
-        })?;
+        let map_len = N
+            .div_ceil(page)
+            .checked_mul(page)
+            .ok_or(KeyError::SecretMemory {
+                op: "size check",
+                errno: libc::EOVERFLOW,
+            })?;
         // SAFETY: anonymous private mapping with a null hint and no fd: no
         // existing memory is affected; the result is checked against
         // MAP_FAILED before use.
@@ -232,22 +235,40 @@ pub fn scrub_stack() {
     std::hint::black_box(&buf);
 }
 
-/// Best-effort scrub of freed C-heap chunks of `size` bytes: allocates
-/// `count` blocks of that size through the global allocator (the system
-/// `malloc` unless a binary installs another one), zeroes them and frees
-/// them again. glibc hands recently freed chunks of the same size class back
-/// first (tcache, LIFO), so this overwrites the output structures that
-/// libtss2-esys `malloc`s for unsealed data and frees without zeroing.
+/// Best-effort scrub of freed C-heap memory: for every malloc size class
+/// from 16 bytes up to `max_size` (16-byte steps), allocates `per_class`
+/// blocks through the global allocator (the system `malloc` unless a binary
+/// installs another one), zeroes them and frees them again. glibc hands
+/// recently freed chunks of a size class back first (tcache, then the exact
+/// small bin), so this overwrites what libtss2-esys and its crypto backend
+/// `malloc`ed for unsealed plaintext and freed without zeroing. The core-dump
+/// tests measure that it works; it is not a guarantee.
 #[inline(never)]
-pub fn scrub_freed_heap(size: usize, count: usize) {
-    let mut held: Vec<Vec<u8>> = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut v = Vec::<u8>::with_capacity(size);
-        v.resize(size, 0);
-        v.zeroize();
-        held.push(std::hint::black_box(v));
+pub fn scrub_freed_heap(max_size: usize, per_class: usize) {
+    let mut size = 16;
+    while size <= max_size {
+        let mut held: Vec<Vec<u8>> = Vec::with_capacity(per_class);
+        for _ in 0..per_class {
+            let mut v = vec![0u8; size];
+            v.zeroize();
+            held.push(std::hint::black_box(v));
+        }
+        drop(std::hint::black_box(held));
+        size = size.saturating_add(16);
     }
-    drop(std::hint::black_box(held));
+    // Larger blocks are carved from big free chunks and the top of the
+    // arena, where consolidated small chunks end up.
+    let mut big = 4096usize;
+    while big <= 96 * 1024 {
+        let mut held: Vec<Vec<u8>> = Vec::with_capacity(4);
+        for _ in 0..4 {
+            let mut v = vec![0u8; big];
+            v.zeroize();
+            held.push(std::hint::black_box(v));
+        }
+        drop(std::hint::black_box(held));
+        big = big.saturating_mul(2);
+    }
 }
 
 #[cfg(test)]
@@ -259,17 +280,14 @@ mod tests {
         let mut in_map = false;
         for line in smaps.lines() {
             let first = line.split_whitespace().next().unwrap_or("");
-            if let Some((a, b)) = first.split_once('-') {
-                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-                {
-                    in_map = a <= addr && addr < b;
-                    continue;
-                }
+            if let Some((a, b)) = first.split_once('-')
+                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                in_map = a <= addr && addr < b;
+                continue;
             }
-            if in_map {
-                if let Some(flags) = line.strip_prefix("VmFlags:") {
-                    return Some(flags.split_whitespace().map(str::to_owned).collect());
-                }
+            if in_map && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.split_whitespace().map(str::to_owned).collect());
             }
         }
         None

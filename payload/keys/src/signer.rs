@@ -12,13 +12,13 @@
 use bitcoin::bip32::{DerivationPath, Fingerprint, Xpriv, Xpub};
 use bitcoin::key::TapTweak;
 use bitcoin::secp256k1::{
-    ecdsa, schnorr, All, Keypair, Message, PublicKey, Secp256k1, XOnlyPublicKey,
+    All, Keypair, Message, PublicKey, Secp256k1, XOnlyPublicKey, ecdsa, schnorr,
 };
 use bitcoin::{NetworkKind, TapNodeHash};
 use rand::TryRngCore;
 
 use crate::error::KeyError;
-use crate::secret_mem::{scrub_stack, SecretBox};
+use crate::secret_mem::{SecretBox, scrub_stack};
 
 /// Length of the BIP32 seed in bytes.
 pub const SEED_LEN: usize = 32;
@@ -65,8 +65,11 @@ pub trait Signer {
     /// # Errors
     /// [`KeyError::Derivation`], or [`KeyError::SignatureSelfCheck`] if the
     /// signature does not verify (fault): it is then withheld.
-    fn sign_ecdsa(&self, path: &DerivationPath, digest: &[u8; 32])
-    -> Result<ecdsa::Signature, KeyError>;
+    fn sign_ecdsa(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<ecdsa::Signature, KeyError>;
 
     /// Like [`Signer::sign_ecdsa`] but recoverable (Ethereum `v`).
     ///
@@ -344,7 +347,11 @@ mod tests {
             .unwrap();
         let (output, _) = internal.tap_tweak(s.secp(), None);
         s.secp()
-            .verify_schnorr(&sig, &Message::from_digest(m), &output.to_x_only_public_key())
+            .verify_schnorr(
+                &sig,
+                &Message::from_digest(m),
+                &output.to_x_only_public_key(),
+            )
             .unwrap();
     }
 }

@@ -12,17 +12,17 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use bitcoin::NetworkKind;
 use bitcoin::bip32::{DerivationPath, Fingerprint, Xpub};
 use bitcoin::secp256k1::{ecdsa, schnorr};
-use bitcoin::NetworkKind;
 use rand::TryRngCore;
 
-use crate::blob::{check_name, payload_tag, BlobBackend, BlobKind, SealedBlob};
+use crate::Profile;
+use crate::blob::{BlobBackend, BlobKind, SealedBlob, check_name, payload_tag};
 use crate::error::KeyError;
 use crate::secret_mem::SecretBox;
-use crate::signer::{SchnorrTweak, SeedSigner, Signer, SEED_LEN};
+use crate::signer::{SEED_LEN, SchnorrTweak, SeedSigner, Signer};
 use crate::tpm::Secret32;
-use crate::Profile;
 
 /// Key store whose seed lives in a plain file. For laptops and CI only.
 #[derive(Debug)]
@@ -77,7 +77,8 @@ impl SoftKeyStore {
         }
         // Read straight into locked memory: no heap copy of the seed.
         let seed = SecretBox::new_with(|buf| {
-            f.read_exact(buf).map_err(|e| seed_err(path, e.to_string()))?;
+            f.read_exact(buf)
+                .map_err(|e| seed_err(path, e.to_string()))?;
             let mut extra = [0u8; 1];
             match f.read(&mut extra) {
                 Ok(0) => Ok(()),

@@ -7,8 +7,8 @@
 //! (SIGKILL), and killing it on drop.
 //!
 //! Must never: leave a stray swtpm behind. Besides `Drop`, each swtpm gets a
-//! tiny watchdog shell that kills it if the test process dies without
-//! unwinding (SIGKILL, abort).
+//! tiny watchdog shell that kills it (and removes its temporary state
+//! directory) if the test process dies without unwinding (SIGKILL, abort).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,14 +25,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// Errors of the harness.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     /// The `swtpm` binary is not on PATH.
-    #[error("swtpm not found on PATH: install swtpm swtpm-tools (Debian: apt-get install swtpm swtpm-tools)")]
+    #[error(
+        "swtpm not found on PATH: install swtpm swtpm-tools (Debian: apt-get install swtpm swtpm-tools)"
+    )]
     NotInstalled,
     /// swtpm exited or did not accept connections in time.
     #[error("swtpm failed to start on port {port}: {reason}; log: {log}")]
@@ -138,7 +140,9 @@ impl Swtpm {
     /// # Errors
     /// [`HarnessError::NotInstalled`] if swtpm is missing; start failures.
     pub fn start() -> Result<Self, HarnessError> {
-        let dir = tempfile::Builder::new().prefix("spacenode-swtpm-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("spacenode-swtpm-")
+            .tempdir()?;
         Self::start_with(StateDir::Temp(dir))
     }
 
@@ -219,11 +223,21 @@ impl Swtpm {
             .arg("-c")
             .arg(
                 "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; \
-                 do sleep 0.5; done; kill -TERM \"$2\" 2>/dev/null",
+                 do sleep 0.5; done; \
+                 if ! kill -0 \"$1\" 2>/dev/null; then \
+                   kill -TERM \"$2\" 2>/dev/null; \
+                   if [ -n \"$3\" ]; then sleep 1; rm -rf -- \"$3\"; fi; \
+                 fi",
             )
             .arg("swtpm-watchdog")
             .arg(std::process::id().to_string())
             .arg(child.id().to_string())
+            // A temporary state dir is removed too if the test process dies
+            // without running destructors; a caller-owned one is kept.
+            .arg(match &self.state {
+                StateDir::Temp(t) => t.path().display().to_string(),
+                StateDir::Given(_) => String::new(),
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

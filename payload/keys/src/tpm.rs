@@ -26,11 +26,12 @@ use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 use tss_esapi::{
+    Context,
     abstraction::pcr as tss_pcr,
     attributes::{NvIndexAttributesBuilder, ObjectAttributesBuilder, SessionAttributesBuilder},
     constants::{
-        nv_index_type::NvIndexType, response_code::Tss2ResponseCodeKind, CapabilityType,
-        PropertyTag, SessionType,
+        CapabilityType, PropertyTag, SessionType, nv_index_type::NvIndexType,
+        response_code::Tss2ResponseCodeKind,
     },
     handles::{
         AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PcrHandle,
@@ -45,24 +46,22 @@ use tss_esapi::{
     structures::{
         Auth, CapabilityData, Data, Digest, DigestValues, EccParameter, EccPoint, EccScheme,
         HashScheme, KeyDerivationFunctionScheme, KeyedHashScheme, MaxBuffer, NvPublicBuilder,
-        PcrSelectionList,
-        PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder,
+        PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder,
         PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, Signature,
         SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
     },
     tcti_ldr::TctiNameConf,
     traits::{Marshall, UnMarshall},
-    Context,
 };
 use zeroize::Zeroizing;
 
-use crate::attest::{binding_digest, AkPublic, Attestation, Binding};
-use crate::blob::{check_name, payload_tag, BlobBackend, BlobKind, SealedBlob, SEED_NAME};
-use crate::error::{tss_kind, KeyError};
-use crate::pcr::{predict_software_pcr, selection_digest, PcrValue};
-use crate::rollback::{check_epoch, EpochStatus};
-use crate::secret_mem::{scrub_freed_heap, scrub_stack, SecretBox};
 use crate::Profile;
+use crate::attest::{AkPublic, Attestation, Binding, binding_digest};
+use crate::blob::{BlobBackend, BlobKind, SEED_NAME, SealedBlob, check_name, payload_tag};
+use crate::error::{KeyError, tss_kind};
+use crate::pcr::{PcrValue, predict_software_pcr, selection_digest};
+use crate::rollback::{EpochStatus, check_epoch};
+use crate::secret_mem::{SecretBox, scrub_freed_heap, scrub_stack};
 
 /// A 32-byte secret (seed or link key) in locked, non-dumpable memory.
 pub type Secret32 = SecretBox<32>;
@@ -393,8 +392,12 @@ impl Tpm {
         };
         let mut ctx = Context::new(tcti).map_err(no_tpm)?;
         // The TCTI may connect lazily: prove that a TPM answers.
-        ctx.get_capability(CapabilityType::TpmProperties, PropertyTag::Manufacturer.into(), 1)
-            .map_err(no_tpm)?;
+        ctx.get_capability(
+            CapabilityType::TpmProperties,
+            PropertyTag::Manufacturer.into(),
+            1,
+        )
+        .map_err(no_tpm)?;
         if !config.owner_auth.is_empty() {
             ctx.tr_set_auth(AuthHandle::Owner.into(), config.owner_auth.to_tss()?)
                 .map_err(tss("set owner auth"))?;
@@ -426,11 +429,6 @@ impl Tpm {
     #[must_use]
     pub fn config(&self) -> &TpmConfig {
         &self.config
-    }
-
-    /// Escape hatch to the raw ESAPI context, for tests and diagnostics.
-    pub fn context_mut(&mut self) -> &mut Context {
-        &mut self.ctx
     }
 
     /// `TPM2_GetRandom` of `n` bytes (looped: a TPM returns at most one
@@ -625,19 +623,17 @@ impl Tpm {
     /// heap, and this thread's dead stack. Best effort; see the README.
     fn scrub_tss_residue(&mut self) {
         if let Ok(zeros) = MaxBuffer::try_from(vec![0u8; 512]) {
-            let r = self
-                .ctx
-                .execute_without_session(|c| c.hash(zeros, HashingAlgorithm::Sha256, Hierarchy::Null));
+            let r = self.ctx.execute_without_session(|c| {
+                c.hash(zeros, HashingAlgorithm::Sha256, Hierarchy::Null)
+            });
             if let Err(e) = r {
                 tracing::warn!(error = %e, "tpm scrub command failed");
             }
         }
-        scrub_freed_heap(
-            std::mem::size_of::<tss_esapi::tss2_esys::TPM2B_SENSITIVE_DATA>(),
-            // More than glibc's 7 tcache entries, to reach chunks that went
-            // to the small/unsorted bins as well.
-            64,
-        );
+        // Every tcache-sized class (glibc: requests up to 1032 bytes); the
+        // output struct alone (TPM2B_SENSITIVE_DATA) was not enough in the
+        // core-dump test.
+        scrub_freed_heap(1040, 16);
         scrub_stack();
     }
 
@@ -732,7 +728,10 @@ impl Tpm {
             name: name.to_owned(),
             pcrs: values.iter().map(|(i, _)| *i).collect(),
             pcr_digest: selection_digest(&values),
-            public: created.out_public.marshall().map_err(tss("marshal public"))?,
+            public: created
+                .out_public
+                .marshall()
+                .map_err(tss("marshal public"))?,
             private: created.out_private.value().to_vec(),
         };
         blob.validate()?;
@@ -763,9 +762,10 @@ impl Tpm {
             reason: format!("public part does not unmarshal: {e}"),
         })?;
         check_sealed_public(&public)?;
-        let private = Private::try_from(blob.private.clone()).map_err(|e| KeyError::BlobCorrupt {
-            reason: format!("private part: {e}"),
-        })?;
+        let private =
+            Private::try_from(blob.private.clone()).map_err(|e| KeyError::BlobCorrupt {
+                reason: format!("private part: {e}"),
+            })?;
         let primary = self.primary;
         let loaded = self
             .ctx
@@ -852,33 +852,23 @@ impl Tpm {
     }
 
     /// Generates a fresh BIP32 seed (TPM RNG mixed with OS RNG) and seals it
-    /// to the current policy PCR values.
-    ///
-    /// # Errors
-    /// [`KeyError::Random`], [`KeyError::SecretMemory`], TPM errors.
-    pub fn generate_seed(&mut self) -> Result<(Secret32, SealedBlob), KeyError> {
+    /// to the current policy PCR values. Crate-private: outside this crate
+    /// the seed is only reachable through [`crate::TpmKeyStore`].
+    pub(crate) fn generate_seed(&mut self) -> Result<(Secret32, SealedBlob), KeyError> {
         let seed = self.fresh_secret()?;
         let blob = self.seal_payload(BlobKind::Seed, SEED_NAME, seed.expose(), None)?;
         Ok((seed, blob))
     }
 
-    /// Unseals the BIP32 seed.
-    ///
-    /// # Errors
-    /// [`KeyError::PcrMismatch`] if the measured software changed,
-    /// [`KeyError::AuthFail`] / [`KeyError::TpmLockout`],
-    /// [`KeyError::BlobCorrupt`], [`KeyError::BlobMismatch`].
-    pub fn unseal_seed(&mut self, blob: &SealedBlob) -> Result<Secret32, KeyError> {
+    /// Unseals the BIP32 seed (crate-private, see [`Tpm::generate_seed`]).
+    pub(crate) fn unseal_seed(&mut self, blob: &SealedBlob) -> Result<Secret32, KeyError> {
         self.unseal_payload(blob, BlobKind::Seed, SEED_NAME)
     }
 
     /// Seals a seed for a future software PCR value (e.g. the value
     /// [`crate::pcr::predict_software_pcr`] gives for an update's binary and
     /// configuration); the other policy PCRs keep their current values.
-    ///
-    /// # Errors
-    /// TPM errors.
-    pub fn seal_seed_for(
+    pub(crate) fn seal_seed_for(
         &mut self,
         seed: &Secret32,
         software_pcr_value: [u8; 32],
@@ -1123,7 +1113,12 @@ impl Tpm {
         let nv = self.read_counter()?;
         let r = check_epoch(nv, db_epoch);
         if let Err(e) = &r {
-            tracing::error!(nv, db = db_epoch, code = e.code(), "epoch check failed: {e}");
+            tracing::error!(
+                nv,
+                db = db_epoch,
+                code = e.code(),
+                "epoch check failed: {e}"
+            );
         }
         r
     }
@@ -1193,10 +1188,12 @@ impl Tpm {
             (sig.signature_r().value(), r_out),
             (sig.signature_s().value(), s_out),
         ] {
-            let start = 32usize.checked_sub(src.len()).ok_or_else(|| KeyError::Tpm {
-                op: "quote",
-                detail: "signature scalar longer than 32 bytes".into(),
-            })?;
+            let start = 32usize
+                .checked_sub(src.len())
+                .ok_or_else(|| KeyError::Tpm {
+                    op: "quote",
+                    detail: "signature scalar longer than 32 bytes".into(),
+                })?;
             dst[start..].copy_from_slice(src);
         }
         Ok(Attestation {
@@ -1218,7 +1215,11 @@ impl Tpm {
         let (data, _) = self
             .ctx
             .execute_without_session(|c| {
-                c.get_capability(CapabilityType::TpmProperties, PropertyTag::Permanent.into(), 32)
+                c.get_capability(
+                    CapabilityType::TpmProperties,
+                    PropertyTag::Permanent.into(),
+                    32,
+                )
             })
             .map_err(tss("get capability"))?;
         let CapabilityData::TpmProperties(props) = data else {
@@ -1241,6 +1242,27 @@ impl Tpm {
             max_tries: get(PropertyTag::MaxAuthFail),
             recovery_seconds: get(PropertyTag::LockoutInterval),
         })
+    }
+}
+
+/// Test-harness only (feature `test-harness`, never in the flight build):
+/// direct access to the seed, for the core-dump tests and the benchmark.
+#[cfg(feature = "test-harness")]
+impl Tpm {
+    /// Generates and seals a seed and hands it out.
+    ///
+    /// # Errors
+    /// As [`crate::TpmKeyStore::provision`].
+    pub fn test_generate_seed(&mut self) -> Result<(Secret32, SealedBlob), KeyError> {
+        self.generate_seed()
+    }
+
+    /// Unseals a seed blob and hands the seed out.
+    ///
+    /// # Errors
+    /// As [`crate::TpmKeyStore::open`].
+    pub fn test_unseal_seed(&mut self, blob: &SealedBlob) -> Result<Secret32, KeyError> {
+        self.unseal_seed(blob)
     }
 }
 

@@ -1,17 +1,22 @@
 //! Attestation against swtpm: our pure verifier, tpm2_checkquote, and the
 //! rejections (wrong nonce, replay, other AK, tampering, other software).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failing step should panic with its message"
+)]
 
 mod common;
 
-use bitcoin::bip32::DerivationPath;
 use bitcoin::NetworkKind;
+use bitcoin::bip32::DerivationPath;
 use common::*;
 use spacenode_keys::attest::parse_quote;
 use spacenode_keys::pcr::predict_software_pcr;
 use spacenode_keys::swtpm::Swtpm;
 use spacenode_keys::{
-    verify_attestation, AkPublic, Attestation, Expectations, KeyStore, Signer, TpmKeyStore,
-    VerifyError,
+    AkPublic, Attestation, Expectations, KeyStore, Signer, TpmKeyStore, VerifyError,
+    verify_attestation,
 };
 use std::path::Path;
 use std::process::Command;
@@ -136,7 +141,10 @@ fn quote_verifies_and_binds_everything() {
         verify_attestation(&att, &e),
         Err(VerifyError::PcrDigestMismatch { .. })
     ));
-    let wider = vec![(16, [0u8; 32]), (23, predict_software_pcr(&BIN_V1, &CFG_V1))];
+    let wider = vec![
+        (16, [0u8; 32]),
+        (23, predict_software_pcr(&BIN_V1, &CFG_V1)),
+    ];
     let e = Expectations {
         pcrs: &wider,
         ..exp.clone()
@@ -166,7 +174,10 @@ fn quote_verifies_and_binds_everything() {
 
     // Qualified signer: the TPM's own view of the AK agrees with ours.
     let q = parse_quote(&att.attest).unwrap();
-    assert_eq!(q.qualified_signer, n.ak.qualified_name_endorsement_primary());
+    assert_eq!(
+        q.qualified_signer,
+        n.ak.qualified_name_endorsement_primary()
+    );
 }
 
 #[test]
@@ -225,8 +236,20 @@ fn checkquote(dir: &Path, ak: &AkPublic, att: &Attestation, nonce_hex: &str) -> 
     let out = Command::new("tpm2_checkquote")
         .current_dir(dir)
         .args([
-            "-u", "ak.pem", "-m", "quote.msg", "-s", "quote.sig", "-f", "pcrs.bin", "-l",
-            "sha256:23", "-g", "sha256", "-q", nonce_hex,
+            "-u",
+            "ak.pem",
+            "-m",
+            "quote.msg",
+            "-s",
+            "quote.sig",
+            "-f",
+            "pcrs.bin",
+            "-l",
+            "sha256:23",
+            "-g",
+            "sha256",
+            "-q",
+            nonce_hex,
         ])
         .output()
         .expect("tpm2_checkquote (tpm2-tools) installed");

@@ -10,6 +10,11 @@
 //! dump on SIGABRT (core_pattern "core", RLIMIT_CORE raised for the child
 //! only). A third check shows that `set_process_undumpable` suppresses the
 //! kernel core dump altogether.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failing step should panic with its message"
+)]
 
 mod common;
 
@@ -20,12 +25,26 @@ use std::time::{Duration, Instant};
 
 use bitcoin::NetworkKind;
 use spacenode_keys::swtpm::Swtpm;
-use spacenode_keys::{secret_mem, AuthValue, Profile, SealedBlob, Signer, Tpm, TpmConfig};
+use spacenode_keys::{AuthValue, Profile, SealedBlob, Signer, Tpm, TpmConfig, secret_mem};
 
 const PROBE_ENV: &str = "SPACENODE_DUMP_PROBE";
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    // Manual loop: tests run unoptimized and dumps are tens of MB.
+    let Some((&first, _)) = needle.split_first() else {
+        return true;
+    };
+    let Some(last) = hay.len().checked_sub(needle.len()) else {
+        return false;
+    };
+    let mut i = 0;
+    while i <= last {
+        if hay[i] == first && &hay[i..i + needle.len()] == needle {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Whether any 12-byte window of `secret` occurs in `hay`: catches partial
@@ -94,7 +113,8 @@ fn probe_child() {
             let tcti = std::env::var("PROBE_TCTI").unwrap();
             let cfg = TpmConfig::new(tcti, AuthValue::new(common::SEAL_AUTH).unwrap());
             let mut tpm = Tpm::connect(cfg, Profile::Development).unwrap();
-            tpm.measure_software(&common::BIN_V1, &common::CFG_V1).unwrap();
+            tpm.measure_software(&common::BIN_V1, &common::CFG_V1)
+                .unwrap();
             let blob = SealedBlob::decode(&std::fs::read(dir.join("blob")).unwrap()).unwrap();
             Box::new(spacenode_keys::TpmKeyStore::open(tpm, &blob, NetworkKind::Test).unwrap())
         }
@@ -103,8 +123,9 @@ fn probe_child() {
             let tcti = std::env::var("PROBE_TCTI").unwrap();
             let cfg = TpmConfig::new(tcti, AuthValue::new(common::SEAL_AUTH).unwrap());
             let mut tpm = Tpm::connect(cfg, Profile::Development).unwrap();
-            tpm.measure_software(&common::BIN_V1, &common::CFG_V1).unwrap();
-            let (seed, blob) = tpm.generate_seed().unwrap();
+            tpm.measure_software(&common::BIN_V1, &common::CFG_V1)
+                .unwrap();
+            let (seed, blob) = tpm.test_generate_seed().unwrap();
             // Tell the parent the seed (hex text, not raw bytes, so this
             // report is not itself a match).
             std::fs::write(dir.join("seed.hex"), hex::encode(seed.expose())).unwrap();
@@ -235,8 +256,14 @@ fn gcore_excludes_soft_loaded_seed_but_finds_control() {
     let p = spawn_probe("soft", dir.path(), &control, &[]);
     let core = gcore(p.pid, dir.path());
     finish(p);
-    assert!(contains(&core, &control), "control secret not in the dump: the test could not fail");
-    assert!(!contains_part(&core, &seed), "seed bytes found in the gcore dump");
+    assert!(
+        contains(&core, &control),
+        "control secret not in the dump: the test could not fail"
+    );
+    assert!(
+        !contains_part(&core, &seed),
+        "seed bytes found in the gcore dump"
+    );
 }
 
 #[test]
@@ -244,7 +271,7 @@ fn gcore_excludes_tpm_unsealed_seed_but_finds_control() {
     let sw = Swtpm::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut tpm = common::boot(&sw, &common::BIN_V1, &common::CFG_V1);
-    let (seed, blob) = tpm.generate_seed().unwrap();
+    let (seed, blob) = tpm.test_generate_seed().unwrap();
     let seed_bytes = *seed.expose();
     drop(seed);
     drop(tpm);
@@ -253,11 +280,17 @@ fn gcore_excludes_tpm_unsealed_seed_but_finds_control() {
     let p = spawn_probe("tpm", dir.path(), &control, &[("PROBE_TCTI", sw.tcti())]);
     let core = gcore(p.pid, dir.path());
     finish(p);
-    assert!(contains(&core, &control), "control secret not in the dump: the test could not fail");
+    assert!(
+        contains(&core, &control),
+        "control secret not in the dump: the test could not fail"
+    );
     if contains_part(&core, &seed_bytes) {
         keep_for_diagnosis(&core, &seed_bytes);
     }
-    assert!(!contains_part(&core, &seed_bytes), "unsealed seed found in the gcore dump");
+    assert!(
+        !contains_part(&core, &seed_bytes),
+        "unsealed seed found in the gcore dump"
+    );
 }
 
 #[test]
@@ -274,15 +307,26 @@ fn gcore_excludes_seed_generated_and_sealed_in_process() {
     let core = gcore(p.pid, dir.path());
     finish(p);
     let seed = hex::decode(std::fs::read_to_string(dir.path().join("seed.hex")).unwrap()).unwrap();
-    assert!(contains(&core, &control), "control secret not in the dump: the test could not fail");
+    assert!(
+        contains(&core, &control),
+        "control secret not in the dump: the test could not fail"
+    );
     if contains_part(&core, &seed) {
         keep_for_diagnosis(&core, &seed);
     }
-    assert!(!contains_part(&core, &seed), "part of the generated seed found in the gcore dump");
+    assert!(
+        !contains_part(&core, &seed),
+        "part of the generated seed found in the gcore dump"
+    );
 }
 
 fn kernel_core(dir: &Path, extra: &[(&str, String)], control: &[u8; 32]) -> Option<Vec<u8>> {
-    let p = spawn_probe("soft", dir, control, &[&[("PROBE_ABORT", "1".to_owned())], extra].concat());
+    let p = spawn_probe(
+        "soft",
+        dir,
+        control,
+        &[&[("PROBE_ABORT", "1".to_owned())], extra].concat(),
+    );
     let mut p = p;
     let _ = p.child.wait();
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
@@ -308,11 +352,21 @@ fn kernel_core_dump_excludes_seed_and_undumpable_writes_none() {
     }
     let (dir, seed, control) = soft_setup();
     let core = kernel_core(dir.path(), &[], &control).expect("kernel wrote no core file");
-    assert!(contains(&core, &control), "control secret not in the kernel core");
-    assert!(!contains_part(&core, &seed), "seed bytes found in the kernel core");
+    assert!(
+        contains(&core, &control),
+        "control secret not in the kernel core"
+    );
+    assert!(
+        !contains_part(&core, &seed),
+        "seed bytes found in the kernel core"
+    );
     std::fs::remove_file(dir.path().join("core")).unwrap();
 
     // With PR_SET_DUMPABLE 0 (what the daemon does) there is no core at all.
-    let none = kernel_core(dir.path(), &[("PROBE_UNDUMPABLE", "1".to_owned())], &control);
+    let none = kernel_core(
+        dir.path(),
+        &[("PROBE_UNDUMPABLE", "1".to_owned())],
+        &control,
+    );
     assert!(none.is_none(), "an undumpable process still wrote a core");
 }

@@ -1,4 +1,9 @@
 //! Typed errors for the failure cases the ground must tell apart.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failing step should panic with its message"
+)]
 
 mod common;
 
@@ -63,7 +68,7 @@ fn corrupted_blobs_are_blob_corrupt() {
 fn tampered_private_part_is_refused_by_the_tpm() {
     let sw = Swtpm::start().unwrap();
     let mut tpm = boot(&sw, &BIN_V1, &CFG_V1);
-    let (_, blob) = tpm.generate_seed().unwrap();
+    let (_, blob) = tpm.test_generate_seed().unwrap();
     // Re-encode with a modified private part and a valid checksum (an
     // attacker or a bug that rewrites the blob consistently): the TPM's
     // integrity check on load catches it.
@@ -71,7 +76,10 @@ fn tampered_private_part_is_refused_by_the_tpm() {
     let name_len = usize::from(bytes[7]);
     let pcr_count = usize::from(bytes[8 + name_len]);
     let pub_len_at = 8 + name_len + 1 + pcr_count + 32;
-    let pub_len = usize::from(u16::from_be_bytes([bytes[pub_len_at], bytes[pub_len_at + 1]]));
+    let pub_len = usize::from(u16::from_be_bytes([
+        bytes[pub_len_at],
+        bytes[pub_len_at + 1],
+    ]));
     let priv_at = pub_len_at + 2 + pub_len + 2;
     let mut body = bytes[..bytes.len() - 32].to_vec();
     body[priv_at + 20] ^= 0x01;
@@ -84,7 +92,7 @@ fn tampered_private_part_is_refused_by_the_tpm() {
     };
     body.extend_from_slice(&sum);
     let tampered = SealedBlob::decode(&body).unwrap();
-    let err = tpm.unseal_seed(&tampered).unwrap_err();
+    let err = tpm.test_unseal_seed(&tampered).unwrap_err();
     assert!(matches!(err, KeyError::BlobCorrupt { .. }), "{err:?}");
 }
 

@@ -1,4 +1,9 @@
 //! Anti-rollback against swtpm: the NV counter versus a simulated database.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failing step should panic with its message"
+)]
 
 mod common;
 
@@ -21,7 +26,11 @@ fn counter_provisioning_is_idempotent_and_monotonic() {
     assert!(matches!(err, KeyError::NvCounter { .. }), "{err:?}");
     assert_eq!(err.code(), 0x0410);
     let v0 = tpm.provision_counter().unwrap();
-    assert_eq!(tpm.provision_counter().unwrap(), v0, "provisioning twice bumps");
+    assert_eq!(
+        tpm.provision_counter().unwrap(),
+        v0,
+        "provisioning twice bumps"
+    );
     assert_eq!(tpm.increment_counter().unwrap(), v0 + 1);
     drop(tpm);
     // Survives a TPM restart.

@@ -1,10 +1,15 @@
 //! Sealing the seed and named secrets against swtpm: round trip, PCR
 //! change, restart persistence, auth failures and lockout.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failing step should panic with its message"
+)]
 
 mod common;
 
-use bitcoin::bip32::DerivationPath;
 use bitcoin::NetworkKind;
+use bitcoin::bip32::DerivationPath;
 use common::*;
 use spacenode_keys::pcr::predict_software_pcr;
 use spacenode_keys::swtpm::Swtpm;
@@ -103,7 +108,7 @@ fn named_secrets_round_trip_and_bind_their_name() {
     assert_eq!(back2.expose(), &[0x42; 32]);
 
     // A seed blob is not a named secret.
-    let (_, seed_blob) = tpm.generate_seed().unwrap();
+    let (_, seed_blob) = tpm.test_generate_seed().unwrap();
     let err = tpm.unseal_secret(&seed_blob, "bip32-seed").unwrap_err();
     assert!(matches!(err, KeyError::BlobMismatch { .. }), "{err:?}");
 
@@ -127,7 +132,11 @@ fn wrong_auth_value_fails_then_locks_out() {
         .env("TPM2TOOLS_TCTI", sw.tcti())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut cfg = config(&sw);
     cfg.seal_auth = AuthValue::new(b"wrong").unwrap();

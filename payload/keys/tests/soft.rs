@@ -1,7 +1,12 @@
 //! The development soft backend.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failing step should panic with its message"
+)]
 
-use bitcoin::bip32::DerivationPath;
 use bitcoin::NetworkKind;
+use bitcoin::bip32::DerivationPath;
 use spacenode_keys::{BlobBackend, KeyError, KeyStore, Profile, Signer, SoftKeyStore};
 use std::os::unix::fs::PermissionsExt;
 use std::str::FromStr;

@@ -1,5 +1,10 @@
 //! Shared helpers for the integration tests: a private swtpm per test.
-#![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failing step should panic with its message"
+)]
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use spacenode_keys::swtpm::Swtpm;
 use spacenode_keys::{AuthValue, Profile, Tpm, TpmConfig};
