@@ -33,6 +33,10 @@ fn help_is_everywhere() {
         ("ground", vec!["events", "--help"]),
         ("ground", vec!["link", "--help"]),
         ("ground", vec!["link", "rekey", "--help"]),
+        ("ground", vec!["chain", "--help"]),
+        ("ground", vec!["chain", "sync", "--help"]),
+        ("ground", vec!["chain", "status", "--help"]),
+        ("ground", vec!["chain", "clear-deep-reorg", "--help"]),
     ] {
         let (code, stdout, _) = run(Command::new(bin(binary)).args(&args));
         assert_eq!(code, 0, "{binary} {args:?}");
@@ -66,6 +70,14 @@ fn check_config_accepts_valid_and_names_the_bad_key() {
         (
             text.replace("tx_key_id = 1", "tx_key_id = 4"),
             "`link.tx_key_id`: 4 is not among link.keys",
+        ),
+        (
+            format!("{text}\n[chain]\nwindow = 1\n"),
+            "`chain.window`: 1 is outside 2..=8064",
+        ),
+        (
+            format!("{text}\n[chain]\nnetwork = \"testnet3\"\n"),
+            "unknown variant `testnet3`",
         ),
     ] {
         std::fs::write(&fx.node_config, broken).unwrap();

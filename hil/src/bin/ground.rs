@@ -2,6 +2,7 @@
 //! radio modem, a USB serial bridge to a bench board, or the link emulator)
 //! with the same secured packets the flight link uses.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use spacenode_hil::ground::chain::{self, HeaderFormat, SyncEvent, SyncOptions};
 use spacenode_hil::ground::client::{GroundError, Link, RetryPolicy};
 use spacenode_hil::ground::config::GroundConfig;
 use spacenode_hil::ground::display;
@@ -82,6 +84,60 @@ enum Command {
         #[command(subcommand)]
         command: LinkCommand,
     },
+    /// The node's Bitcoin header chain (PUS 129): sync headers, show the
+    /// status. See docs/chain.md.
+    Chain {
+        #[command(subcommand)]
+        command: ChainCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChainCommand {
+    /// Send block headers to the node, resuming where it stands: asks the
+    /// node's status first, skips what it has, then sends batches that fit
+    /// one frame. Each batch gets 3 x --retries attempts. Re-run it after an
+    /// interruption.
+    Sync {
+        /// Header file: raw 80-byte headers, or JSON with --format json.
+        #[arg(long, value_name = "FILE", required_unless_present = "from_stdin")]
+        headers: Option<PathBuf>,
+        /// Read the headers from standard input instead of a file.
+        #[arg(long, conflicts_with = "headers")]
+        from_stdin: bool,
+        /// Layout of the headers [default: json for *.json files, else raw].
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Height of the first header (needed for files that neither start
+        /// at genesis nor build on the node's tip, unless a JSON object
+        /// gives `first_height`).
+        #[arg(long, value_name = "H")]
+        first_height: Option<u32>,
+        /// At most N headers per batch [default: as many as fit one frame,
+        /// about 50].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        batch: Option<u16>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the node's chain status: tip, chain work, window, reorgs.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge a refused deep reorg: clears the node's flag (the event
+    /// log keeps the record).
+    ClearDeepReorg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    /// Concatenated 80-byte headers.
+    Raw,
+    /// A JSON list of hex headers, or {"first_height": H, "headers": [...]}.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,7 +198,193 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Link {
             command: LinkCommand::Rekey { key_id },
         } => rekey(&mut link, policy, key_id),
+        Command::Chain { command } => chain_command(&mut link, policy, command),
     }
+}
+
+fn chain_command(
+    link: &mut Link,
+    policy: RetryPolicy,
+    command: ChainCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        ChainCommand::Status { json } => {
+            let (st, time_ms) = chain::status(link, policy)?;
+            if json {
+                println!("{}", status_json(&st));
+            } else {
+                print!("{}", display::chain_status_table(&st, time_ms));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ChainCommand::ClearDeepReorg => {
+            chain::clear_deep_reorg(link, policy)?;
+            println!("deep-reorg flag cleared");
+            Ok(ExitCode::SUCCESS)
+        }
+        ChainCommand::Sync {
+            headers,
+            from_stdin,
+            format,
+            first_height,
+            batch,
+            json,
+        } => {
+            let (bytes, name, format) = match (headers, from_stdin) {
+                (Some(path), _) => {
+                    let bytes =
+                        std::fs::read(&path).map_err(|source| chain::ChainCmdError::Read {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                    let is_json = path.extension().is_some_and(|e| e == "json");
+                    let format = format.unwrap_or(if is_json {
+                        FormatArg::Json
+                    } else {
+                        FormatArg::Raw
+                    });
+                    (bytes, path.display().to_string(), format)
+                }
+                (None, _) => {
+                    let mut bytes = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut bytes)
+                        .context("reading headers from stdin")?;
+                    (bytes, "stdin".to_string(), format.unwrap_or(FormatArg::Raw))
+                }
+            };
+            let format = match format {
+                FormatArg::Raw => HeaderFormat::Raw,
+                FormatArg::Json => HeaderFormat::Json,
+            };
+            let file = chain::parse_headers(&bytes, format, &name)?;
+            drop(bytes);
+            sync(link, policy, &file, first_height, batch, json)
+        }
+    }
+}
+
+fn status_json(st: &spacenode_chain::ChainStatus) -> serde_json::Value {
+    serde_json::json!({
+        "network": display::network_name(st.network),
+        "tip_height": st.tip_height,
+        "tip_hash": st.tip_hash.to_string(),
+        "chain_work": hex::encode(st.tip_chain_work.to_be_bytes()),
+        "tip_median_time_past": st.tip_median_time_past,
+        "window": st.window,
+        "lowest_height": st.lowest_height,
+        "last_reorg": st.last_reorg.map(|r| serde_json::json!({
+            "fork_height": r.fork_height, "depth": r.depth, "new_tip_height": r.new_tip_height,
+        })),
+        "deep_reorg_refused": st.deep_reorg_refused.map(|d| serde_json::json!({
+            "lowest_kept": d.lowest_kept, "branch_start": d.branch_start, "branch_end": d.branch_end,
+        })),
+    })
+}
+
+fn sync(
+    link: &mut Link,
+    policy: RetryPolicy,
+    file: &chain::HeaderFile,
+    first_height: Option<u32>,
+    batch: Option<u16>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let bar = ProgressBar::hidden();
+    let mut on_event = |ev: SyncEvent| match ev {
+        SyncEvent::Planned {
+            from,
+            to_send,
+            skipped,
+        } => {
+            if to_send > 0 {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(to_send);
+                bar.set_style(
+                    ProgressStyle::with_template("{bar:40} {pos}/{len} headers  {msg}  ETA {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_message(format!("from height {from}"));
+            }
+            if skipped > 0 && !json {
+                say(
+                    &bar,
+                    format!("the node already has {skipped} header(s) of the file"),
+                );
+            }
+        }
+        SyncEvent::Batch {
+            count, tip_height, ..
+        } => {
+            bar.inc(u64::from(count));
+            bar.set_message(format!(
+                "{:.0} headers/s  node tip {tip_height}",
+                bar.per_sec()
+            ));
+        }
+    };
+    let opts = SyncOptions {
+        first_height,
+        max_batch: batch.map(usize::from),
+    };
+    let result = chain::sync(link, policy, file, opts, &mut on_event);
+    bar.finish_and_clear();
+    let r = result?;
+    let per_header = |bytes: u64| {
+        if r.sent_headers == 0 {
+            0.0
+        } else {
+            bytes as f64 / r.sent_headers as f64
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "first_height": r.first_height,
+                "last_height": r.last_height,
+                "file_headers": r.file_headers,
+                "skipped": r.skipped,
+                "sent": r.sent_headers,
+                "batches": r.batches,
+                "payload_bytes": r.payload_bytes,
+                "payload_bytes_per_header": per_header(r.payload_bytes),
+                "frame_bytes_up": r.frame_bytes_up,
+                "frame_bytes_down": r.frame_bytes_down,
+                "retries": r.retries,
+                "slowest_exchange_ms": r.slowest_exchange.as_secs_f64() * 1e3,
+                "reorganized": r.reorganized,
+                "elapsed_s": r.elapsed.as_secs_f64(),
+                "status": status_json(&r.status),
+            })
+        );
+    } else {
+        println!(
+            "file: {} headers, heights {}..={}",
+            r.file_headers, r.first_height, r.last_height
+        );
+        println!(
+            "skipped {} header(s) already on the node; sent {} header(s) in {} batch(es), \
+             {:.1} payload bytes/header, {} retries, {:.1} s{}",
+            r.skipped,
+            r.sent_headers,
+            r.batches,
+            per_header(r.payload_bytes),
+            r.retries,
+            r.elapsed.as_secs_f64(),
+            if r.reorganized {
+                "; the node reorganised onto the file's branch"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "node tip: {} {}",
+            r.status.tip_height,
+            display::block_hash(&r.status.tip_hash)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -161,7 +161,10 @@ impl RttEstimator {
     fn timeout(&self, policy: &RetryPolicy) -> Duration {
         match self.srtt {
             None => policy.first_timeout,
-            Some(srtt) => (srtt + (self.rttvar * 4).max(Duration::from_millis(2))).clamp(
+            // The variance term is floored at half the round trip: a
+            // scheduler hiccup on a loaded ground machine must not look
+            // like a lost frame.
+            Some(srtt) => (srtt + (self.rttvar * 4).max(srtt / 2)).clamp(
                 policy.min_timeout,
                 policy.max_timeout.max(policy.min_timeout),
             ),
@@ -342,7 +345,8 @@ impl Link {
     pub fn send(&mut self, tc: &Tc) -> Result<usize, GroundError> {
         let seq = self.next_seq()?;
         let envelope = self.tx_cipher.seal(Direction::Uplink, seq, &tc.encode()?)?;
-        let framed = frame::encode_vec(envelope).map_err(|e| PacketError::Invalid(e.to_string()))?;
+        let framed =
+            frame::encode_vec(envelope).map_err(|e| PacketError::Invalid(e.to_string()))?;
         self.port.write_all(&framed)?;
         self.port.flush()?;
         self.stats.sent += 1;
@@ -443,12 +447,16 @@ impl Link {
         else {
             return;
         };
-        if key_id == self.tx_cipher.key_id()
-            && self.recently_sent.contains(&seq)
-            && self.tx.peek() <= highest
-        {
+        // Moving forward is always safe (it only skips numbers), and the
+        // event is authenticated downlink, so any report of a window above
+        // our next number is acted on: after a node reboot the first stale
+        // packet may have been an older invocation's retry, and the event
+        // for ours may be rate-limited away.
+        if key_id == self.tx_cipher.key_id() && self.tx.peek() <= highest {
             self.tx.skip_past(highest);
-            self.resync_pending = true;
+            // Re-send at once only if the refused packet was one of ours in
+            // flight; otherwise the next send simply uses the new numbers.
+            self.resync_pending = self.recently_sent.contains(&seq);
             self.stats.resyncs += 1;
         }
     }

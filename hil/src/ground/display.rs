@@ -7,8 +7,12 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use spacenode_chain::ChainStatus;
 use spacenode_wire::ReasonCode;
-use spacenode_wire::msg::{Event, EventId, HkCore, ModeCode, NO_TEMPERATURE, Reader, Severity};
+use spacenode_wire::msg::{
+    CHAIN_FLAG_DEEP_REORG, CHAIN_FLAG_UNAVAILABLE, Event, EventId, HkCore, ModeCode,
+    NO_TEMPERATURE, Reader, Severity,
+};
 
 /// UTC time with milliseconds, RFC 3339.
 #[must_use]
@@ -50,14 +54,199 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
+/// Reason codes of the header chain (0x0300..=0x03FF), as listed in
+/// `payload/chain/README.md` (a test keeps the two equal): code, error name,
+/// meaning.
+#[rustfmt::skip] // one row per code, as in the README table
+pub const CHAIN_CODES: &[(u16, &str, &str)] = &[
+    (0x0301, "ValidationError::PrevHashMismatch", "header does not build on our block at height − 1"),
+    (0x0302, "ValidationError::BadDifficultyBits", "nBits differs from the required value (expected, got)"),
+    (0x0303, "ValidationError::TimeNotAfterMedian", "time ≤ median time past"),
+    (0x0304, "ValidationError::Timewarp", "BIP94: period's first block too early"),
+    (0x0305, "ValidationError::TimeTooFarInFuture", "time > node clock + 2 h"),
+    (0x0306, "ValidationError::VersionTooOld", "version below the BIP34/66/65 floor"),
+    (0x0307, "ValidationError::InvalidBits", "nBits negative, zero or overflowing"),
+    (0x0308, "ValidationError::TargetAboveLimit", "target above powLimit"),
+    (0x0309, "ValidationError::InsufficientProofOfWork", "hash above target"),
+    (0x030A, "ValidationError::HeightOverflow", "height past u32"),
+    (0x030B, "ValidationError::ChainWorkOverflow", "chain work past 2^256 − 1"),
+    (0x0320, "ChainError::NetworkMismatch", "batch or checkpoint for another network"),
+    (0x0321, "ChainError::Gap", "batch starts above tip + 1"),
+    (0x0322, "ChainError::ParentMismatch", "batch parent is not our block: resend from the fork point"),
+    (0x0323, "ChainError::BelowWindow", "batch ends below the lowest kept height"),
+    (0x0324, "ChainError::LowWorkForkBelowWindow", "branch forks below the window, less work than the window"),
+    (0x0325, "ChainError::DeepReorgRefused", "credible reorg deeper than the window: refused, flag set"),
+    (0x0326, "ChainError::WindowTooSmall", "configured window < 2"),
+    (0x0327, "ChainError::StoreCorrupt", "stored chain failed re-validation on load"),
+    (0x0328, "ChainError::Store", "storage backend failed; nothing changed"),
+    (0x0329, "ChainError::UpdateMismatch", "an update not planned by this state"),
+    (0x0340, "BatchError::Truncated", "batch bytes end early"),
+    (0x0341, "BatchError::UnsupportedFormat", "unknown batch format byte"),
+    (0x0342, "BatchError::UnknownNetwork", "unknown network id"),
+    (0x0343, "BatchError::ZeroStartHeight", "batch starts at genesis"),
+    (0x0344, "BatchError::CountOutOfRange", "0 or more than 4032 headers"),
+    (0x0345, "BatchError::InvalidFlags", "reserved or contradictory header flags"),
+    (0x0346, "BatchError::FirstHeaderIncomplete", "first header lacks version, bits or absolute time"),
+    (0x0347, "BatchError::TimeOutOfRange", "time delta leaves the u32 range"),
+    (0x0348, "BatchError::TrailingBytes", "bytes after the last header"),
+    (0x0349, "BatchError::HeightOverflow", "start + count past u32"),
+    (0x034A, "BatchError::NotLinked", "compact layout cannot carry unlinked headers"),
+    (0x0360, "CheckpointError::Truncated", "record bytes end early"),
+    (0x0361, "CheckpointError::TrailingBytes", "bytes after the record"),
+    (0x0362, "CheckpointError::UnsupportedFormat", "unknown record format"),
+    (0x0363, "CheckpointError::UnknownNetwork", "unknown network id"),
+    (0x0364, "CheckpointError::NetworkMismatch", "record for another network"),
+    (0x0365, "CheckpointError::TimestampCount", "not min(11, height + 1) timestamps"),
+    (0x0366, "CheckpointError::TimestampMismatch", "last timestamp is not the header's time"),
+    (0x0367, "CheckpointError::AnchorMismatch", "anchor inconsistent with the height"),
+    (0x0368, "CheckpointError::BadProofOfWork", "header or anchor fails its own PoW"),
+    (0x0369, "CheckpointError::BitsInconsistent", "nBits impossible in the anchor's period"),
+    (0x036A, "CheckpointError::ChainWorkTooLow", "chain work below the block's own work"),
+    (0x036B, "CheckpointError::GenesisMismatch", "height-0 record or anchor is not genesis"),
+    (0x0380, "SpvError::ProofTooLarge", "proof above 64 KiB"),
+    (0x0381, "SpvError::MalformedProof", "proof bytes do not decode"),
+    (0x0382, "SpvError::MalformedTransaction", "transaction bytes do not decode"),
+    (0x0383, "SpvError::SixtyFourByteTransaction", "64-byte transaction (CVE-2017-12842)"),
+    (0x0384, "SpvError::TxidMismatch", "proof's txid is not the transaction's"),
+    (0x0385, "SpvError::TxNotInProof", "transaction not matched by the proof"),
+    (0x0386, "SpvError::InvalidTxCount", "tx count 0 or impossible"),
+    (0x0387, "SpvError::IndexOutOfRange", "index ≥ tx count"),
+    (0x0388, "SpvError::WrongBranchLength", "branch length ≠ depth for the tx count"),
+    (0x0389, "SpvError::DuplicateSibling", "duplicated sibling where Bitcoin never duplicates (CVE-2012-2459)"),
+    (0x038A, "SpvError::BadPadding", "last node of an odd level not paired with itself"),
+    (0x038B, "SpvError::PartialTree", "partial merkle tree malformed"),
+    (0x038C, "SpvError::MerkleRootMismatch", "recomputed root ≠ header's"),
+    (0x038D, "SpvError::BlockNotInWindow", "block unknown or below the window"),
+    (0x038E, "SpvError::MalformedBranch", "branch encoding malformed"),
+    (0x03A0, "StatusError::WrongLength", "status is not 107 bytes"),
+    (0x03A1, "StatusError::UnsupportedFormat", "unknown status format"),
+    (0x03A2, "StatusError::UnknownNetwork", "unknown network id"),
+    (0x03A3, "StatusError::InvalidFlags", "unknown status flags"),
+    (0x03A4, "StatusError::NonCanonical", "absent record not zeroed"),
+];
+
+/// Name and meaning of a reason code: the wire crate's own, or the header
+/// chain's.
+#[must_use]
+pub fn describe(code: ReasonCode) -> Option<(&'static str, &'static str)> {
+    code.describe().or_else(|| {
+        CHAIN_CODES
+            .iter()
+            .find(|(c, _, _)| *c == code.0)
+            .map(|(_, name, text)| (*name, *text))
+    })
+}
+
 /// A reason code with its name and meaning where known.
 #[must_use]
 pub fn reason(code: ReasonCode) -> String {
-    match code.describe() {
+    match describe(code) {
         Some((name, text)) => format!("0x{:04x} {name} ({text})", code.0),
         None if code.0 == 0 => "none".to_string(),
         None => format!("0x{:04x}", code.0),
     }
+}
+
+/// A block hash or other 32-byte hash in display order (as block explorers
+/// and `bitcoin-cli` print it).
+#[must_use]
+pub fn block_hash(hash: &bitcoin::BlockHash) -> String {
+    hash.to_string()
+}
+
+/// Cumulative chain work: hex without leading zeros, and its log2.
+#[must_use]
+pub fn chain_work(work: bitcoin::Work) -> String {
+    let hex = hex::encode(work.to_be_bytes());
+    let trimmed = hex.trim_start_matches('0');
+    let digits = if trimmed.is_empty() { "0" } else { trimmed };
+    format!("0x{digits} (2^{:.2})", work.log2())
+}
+
+/// Chain flags of housekeeping as words.
+#[must_use]
+pub fn chain_flags(flags: u8) -> String {
+    let mut words = Vec::new();
+    if flags & CHAIN_FLAG_DEEP_REORG != 0 {
+        words.push("DEEP REORG REFUSED".to_string());
+    }
+    if flags & CHAIN_FLAG_UNAVAILABLE != 0 {
+        words.push("CHAIN UNAVAILABLE".to_string());
+    }
+    let unknown = flags & !(CHAIN_FLAG_DEEP_REORG | CHAIN_FLAG_UNAVAILABLE);
+    if unknown != 0 {
+        words.push(format!("unknown bits 0x{unknown:02x}"));
+    }
+    if words.is_empty() {
+        "none".to_string()
+    } else {
+        format!("0x{flags:02x} {}", words.join(", "))
+    }
+}
+
+/// Network name as in the node's `chain.network` setting.
+#[must_use]
+pub fn network_name(network: bitcoin::Network) -> &'static str {
+    match network {
+        bitcoin::Network::Bitcoin => "mainnet",
+        bitcoin::Network::Testnet => "testnet3",
+        bitcoin::Network::Testnet4 => "testnet4",
+        bitcoin::Network::Signet => "signet",
+        bitcoin::Network::Regtest => "regtest",
+    }
+}
+
+/// The `ground chain status` table.
+#[must_use]
+pub fn chain_status_table(st: &ChainStatus, tm_time_ms: i64) -> String {
+    let rows: Vec<(&str, String)> = vec![
+        ("report time", utc(tm_time_ms)),
+        ("network", network_name(st.network).to_string()),
+        ("tip height", st.tip_height.to_string()),
+        ("tip hash", block_hash(&st.tip_hash)),
+        ("chain work", chain_work(st.tip_chain_work)),
+        (
+            "tip median time",
+            utc(i64::from(st.tip_median_time_past).saturating_mul(1000)),
+        ),
+        ("window", format!("{} headers", st.window)),
+        ("lowest kept height", st.lowest_height.to_string()),
+        (
+            "last reorg",
+            st.last_reorg.map_or_else(
+                || "none".to_string(),
+                |r| {
+                    format!(
+                        "fork at {}, {} block(s) replaced, new tip {}",
+                        r.fork_height, r.depth, r.new_tip_height
+                    )
+                },
+            ),
+        ),
+        (
+            "deep reorg refused",
+            st.deep_reorg_refused.map_or_else(
+                || "no".to_string(),
+                |d| {
+                    format!(
+                        "YES: branch {}..={} forks below the lowest kept height {} \
+                         (clear with `ground chain clear-deep-reorg`)",
+                        d.branch_start, d.branch_end, d.lowest_kept
+                    )
+                },
+            ),
+        ),
+    ];
+    table("spacenode chain status", rows)
+}
+
+fn table(title: &str, rows: Vec<(&str, String)>) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!("{title}\n");
+    for (k, v) in rows {
+        out.push_str(&format!("  {k:<width$}  {v}\n"));
+    }
+    out
 }
 
 /// The housekeeping table.
@@ -100,13 +289,10 @@ pub fn hk_table(hk: &HkCore, tm_time_ms: i64) -> String {
                 format!("{:.1} °C", f64::from(hk.cpu_temp_milli_c) / 1000.0)
             },
         ),
+        ("chain tip height", hk.chain_tip_height.to_string()),
+        ("chain flags", chain_flags(hk.chain_flags)),
     ];
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut out = String::from("spacenode housekeeping\n");
-    for (k, v) in rows {
-        out.push_str(&format!("  {k:<width$}  {v}\n"));
-    }
-    out
+    table("spacenode housekeeping", rows)
 }
 
 fn event_details(ev: &Event) -> String {
@@ -123,6 +309,14 @@ fn event_details(ev: &Event) -> String {
         },
         EventId::REKEYED => r.u16("key").map(|k| format!("key={k}")).ok(),
         EventId::STORAGE_LOW => r.u64("free").map(|f| format!("free={}", bytes(f))).ok(),
+        EventId::CHAIN_DEEP_REORG => match (r.u32("lowest"), r.u32("start"), r.u32("end")) {
+            (Ok(l), Ok(s), Ok(e)) => Some(format!("lowest_kept={l} branch={s}..={e}")),
+            _ => None,
+        },
+        EventId::CHAIN_REORG => match (r.u32("fork"), r.u32("depth"), r.u32("tip")) {
+            (Ok(f), Ok(d), Ok(t)) => Some(format!("fork={f} depth={d} new_tip={t}")),
+            _ => None,
+        },
         _ => None,
     };
     match text {
@@ -188,6 +382,95 @@ mod tests {
             aux: vec![0xAB],
         };
         assert!(event_line(&odd, None).contains("aux=ab"));
+    }
+
+    #[test]
+    fn chain_codes_match_the_chain_readme() {
+        let readme = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../payload/chain/README.md"
+        ))
+        .expect("payload/chain/README.md");
+        let documented: Vec<String> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `0x03"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(documented.len(), CHAIN_CODES.len(), "row count differs");
+        for (code, name, text) in CHAIN_CODES {
+            let row = format!("| `0x{code:04X}` | `{name}` | {text} |");
+            assert!(
+                documented.contains(&row),
+                "{row} not in payload/chain/README.md"
+            );
+        }
+        assert!(reason(ReasonCode(0x0309)).contains("InsufficientProofOfWork"));
+        assert!(reason(ReasonCode::STORE_SQLITE).contains("STORE_SQLITE"));
+    }
+
+    #[test]
+    fn chain_events_and_flags_read_well() {
+        let mut aux = 2160u32.to_be_bytes().to_vec();
+        aux.extend_from_slice(&6u32.to_be_bytes());
+        aux.extend_from_slice(&45u32.to_be_bytes());
+        let ev = Event {
+            id: EventId::CHAIN_DEEP_REORG,
+            seq: 9,
+            time_unix_ms: 0,
+            aux,
+        };
+        let line = event_line(&ev, Some(Severity::High));
+        assert!(line.contains("lowest_kept=2160 branch=6..=45"), "{line}");
+        assert_eq!(chain_flags(0), "none");
+        assert!(chain_flags(1).contains("DEEP REORG REFUSED"));
+        assert!(chain_flags(0x82).contains("UNAVAILABLE") && chain_flags(0x82).contains("0x80"));
+        let t = hk_table(
+            &HkCore {
+                chain_tip_height: 5999,
+                chain_flags: 1,
+                ..Default::default()
+            },
+            0,
+        );
+        assert!(t.contains("chain tip height") && t.contains("5999"), "{t}");
+    }
+
+    #[test]
+    fn chain_status_table_shows_every_field() {
+        use bitcoin::hashes::Hash;
+        let st = ChainStatus {
+            network: bitcoin::Network::Bitcoin,
+            tip_height: 5999,
+            tip_hash: bitcoin::BlockHash::from_byte_array([0x11; 32]),
+            tip_chain_work: bitcoin::Work::from_be_bytes({
+                let mut w = [0u8; 32];
+                w[29] = 1;
+                w
+            }),
+            tip_median_time_past: 1_231_006_505,
+            window: 2160,
+            lowest_height: 3840,
+            last_reorg: None,
+            deep_reorg_refused: Some(spacenode_chain::store::DeepReorgInfo {
+                lowest_kept: 3840,
+                branch_start: 10,
+                branch_end: 60,
+            }),
+        };
+        let t = chain_status_table(&st, 0);
+        for needle in [
+            "mainnet",
+            "5999",
+            &"11".repeat(32),
+            "0x10000 (2^16.00)",
+            "2009-01-03",
+            "2160 headers",
+            "3840",
+            "last reorg",
+            "YES: branch 10..=60",
+        ] {
+            assert!(t.contains(needle), "{needle} missing in\n{t}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use spacenode_chain::state::{DEFAULT_WINDOW, MIN_WINDOW};
+use spacenode_chain::{ChainConfig, Checkpoint};
 use spacenode_wire::security::LinkKey;
 
 /// Why a config file was refused.
@@ -67,6 +69,8 @@ struct RawConfig {
     telemetry: RawTelemetry,
     #[serde(default)]
     logging: RawLogging,
+    #[serde(default)]
+    chain: RawChain,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +124,67 @@ impl Default for RawTelemetry {
     }
 }
 
+/// Bitcoin network the header chain follows (`chain.network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainNetwork {
+    /// Bitcoin mainnet.
+    #[default]
+    Mainnet,
+    /// Testnet4 (BIP94).
+    Testnet4,
+    /// Signet (validated header-only: see `payload/chain/README.md`).
+    Signet,
+    /// Regtest (development only).
+    Regtest,
+}
+
+impl ChainNetwork {
+    /// The `bitcoin` crate's network.
+    #[must_use]
+    pub fn network(self) -> bitcoin::Network {
+        match self {
+            Self::Mainnet => bitcoin::Network::Bitcoin,
+            Self::Testnet4 => bitcoin::Network::Testnet4,
+            Self::Signet => bitcoin::Network::Signet,
+            Self::Regtest => bitcoin::Network::Regtest,
+        }
+    }
+}
+
+/// Trust anchor of a fresh header chain (`chain.start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainStart {
+    /// The compiled-in checkpoint of the network (mainnet block 830592,
+    /// genesis elsewhere).
+    #[default]
+    Checkpoint,
+    /// The genesis block: always a safe anchor, costs more uplink.
+    Genesis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    #[serde(default)]
+    network: ChainNetwork,
+    #[serde(default = "default_window")]
+    window: u32,
+    #[serde(default)]
+    start: ChainStart,
+}
+
+impl Default for RawChain {
+    fn default() -> Self {
+        Self {
+            network: ChainNetwork::default(),
+            window: default_window(),
+            start: ChainStart::default(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLogging {
@@ -141,6 +206,9 @@ fn default_event_interval() -> u32 {
 }
 fn default_storage_warn() -> u64 {
     16 * 1024 * 1024
+}
+fn default_window() -> u32 {
+    DEFAULT_WINDOW
 }
 fn default_thermal() -> PathBuf {
     PathBuf::from("/sys/class/thermal/thermal_zone0/temp")
@@ -188,6 +256,43 @@ pub struct TelemetryConfig {
     pub thermal_zone: PathBuf,
 }
 
+/// Largest accepted `chain.window`: four difficulty periods. Memory and
+/// disk of the chain grow with the window (about 150 bytes a header in each),
+/// never with the height.
+pub const MAX_CHAIN_WINDOW: u32 = 4 * 2016;
+
+/// Header-chain settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainSettings {
+    /// Network followed.
+    pub network: ChainNetwork,
+    /// Headers kept (reorgs up to `window - 1` deep are followed).
+    pub window: u32,
+    /// Anchor of a fresh chain; ignored once a chain is stored.
+    pub start: ChainStart,
+}
+
+impl ChainSettings {
+    /// The chain crate's configuration.
+    #[must_use]
+    pub fn chain_config(&self) -> ChainConfig {
+        ChainConfig {
+            network: self.network.network(),
+            window: self.window,
+        }
+    }
+
+    /// The trust anchor a fresh chain starts from.
+    #[must_use]
+    pub fn anchor(&self) -> Checkpoint {
+        let network = self.network.network();
+        match self.start {
+            ChainStart::Checkpoint => Checkpoint::default_for(network),
+            ChainStart::Genesis => Checkpoint::genesis(network),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -199,6 +304,8 @@ pub struct Config {
     pub link: LinkConfig,
     /// Telemetry.
     pub telemetry: TelemetryConfig,
+    /// Bitcoin header chain.
+    pub chain: ChainSettings,
     /// Log filter (tracing `EnvFilter` syntax), if set.
     pub log_level: Option<String>,
 }
@@ -305,6 +412,22 @@ impl Config {
                 format!("{} is not among link.keys", raw.link.tx_key_id),
             ));
         }
+        if !(MIN_WINDOW..=MAX_CHAIN_WINDOW).contains(&raw.chain.window) {
+            return Err(ConfigError::invalid(
+                "chain.window",
+                format!(
+                    "{} is outside {MIN_WINDOW}..={MAX_CHAIN_WINDOW} (default {DEFAULT_WINDOW}: \
+                     one difficulty period plus one day)",
+                    raw.chain.window
+                ),
+            ));
+        }
+        if raw.chain.network == ChainNetwork::Regtest && raw.node.profile == Profile::Flight {
+            return Err(ConfigError::invalid(
+                "chain.network",
+                "regtest is refused in the flight profile (anyone can mine it)",
+            ));
+        }
         if let Some(level) = &raw.logging.level {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map_err(|e| ConfigError::invalid("logging.level", e.to_string()))?;
@@ -324,6 +447,11 @@ impl Config {
                 event_min_interval_ms: raw.telemetry.event_min_interval_ms,
                 storage_warn_free_bytes: raw.telemetry.storage_warn_free_bytes,
                 thermal_zone: raw.telemetry.thermal_zone,
+            },
+            chain: ChainSettings {
+                network: raw.chain.network,
+                window: raw.chain.window,
+                start: raw.chain.start,
             },
             log_level: raw.logging.level,
         })
@@ -350,6 +478,50 @@ mod tests {
         assert_eq!(c.link.seq_block, 1024);
         assert_eq!(c.telemetry.hk_interval_s, 30);
         assert_eq!(c.profile, Profile::Development);
+        assert_eq!(c.chain.network, ChainNetwork::Mainnet);
+        assert_eq!(c.chain.window, DEFAULT_WINDOW);
+        assert_eq!(c.chain.start, ChainStart::Checkpoint);
+        assert_eq!(c.chain.anchor().height, 830_592);
+    }
+
+    #[test]
+    fn chain_table_is_parsed_and_validated() {
+        let c = Config::parse(&format!(
+            "{}[chain]\nnetwork = \"regtest\"\nwindow = 10\nstart = \"genesis\"\n",
+            base()
+        ))
+        .unwrap();
+        assert_eq!(c.chain.network, ChainNetwork::Regtest);
+        assert_eq!(c.chain.chain_config().network, bitcoin::Network::Regtest);
+        assert_eq!(c.chain.window, 10);
+        assert_eq!(c.chain.anchor().height, 0);
+        let mainnet_genesis =
+            Config::parse(&format!("{}[chain]\nstart = \"genesis\"\n", base())).unwrap();
+        assert_eq!(mainnet_genesis.chain.anchor().height, 0);
+        assert_eq!(
+            mainnet_genesis.chain.anchor().network,
+            bitcoin::Network::Bitcoin
+        );
+
+        assert!(err(&format!("{}[chain]\nwindow = 1\n", base())).contains("`chain.window`"));
+        assert!(err(&format!("{}[chain]\nwindow = 100000\n", base())).contains("`chain.window`"));
+        let net = err(&format!("{}[chain]\nnetwork = \"testnet3\"\n", base()));
+        assert!(net.contains("network") && net.contains("testnet4"), "{net}");
+        let start = err(&format!("{}[chain]\nstart = \"tip\"\n", base()));
+        assert!(
+            start.contains("start") && start.contains("checkpoint"),
+            "{start}"
+        );
+        let unknown = err(&format!("{}[chain]\ndepth = 3\n", base()));
+        assert!(unknown.contains("unknown field `depth`"), "{unknown}");
+        let flight = base()
+            .replace("development", "flight")
+            .replace(KEY, &"0123456789abcdef".repeat(4));
+        assert!(Config::parse(&flight).is_ok());
+        assert!(
+            err(&format!("{flight}[chain]\nnetwork = \"regtest\"\n"))
+                .contains("`chain.network`: regtest is refused")
+        );
     }
 
     fn err(text: &str) -> String {

@@ -6,14 +6,17 @@
 //! |-------------|------------------------------------------------------|
 //! | [`config`]  | the TOML configuration and its validation            |
 //! | [`store`]   | SQLite schema, migrations and every SQL statement    |
+//! |             | (including the header chain's `ChainStore`)          |
 //! | [`link`]    | serial transport and the secured packet layer        |
-//! | [`services`]| telecommand acceptance, housekeeping, event limits   |
+//! | [`services`]| telecommand acceptance, housekeeping, event limits,  |
+//! |             | the Bitcoin header-chain service                     |
 //! | [`node`]    | the node task's state machine                        |
 //! | [`daemon`]  | the async runtime wiring                             |
 //! | [`logging`] | journald or stderr                                   |
 
 pub mod config;
 pub mod daemon;
+pub mod health;
 pub mod link;
 pub mod logging;
 pub mod node;

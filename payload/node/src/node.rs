@@ -19,6 +19,7 @@ use spacenode_wire::services::{apid, service, subtype};
 
 use crate::config::Config;
 use crate::link::security::{LinkSecError, LinkSecurity};
+use crate::services::chain::ChainService;
 use crate::services::events::EventLimiter;
 use crate::services::hk::{self, NodeCounters, Readings, Snapshot};
 use crate::services::{self, Request, TmBody};
@@ -34,6 +35,12 @@ pub struct Now {
 }
 
 impl Now {
+    /// Wall clock in UNIX seconds (0 before 1970), for chain validation.
+    #[must_use]
+    pub fn unix_s(&self) -> u64 {
+        u64::try_from(self.unix_ms.div_euclid(1000)).unwrap_or(0)
+    }
+
     /// Reads both clocks. Only the runtime calls this.
     #[must_use]
     pub fn read() -> Self {
@@ -72,6 +79,7 @@ pub struct Node {
     msg_counters: HashMap<u8, u16>,
     counters: NodeCounters,
     limiter: EventLimiter,
+    chain: ChainService,
     next_hk: Option<Instant>,
     next_storage_check: Instant,
     frame_stats: DecoderStats,
@@ -87,6 +95,7 @@ impl Node {
         let mut store = Store::open(&cfg.state_dir)?;
         let boot_count = store.record_boot()?;
         let sec = LinkSecurity::resume(&cfg.link, &store)?;
+        let chain = ChainService::open(&cfg.chain, &store);
         let limiter = EventLimiter::new(Duration::from_millis(u64::from(
             cfg.telemetry.event_min_interval_ms,
         )));
@@ -109,6 +118,7 @@ impl Node {
             msg_counters: HashMap::new(),
             counters: NodeCounters::default(),
             limiter,
+            chain,
             next_hk,
             next_storage_check: now.mono,
             frame_stats: DecoderStats::default(),
@@ -286,6 +296,22 @@ impl Node {
                 }
                 Err(fail) => Err(fail),
             },
+            Request::ChainHeaders(batch) => {
+                let reply = self.chain.apply_headers(&batch, now.unix_s());
+                for (id, aux) in reply.events {
+                    if let Some(aux) = self.limiter.latest(id, aux, now.mono) {
+                        out.extend(self.raise(id, aux, now));
+                    }
+                }
+                reply
+                    .result
+                    .map(|status| out.extend(self.chain_status_tm(&status, tc.source_id, now)))
+            }
+            Request::ChainStatus => self
+                .chain
+                .status()
+                .map(|status| out.extend(self.chain_status_tm(&status, tc.source_id, now))),
+            Request::ChainClearDeepReorg => self.chain.clear_deep_reorg(),
         };
         let failure = result.err();
         if let Some(f) = &failure {
@@ -303,6 +329,24 @@ impl Node {
                 Err(e) => tracing::error!(error = %e, "cannot switch to the new key"),
             }
         }
+    }
+
+    /// The `chain.status` reply (sent before the completion report, so the
+    /// ground reads it as part of the exchange).
+    fn chain_status_tm(
+        &mut self,
+        status: &spacenode_chain::ChainStatus,
+        dest_id: u16,
+        now: Now,
+    ) -> Option<Vec<u8>> {
+        let body = TmBody {
+            apid: apid::CHAIN,
+            service: service::CHAIN,
+            subtype: subtype::CHAIN_STATUS,
+            dest_id,
+            data: status.encode().to_vec(),
+        };
+        self.emit(&body, now)
     }
 
     fn rekey(&mut self, key_id: u16, key: &[u8; 32], now: Now) -> Result<(), FailureNotice> {
@@ -399,6 +443,7 @@ impl Node {
     }
 
     fn hk_report(&self, dest_id: u16) -> TmBody {
+        let (chain_tip_height, chain_flags) = self.chain.hk();
         let readings = Readings::sample(
             &self.cfg.telemetry.thermal_zone,
             &self.cfg.state_dir,
@@ -422,6 +467,8 @@ impl Node {
             tx_next_seq: self.sec.tx_next_seq(),
             rx_highest_seq: self.sec.rx_highest(),
             readings,
+            chain_tip_height,
+            chain_flags,
         };
         TmBody {
             apid: apid::HK,

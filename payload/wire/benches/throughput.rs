@@ -2,7 +2,7 @@
 //! authenticate, replay-check, decrypt) against raw AES-256-GCM seal+open of
 //! the same bytes, measured in the same run as thread CPU time, interleaved
 //! so machine load hits both alike. Prints ratios; asserts nothing about time (target: full path
-//! >= 0.7x of raw AES-GCM on full frames). `SIZES=64,256` and `QUICK=1`
+//! at least 0.7x of raw AES-GCM on full frames). `SIZES=64,256` and `QUICK=1`
 //! narrow a run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -18,7 +18,9 @@ use spacenode_wire::security::{Cipher, Direction, LinkKey, Receiver, RxKey, RxRe
 /// CPU time of this thread: unlike wall time it does not count the time the
 /// scheduler gives to other processes on a shared 2-core machine.
 fn thread_cpu_time() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map(Duration::from).unwrap_or_default()
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 /// Best CPU time per operation over `rounds` rounds of at least `min_time`
@@ -31,7 +33,7 @@ fn best_of_interleaved(
     rounds: u32,
 ) -> (Duration, Duration) {
     let mut seq = 1u64;
-    let mut run = |op: &mut dyn FnMut(u64), seq: &mut u64| {
+    let run = |op: &mut dyn FnMut(u64), seq: &mut u64| {
         let start = Instant::now();
         let cpu_start = thread_cpu_time();
         let mut n = 0u32;
@@ -69,14 +71,33 @@ fn main() {
         let payload = vec![0xA5u8; size];
         let aad = [0u8; 11];
         let mut rx = Receiver::new(Direction::Uplink);
-        rx.insert(RxKey::new(cipher.clone(), RxReservation::resume(1, u64::MAX / 4)));
+        rx.insert(RxKey::new(
+            cipher.clone(),
+            RxReservation::resume(1, u64::MAX / 4),
+        ));
         let mut dec = FrameDecoder::new();
         let (raw, full) = best_of_interleaved(
             |seq| {
                 let mut nonce = [0u8; 12];
                 nonce[4..].copy_from_slice(&seq.to_be_bytes());
-                let ct = aead.encrypt(Nonce::from_slice(&nonce), Payload { msg: &payload, aad: &aad }).unwrap();
-                let pt = aead.decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad: &aad }).unwrap();
+                let ct = aead
+                    .encrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: &payload,
+                            aad: &aad,
+                        },
+                    )
+                    .unwrap();
+                let pt = aead
+                    .decrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: &ct,
+                            aad: &aad,
+                        },
+                    )
+                    .unwrap();
                 black_box(pt);
             },
             |seq| {

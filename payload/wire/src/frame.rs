@@ -260,7 +260,8 @@ impl FrameDecoder {
                     self.stats.frames_ok = self.stats.frames_ok.saturating_add(1);
                     let payload_len = payload.len();
                     // Hand the buffer itself over instead of copying it.
-                    let mut frame = std::mem::replace(&mut self.buf, Vec::with_capacity(MAX_ENCODED_FRAME));
+                    let mut frame =
+                        std::mem::replace(&mut self.buf, Vec::with_capacity(MAX_ENCODED_FRAME));
                     frame.truncate(payload_len);
                     Decoded::Frame(frame)
                 } else {

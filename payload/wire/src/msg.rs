@@ -238,6 +238,10 @@ impl Verification {
 
 // ---------------------------------------------------------------- ST[03]
 
+/// Fields every core report carries (the first release's set); fields
+/// appended later may be absent in reports from older nodes.
+pub const HK_CORE_V1_FIELDS: usize = 22;
+
 /// Structure id of the core housekeeping report.
 pub const HK_CORE: u8 = 1;
 
@@ -307,7 +311,20 @@ macro_rules! hk_report {
                 if sid != HK_CORE {
                     return Err(MsgError::Invalid { field: "structure id", value: sid.into() });
                 }
-                Ok(Self { $( $field: r.$ty(stringify!($field))?, )* })
+                // Reports from an older node end after fewer fields: the
+                // first HK_CORE_V1_FIELDS are required, later ones read as
+                // zero when the report ends cleanly before them.
+                let mut index = 0usize;
+                $(
+                    let $field = if r.rest().is_empty() && index >= HK_CORE_V1_FIELDS {
+                        Default::default()
+                    } else {
+                        r.$ty(stringify!($field))?
+                    };
+                    index += 1;
+                )*
+                let _ = index;
+                Ok(Self { $( $field, )* })
             }
 
             /// (name, value, unit) for display.
@@ -364,7 +381,19 @@ hk_report! {
     storage_free_bytes: u64, "B";
     /// CPU temperature, milli-degrees Celsius ([`NO_TEMPERATURE`] if absent).
     cpu_temp_milli_c: i32, "m°C";
+    /// Height of the node's validated Bitcoin chain tip (0 if the chain is
+    /// unavailable).
+    chain_tip_height: u32, "";
+    /// Chain flags: [`CHAIN_FLAG_DEEP_REORG`], [`CHAIN_FLAG_UNAVAILABLE`].
+    chain_flags: u8, "";
 }
+
+/// `chain_flags` bit: a reorg deeper than the kept window was refused (set
+/// until acknowledged with `chain.clear-deep-reorg`).
+pub const CHAIN_FLAG_DEEP_REORG: u8 = 0x01;
+/// `chain_flags` bit: the stored chain could not be opened; chain requests
+/// fail (see the node log and the failure reports).
+pub const CHAIN_FLAG_UNAVAILABLE: u8 = 0x02;
 
 /// TC[3,27] data: the structure ids wanted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -485,6 +514,13 @@ events! {
     REKEYED = 0x0020, Info, "link key replaced";
     /// Storage is above its warning threshold. Aux: free bytes u64.
     STORAGE_LOW = 0x0030, High, "storage nearly full";
+    /// A credible branch forking below the kept header window was refused
+    /// and the deep-reorg flag set. Aux: lowest kept height u32, branch
+    /// start u32, branch end u32.
+    CHAIN_DEEP_REORG = 0x0040, High, "reorg deeper than the window refused";
+    /// The node followed a reorganisation inside its window. Aux: fork
+    /// height u32, depth u32, new tip height u32.
+    CHAIN_REORG = 0x0041, Info, "header chain reorganised";
 }
 
 /// A PUS 5 event report.
@@ -645,6 +681,14 @@ mod tests {
         bytes.extend_from_slice(&[1, 2, 3]); // a newer node appends fields
         assert_eq!(HkCore::decode(&bytes).unwrap(), hk);
         assert!(HkCore::decode(&bytes[..10]).is_err());
+        // An older node's report (only the first-release fields) decodes,
+        // the later fields reading as zero; a report cut inside the
+        // first-release fields does not.
+        let v1_len = 1 + 4 + 4 + 1 + 2 + 12 * 4 + 2 + 8 + 8 + 8 + 8 + 4;
+        let old = HkCore::decode(&hk.encode()[..v1_len]).unwrap();
+        assert_eq!(old.cpu_temp_milli_c, hk.cpu_temp_milli_c);
+        assert_eq!(old.chain_tip_height, 0);
+        assert!(HkCore::decode(&hk.encode()[..v1_len - 1]).is_err());
     }
 
     #[test]

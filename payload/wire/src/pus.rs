@@ -74,13 +74,20 @@ fn check_packet_len(bytes: &[u8], min_data_field: usize) -> Result<(), PacketErr
         .get(4..6)
         .and_then(|b| <[u8; 2]>::try_from(b).ok())
         .map(u16::from_be_bytes)
-        .ok_or_else(|| PacketError::Invalid(format!("{} bytes cannot hold a packet header", bytes.len())))?;
+        .ok_or_else(|| {
+            PacketError::Invalid(format!("{} bytes cannot hold a packet header", bytes.len()))
+        })?;
     let packet_len = usize::from(data_len) + 7;
     if packet_len > bytes.len() {
-        return Err(PacketError::Invalid(format!("declared {packet_len} bytes, got {}", bytes.len())));
+        return Err(PacketError::Invalid(format!(
+            "declared {packet_len} bytes, got {}",
+            bytes.len()
+        )));
     }
     if packet_len < 6 + min_data_field {
-        return Err(PacketError::Invalid(format!("declared {packet_len} bytes, shorter than the headers")));
+        return Err(PacketError::Invalid(format!(
+            "declared {packet_len} bytes, shorter than the headers"
+        )));
     }
     Ok(())
 }

@@ -262,8 +262,17 @@ impl Cipher {
     ///
     /// # Errors
     /// [`SecError::TooLarge`] if the AEAD refuses the length.
-    pub fn seal(&self, direction: Direction, seq: u64, plaintext: &[u8]) -> Result<Vec<u8>, SecError> {
-        let header = SecHeader { direction, key_id: self.key_id, seq };
+    pub fn seal(
+        &self,
+        direction: Direction,
+        seq: u64,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SecError> {
+        let header = SecHeader {
+            direction,
+            key_id: self.key_id,
+            seq,
+        };
         // Room for the frame's CRC too, so framing the envelope in place
         // (`frame::encode_vec`) never reallocates.
         let mut out = Vec::with_capacity(OVERHEAD + plaintext.len() + crate::frame::CRC_LEN);
@@ -284,13 +293,21 @@ impl Cipher {
     /// # Errors
     /// [`SecError::AuthFailed`] if the tag does not verify.
     pub fn open(&self, header: &SecHeader, envelope: &[u8]) -> Result<Vec<u8>, SecError> {
-        let fail = SecError::AuthFailed { key_id: header.key_id, seq: header.seq };
+        let fail = SecError::AuthFailed {
+            key_id: header.key_id,
+            seq: header.seq,
+        };
         let (aad, rest) = envelope.split_at_checked(HEADER_LEN).ok_or(fail.clone())?;
         let ct_len = rest.len().checked_sub(TAG_LEN).ok_or(fail.clone())?;
         let (ct, tag) = rest.split_at(ct_len);
         let mut plaintext = ct.to_vec();
         self.aead
-            .decrypt_in_place_detached(Nonce::from_slice(&header.nonce()), aad, &mut plaintext, Tag::from_slice(tag))
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&header.nonce()),
+                aad,
+                &mut plaintext,
+                Tag::from_slice(tag),
+            )
             .map_err(|_| fail)?;
         Ok(plaintext)
     }

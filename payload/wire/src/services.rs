@@ -43,6 +43,8 @@ pub mod service {
     pub const TEST: u8 = 17;
     /// Mission: link management.
     pub const LINK: u8 = 128;
+    /// Mission: Bitcoin header chain (and, later, SPV proofs).
+    pub const CHAIN: u8 = 129;
 }
 
 /// Message subtypes, per service.
@@ -83,6 +85,15 @@ pub mod subtype {
 
     /// TC[128,1] install a new link key and switch to it.
     pub const LINK_REKEY: u8 = 1;
+
+    /// TC[129,1] validate and apply one batch of block headers.
+    pub const CHAIN_HEADERS: u8 = 1;
+    /// TC[129,2] request the chain status.
+    pub const CHAIN_STATUS_REQUEST: u8 = 2;
+    /// TM[129,3] chain status report.
+    pub const CHAIN_STATUS: u8 = 3;
+    /// TC[129,4] acknowledge (clear) the deep-reorg flag.
+    pub const CHAIN_CLEAR_DEEP_REORG: u8 = 4;
 }
 
 /// Direction of a message.
@@ -202,6 +213,30 @@ pub const MESSAGES: &[MessageDef] = &[
     tc(apid::CORE, service::TEST, subtype::PING, "test.ping"),
     tm(Some(apid::CORE), service::TEST, subtype::PONG, "test.pong"),
     tc(apid::LINK, service::LINK, subtype::LINK_REKEY, "link.rekey"),
+    tc(
+        apid::CHAIN,
+        service::CHAIN,
+        subtype::CHAIN_HEADERS,
+        "chain.headers",
+    ),
+    tc(
+        apid::CHAIN,
+        service::CHAIN,
+        subtype::CHAIN_STATUS_REQUEST,
+        "chain.status-request",
+    ),
+    tm(
+        Some(apid::CHAIN),
+        service::CHAIN,
+        subtype::CHAIN_STATUS,
+        "chain.status",
+    ),
+    tc(
+        apid::CHAIN,
+        service::CHAIN,
+        subtype::CHAIN_CLEAR_DEEP_REORG,
+        "chain.clear-deep-reorg",
+    ),
 ];
 
 /// The table row for a message, if the protocol defines it.

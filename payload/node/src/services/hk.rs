@@ -26,6 +26,10 @@ pub struct Readings {
 impl Readings {
     /// Reads the thermal zone file and the state filesystem.
     #[must_use]
+    #[allow(
+        clippy::useless_conversion,
+        reason = "statvfs block counts are u32 on 32-bit targets, u64 on 64-bit ones"
+    )]
     pub fn sample(thermal_zone: &Path, state_dir: &Path, storage_used_bytes: u64) -> Self {
         let cpu_temp_milli_c = std::fs::read_to_string(thermal_zone)
             .ok()
@@ -79,6 +83,10 @@ pub struct Snapshot {
     pub rx_highest_seq: u64,
     /// Environment.
     pub readings: Readings,
+    /// Height of the validated chain tip.
+    pub chain_tip_height: u32,
+    /// Chain flags (`msg::CHAIN_FLAG_*`).
+    pub chain_flags: u8,
 }
 
 fn sat32(v: u64) -> u32 {
@@ -111,6 +119,8 @@ pub fn build(s: &Snapshot) -> HkCore {
         storage_used_bytes: s.readings.storage_used_bytes,
         storage_free_bytes: s.readings.storage_free_bytes.unwrap_or(0),
         cpu_temp_milli_c: s.readings.cpu_temp_milli_c.unwrap_or(NO_TEMPERATURE),
+        chain_tip_height: s.chain_tip_height,
+        chain_flags: s.chain_flags,
     }
 }
 
@@ -146,10 +156,13 @@ mod tests {
             tx_next_seq: 5,
             rx_highest_seq: 4,
             readings: Readings::default(),
+            chain_tip_height: 7,
+            chain_flags: 1,
         };
         let hk = build(&s);
         assert_eq!(hk.uptime_s, u32::MAX);
         assert_eq!(hk.frames_ok, u32::MAX);
         assert_eq!(hk.cpu_temp_milli_c, NO_TEMPERATURE);
+        assert_eq!((hk.chain_tip_height, hk.chain_flags), (7, 1));
     }
 }

@@ -5,9 +5,11 @@
 //!
 //! It must never execute anything or touch storage.
 
+pub mod chain;
 pub mod events;
 pub mod hk;
 
+use spacenode_chain::HeaderBatch;
 use spacenode_wire::ReasonCode;
 use spacenode_wire::msg::{EventDump, FailureNotice, HkRequest, MsgError, Rekey};
 use spacenode_wire::pus::Tc;
@@ -24,6 +26,12 @@ pub enum Request {
     EventDump(EventDump),
     /// TC[128,1].
     Rekey(Rekey),
+    /// TC[129,1]: a decoded header batch (validated at execution).
+    ChainHeaders(HeaderBatch),
+    /// TC[129,2].
+    ChainStatus,
+    /// TC[129,4].
+    ChainClearDeepReorg,
 }
 
 /// A TM to send, before sequence counts and time are assigned.
@@ -60,7 +68,7 @@ fn bad_data(e: &MsgError) -> FailureNotice {
 /// # Errors
 /// The failure notice for TM[1,2].
 pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
-    let known_apids = [apid::CORE, apid::HK, apid::EVENTS, apid::LINK];
+    let known_apids = [apid::CORE, apid::HK, apid::EVENTS, apid::LINK, apid::CHAIN];
     if !known_apids.contains(&tc.apid) {
         return Err(refuse(ReasonCode::UNKNOWN_APID));
     }
@@ -78,6 +86,23 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
         (apid::LINK, service::LINK, subtype::LINK_REKEY) => Rekey::decode(&tc.app_data)
             .map(Request::Rekey)
             .map_err(|e| bad_data(&e)),
+        // A batch that does not decode is malformed application data, refused
+        // at acceptance with the batch's own (more precise) reason code.
+        (apid::CHAIN, service::CHAIN, subtype::CHAIN_HEADERS) => HeaderBatch::decode(&tc.app_data)
+            .map(Request::ChainHeaders)
+            .map_err(|e| FailureNotice {
+                code: ReasonCode(e.code()),
+                data: chain::failure_data(0, &e.to_string()),
+            }),
+        (
+            apid::CHAIN,
+            service::CHAIN,
+            subtype::CHAIN_STATUS_REQUEST | subtype::CHAIN_CLEAR_DEEP_REORG,
+        ) if !tc.app_data.is_empty() => Err(bad_data(&MsgError::Trailing(tc.app_data.len()))),
+        (apid::CHAIN, service::CHAIN, subtype::CHAIN_STATUS_REQUEST) => Ok(Request::ChainStatus),
+        (apid::CHAIN, service::CHAIN, subtype::CHAIN_CLEAR_DEEP_REORG) => {
+            Ok(Request::ChainClearDeepReorg)
+        }
         _ => Err(refuse(ReasonCode::UNKNOWN_SERVICE)),
     }
 }
@@ -127,6 +152,39 @@ mod tests {
                 .unwrap_err()
                 .code,
             ReasonCode::BAD_APP_DATA
+        );
+    }
+
+    #[test]
+    fn chain_requests_decode_at_acceptance() {
+        use spacenode_chain::regtest::{genesis, mine_chain};
+        let headers = mine_chain(&genesis(), 3, 600).unwrap();
+        let batch = HeaderBatch::new(bitcoin::Network::Regtest, 1, headers).unwrap();
+        let tc = Tc::new(apid::CHAIN, 1, 129, 1, batch.encode().unwrap());
+        assert_eq!(accept(&tc), Ok(Request::ChainHeaders(batch)));
+        // Truncated batch: the batch's own code, height 0 in the data.
+        let f = accept(&Tc::new(apid::CHAIN, 1, 129, 1, vec![1, 5, 1])).unwrap_err();
+        assert_eq!(f.code, ReasonCode(0x0340));
+        assert_eq!(&f.data[..4], &[0, 0, 0, 0]);
+        assert_eq!(
+            accept(&Tc::new(apid::CHAIN, 1, 129, 2, vec![])),
+            Ok(Request::ChainStatus)
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::CHAIN, 1, 129, 2, vec![0]))
+                .unwrap_err()
+                .code,
+            ReasonCode::BAD_APP_DATA
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::CHAIN, 1, 129, 4, vec![])),
+            Ok(Request::ChainClearDeepReorg)
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::CHAIN, 1, 129, 3, vec![]))
+                .unwrap_err()
+                .code,
+            ReasonCode::UNKNOWN_SERVICE
         );
     }
 }

@@ -35,6 +35,32 @@ const MIGRATIONS: &[&str] = &[
         severity INTEGER NOT NULL,
         aux      BLOB NOT NULL
      ) STRICT;",
+    // 2: pruned Bitcoin header chain (`store::chain`): the base record (a
+    // rolling checkpoint in its canonical encoding), the headers above it,
+    // and the status that is not derivable from the headers.
+    "CREATE TABLE chain_base (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        record BLOB NOT NULL
+     ) STRICT;
+     CREATE TABLE chain_headers (
+        height     INTEGER PRIMARY KEY CHECK (height BETWEEN 0 AND 4294967295),
+        hash       BLOB NOT NULL CHECK (length(hash) = 32),
+        header     BLOB NOT NULL CHECK (length(header) = 80),
+        chain_work BLOB NOT NULL CHECK (length(chain_work) = 32)
+     ) STRICT;
+     CREATE TABLE chain_meta (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        reorg_fork    INTEGER,
+        reorg_depth   INTEGER,
+        reorg_new_tip INTEGER,
+        deep_lowest   INTEGER,
+        deep_start    INTEGER,
+        deep_end      INTEGER,
+        CHECK ((reorg_fork IS NULL) = (reorg_depth IS NULL)
+           AND (reorg_fork IS NULL) = (reorg_new_tip IS NULL)),
+        CHECK ((deep_lowest IS NULL) = (deep_start IS NULL)
+           AND (deep_lowest IS NULL) = (deep_end IS NULL))
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

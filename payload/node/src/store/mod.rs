@@ -1,12 +1,14 @@
 //! Persistent state in one SQLite database (WAL mode, full sync): boot
-//! count, link sequence reservations, link keys installed by rekey, and the
-//! event log. Later services add their tables through [`migrations`].
+//! count, link sequence reservations, link keys installed by rekey, the
+//! event log, and the pruned Bitcoin header chain ([`chain`], on its own
+//! connection). Later services add their tables through [`migrations`].
 //!
 //! Every write that protects against reuse (sequence reservations) is
 //! committed before the caller acts on it. This module owns the schema and
 //! its SQL; it must never make mission decisions, and no other module may
 //! issue SQL.
 
+pub mod chain;
 mod migrations;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +45,14 @@ pub enum StoreError {
         /// The value found.
         value: i64,
     },
+    /// A stored record does not decode (corruption or tampering).
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl StoreError {
@@ -52,7 +62,7 @@ impl StoreError {
         match self {
             Self::Sqlite { .. } => ReasonCode::STORE_SQLITE,
             Self::TooNew { .. } => ReasonCode::STORE_TOO_NEW,
-            Self::OutOfRange { .. } => ReasonCode::STORE_OUT_OF_RANGE,
+            Self::OutOfRange { .. } | Self::Corrupt { .. } => ReasonCode::STORE_OUT_OF_RANGE,
         }
     }
 }
@@ -130,21 +140,7 @@ impl Store {
     /// [`StoreError`] if the file cannot be opened, is corrupt or is newer.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let path = state_dir.join("spacenode.db");
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let conn = Connection::open(&path).map_err(err)?;
-        // WAL: readers never block the writer; FULL: a commit survives power
-        // loss, which the sequence reservations depend on.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
+        let conn = connect(&path)?;
         let mut store = Self { conn, path };
         migrations::migrate(&mut store.conn).map_err(|e| match e {
             migrations::MigrateError::Sqlite(source) => StoreError::Sqlite {
@@ -164,6 +160,17 @@ impl Store {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// Opens the header-chain store on its own connection to the same
+    /// (already migrated) database, so the chain can own its store while
+    /// this one keeps serving the link and the event log. Both are used
+    /// from the node task only, one at a time.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the connection cannot be opened.
+    pub fn open_chain(&self) -> Result<chain::ChainDb, StoreError> {
+        chain::ChainDb::open(&self.path)
     }
 
     /// The schema version of the open database.
@@ -516,6 +523,26 @@ impl Store {
             .map_err(|e| self.err(e))?;
         Ok(verdict == "ok")
     }
+}
+
+/// Opens a connection with the settings every connection of the node uses.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(err)?;
+    // WAL: readers never block the writer; FULL: a commit survives power
+    // loss, which the sequence reservations and the chain depend on.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
+    Ok(conn)
 }
 
 #[cfg(test)]

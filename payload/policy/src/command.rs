@@ -1,0 +1,386 @@
+//! Administrator commands: the canonical byte form that administrators sign
+//! and the checks the node runs before acting on one (quorum, target node,
+//! validity window, replay).
+//!
+//! ```text
+//! command := "SNAC" | version u8 (1) | kind u16 | target node id [8]
+//!            | seq u64 | not_before_ms i64 | not_after_ms i64
+//!            | body_len u16 | body
+//! signed  := command_len u16 | command | n u8 | n x (signer u8 | sig [64])
+//! digest  := BIP340 tagged hash "spacenode/admin-command/v1" of `command`
+//! ```
+//!
+//! All integers big-endian. Each node accepts a command only if it names the
+//! node, the node's clock is inside the window, its sequence number is above
+//! every one the node executed before (the node persists the highest), and a
+//! quorum of administrators signed exactly these bytes.
+//!
+//! This module must never act on a command: it only says whether one is
+//! authorised.
+
+use bitcoin::secp256k1::{Secp256k1, Verification};
+
+use crate::quorum::{AdminSet, QuorumError, Signature};
+
+/// Domain tag of administrator command signatures.
+pub const TAG: &str = "spacenode/admin-command/v1";
+const MAGIC: &[u8; 4] = b"SNAC";
+const VERSION: u8 = 1;
+/// Largest command body.
+pub const MAX_BODY: usize = 1024;
+
+/// Kinds of administrator command.
+pub mod kind {
+    /// Leave safe mode (body: empty).
+    pub const EXIT_SAFE_MODE: u16 = 0x0001;
+}
+
+/// Errors authorising a command. Codes 0x0520..=0x053F.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The bytes are not a well-formed signed command.
+    #[error("malformed command: {0}")]
+    Malformed(&'static str),
+    /// The command is for another node.
+    #[error("command targets node {target}, this is {node}")]
+    WrongTarget {
+        /// Target in the command (hex).
+        target: String,
+        /// This node (hex).
+        node: String,
+    },
+    /// The sequence number is not above the last executed one.
+    #[error("command seq {seq} replayed (last executed {last})")]
+    Replayed {
+        /// Sequence in the command.
+        seq: u64,
+        /// Highest executed.
+        last: u64,
+    },
+    /// The node's clock is outside the command's validity window.
+    #[error("command valid from {not_before_ms} to {not_after_ms} ms, node time {now_ms} ms")]
+    Expired {
+        /// Window start.
+        not_before_ms: i64,
+        /// Window end.
+        not_after_ms: i64,
+        /// Node time.
+        now_ms: i64,
+    },
+    /// A different command kind was expected here.
+    #[error("command kind {got:#06x} where {expected:#06x} was expected")]
+    WrongKind {
+        /// Expected kind.
+        expected: u16,
+        /// Kind in the command.
+        got: u16,
+    },
+    /// The quorum check failed.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+}
+
+impl CommandError {
+    /// Stable reason code for failure reports.
+    #[must_use]
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Malformed(_) => 0x0520,
+            Self::WrongTarget { .. } => 0x0521,
+            Self::Replayed { .. } => 0x0522,
+            Self::Expired { .. } => 0x0523,
+            Self::WrongKind { .. } => 0x0524,
+            Self::Quorum(q) => q.code(),
+        }
+    }
+}
+
+/// An administrator command before signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// What to do ([`kind`]).
+    pub kind: u16,
+    /// The node it is for.
+    pub target: [u8; 8],
+    /// Strictly increasing per node.
+    pub seq: u64,
+    /// Earliest node time it may run, UNIX ms.
+    pub not_before_ms: i64,
+    /// Latest node time it may run, UNIX ms.
+    pub not_after_ms: i64,
+    /// Kind-specific data.
+    pub body: Vec<u8>,
+}
+
+impl Command {
+    /// The canonical bytes administrators sign.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(41 + self.body.len());
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&self.kind.to_be_bytes());
+        out.extend_from_slice(&self.target);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.not_before_ms.to_be_bytes());
+        out.extend_from_slice(&self.not_after_ms.to_be_bytes());
+        let len = u16::try_from(self.body.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Parses canonical bytes; anything else is refused, including trailing
+    /// bytes, so there is exactly one encoding per command.
+    ///
+    /// # Errors
+    /// [`CommandError::Malformed`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
+        let mut r = Cursor(bytes);
+        if r.take(4)? != MAGIC {
+            return Err(CommandError::Malformed("bad magic"));
+        }
+        if r.u8()? != VERSION {
+            return Err(CommandError::Malformed("unknown version"));
+        }
+        let kind = u16::from_be_bytes(r.array()?);
+        let target = r.array()?;
+        let seq = u64::from_be_bytes(r.array()?);
+        let not_before_ms = i64::from_be_bytes(r.array()?);
+        let not_after_ms = i64::from_be_bytes(r.array()?);
+        let len = usize::from(u16::from_be_bytes(r.array()?));
+        if len > MAX_BODY {
+            return Err(CommandError::Malformed("body too large"));
+        }
+        let body = r.take(len)?.to_vec();
+        if !r.0.is_empty() {
+            return Err(CommandError::Malformed("trailing bytes"));
+        }
+        Ok(Self {
+            kind,
+            target,
+            seq,
+            not_before_ms,
+            not_after_ms,
+            body,
+        })
+    }
+}
+
+/// A command with its signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCommand {
+    /// The canonical command bytes (signatures cover exactly these).
+    pub command: Vec<u8>,
+    /// Administrator signatures.
+    pub signatures: Vec<Signature>,
+}
+
+impl SignedCommand {
+    /// Wire form.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.command.len() + 65 * self.signatures.len());
+        out.extend_from_slice(
+            &u16::try_from(self.command.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
+        out.extend_from_slice(&self.command);
+        out.push(u8::try_from(self.signatures.len()).unwrap_or(u8::MAX));
+        for s in self.signatures.iter().take(255) {
+            out.push(s.signer);
+            out.extend_from_slice(&s.sig);
+        }
+        out
+    }
+
+    /// Parses the wire form.
+    ///
+    /// # Errors
+    /// [`CommandError::Malformed`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
+        let mut r = Cursor(bytes);
+        let len = usize::from(u16::from_be_bytes(r.array()?));
+        let command = r.take(len)?.to_vec();
+        let n = r.u8()?;
+        let mut signatures = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let signer = r.u8()?;
+            let sig = r.array()?;
+            signatures.push(Signature { signer, sig });
+        }
+        if !r.0.is_empty() {
+            return Err(CommandError::Malformed("trailing bytes"));
+        }
+        Ok(Self {
+            command,
+            signatures,
+        })
+    }
+
+    /// Everything the node checks before acting: canonical form, target,
+    /// window, replay, quorum. Returns the command to execute.
+    ///
+    /// # Errors
+    /// [`CommandError`] for the first check that fails.
+    pub fn authorize<C: Verification>(
+        &self,
+        secp: &Secp256k1<C>,
+        admins: &AdminSet,
+        node: [u8; 8],
+        last_seq: u64,
+        now_ms: i64,
+    ) -> Result<Command, CommandError> {
+        let cmd = Command::decode(&self.command)?;
+        if cmd.target != node {
+            return Err(CommandError::WrongTarget {
+                target: hex8(cmd.target),
+                node: hex8(node),
+            });
+        }
+        if now_ms < cmd.not_before_ms || now_ms > cmd.not_after_ms {
+            return Err(CommandError::Expired {
+                not_before_ms: cmd.not_before_ms,
+                not_after_ms: cmd.not_after_ms,
+                now_ms,
+            });
+        }
+        if cmd.seq <= last_seq {
+            return Err(CommandError::Replayed {
+                seq: cmd.seq,
+                last: last_seq,
+            });
+        }
+        admins.verify(secp, TAG, &self.command, &self.signatures)?;
+        Ok(cmd)
+    }
+}
+
+fn hex8(b: [u8; 8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CommandError> {
+        let (head, tail) = self
+            .0
+            .split_at_checked(n)
+            .ok_or(CommandError::Malformed("truncated"))?;
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CommandError> {
+        <[u8; N]>::try_from(self.take(N)?).map_err(|_| CommandError::Malformed("truncated"))
+    }
+
+    fn u8(&mut self) -> Result<u8, CommandError> {
+        Ok(self.array::<1>()?[0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quorum::tagged_hash;
+    use bitcoin::secp256k1::{Keypair, Message, SecretKey};
+    use proptest::prelude::*;
+
+    const NODE: [u8; 8] = *b"node-001";
+
+    fn admins() -> (Vec<Keypair>, AdminSet) {
+        let secp = Secp256k1::new();
+        let kps: Vec<Keypair> = (1..=3u8)
+            .map(|i| Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[i; 32]).unwrap()))
+            .collect();
+        let set = AdminSet::new(kps.iter().map(|k| k.x_only_public_key().0).collect(), 2).unwrap();
+        (kps, set)
+    }
+
+    fn signed(kps: &[Keypair], signers: &[u8], cmd: &Command) -> SignedCommand {
+        let secp = Secp256k1::new();
+        let bytes = cmd.encode();
+        let digest = Message::from_digest(tagged_hash(TAG, &bytes));
+        let signatures = signers
+            .iter()
+            .map(|&i| Signature {
+                signer: i,
+                sig: secp
+                    .sign_schnorr_no_aux_rand(&digest, &kps[usize::from(i)])
+                    .serialize(),
+            })
+            .collect();
+        SignedCommand {
+            command: bytes,
+            signatures,
+        }
+    }
+
+    fn exit_cmd(seq: u64) -> Command {
+        Command {
+            kind: kind::EXIT_SAFE_MODE,
+            target: NODE,
+            seq,
+            not_before_ms: 1000,
+            not_after_ms: 5000,
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn authorised_command_passes_every_check() {
+        let (kps, set) = admins();
+        let secp = Secp256k1::verification_only();
+        let sc = SignedCommand::decode(&signed(&kps, &[0, 1], &exit_cmd(7)).encode()).unwrap();
+        assert_eq!(sc.authorize(&secp, &set, NODE, 6, 2000), Ok(exit_cmd(7)));
+    }
+
+    #[test]
+    fn each_check_refuses() {
+        let (kps, set) = admins();
+        let secp = Secp256k1::verification_only();
+        let sc = signed(&kps, &[0, 2], &exit_cmd(7));
+        assert!(matches!(
+            sc.authorize(&secp, &set, *b"node-002", 0, 2000),
+            Err(CommandError::WrongTarget { .. })
+        ));
+        assert!(matches!(
+            sc.authorize(&secp, &set, NODE, 7, 2000),
+            Err(CommandError::Replayed { seq: 7, last: 7 })
+        ));
+        assert!(matches!(
+            sc.authorize(&secp, &set, NODE, 0, 999),
+            Err(CommandError::Expired { .. })
+        ));
+        assert!(matches!(
+            sc.authorize(&secp, &set, NODE, 0, 5001),
+            Err(CommandError::Expired { .. })
+        ));
+        let one = signed(&kps, &[1], &exit_cmd(7));
+        assert!(matches!(
+            one.authorize(&secp, &set, NODE, 0, 2000),
+            Err(CommandError::Quorum(QuorumError::NotMet { .. }))
+        ));
+        let mut tampered = sc.clone();
+        let last = tampered.command.len() - 3;
+        tampered.command[last] ^= 1;
+        assert!(tampered.authorize(&secp, &set, NODE, 0, 2000).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = SignedCommand::decode(&bytes);
+            let _ = Command::decode(&bytes);
+        }
+
+        #[test]
+        fn command_round_trips(kind: u16, target: [u8; 8], seq: u64, nb: i64, na: i64, body in proptest::collection::vec(any::<u8>(), 0..MAX_BODY)) {
+            let c = Command { kind, target, seq, not_before_ms: nb, not_after_ms: na, body };
+            prop_assert_eq!(Command::decode(&c.encode()).unwrap(), c);
+        }
+    }
+}
