@@ -302,8 +302,10 @@ impl SealedBlob {
         }
         match self.backend {
             BlobBackend::Tpm => {
-                if self.pcrs.is_empty() || self.pcrs.len() > 24 {
-                    return Err(corrupt("tpm blob needs 1..=24 pcrs"));
+                // Link secrets may be bound to the auth value alone; the
+                // seed is always bound to measured software.
+                if (self.kind == BlobKind::Seed && self.pcrs.is_empty()) || self.pcrs.len() > 24 {
+                    return Err(corrupt("tpm seed blob needs 1..=24 pcrs"));
                 }
                 if self.public.is_empty() || self.public.len() > MAX_TPM_PART {
                     return Err(corrupt("tpm public part length out of range"));

@@ -198,6 +198,22 @@ impl KeyStore {
         }
     }
 
+    /// Seals a link key (see [`Tpm::seal_link_secret`]: not bound to the
+    /// software measurement, so the link survives a software change).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn seal_link_secret(
+        &mut self,
+        name: &str,
+        secret: &Secret32,
+    ) -> Result<SealedBlob, KeyError> {
+        match self {
+            KeyStore::Tpm(k) => k.tpm.seal_link_secret(name, secret),
+            KeyStore::Soft(k) => k.seal_secret(name, secret),
+        }
+    }
+
     /// Generates and seals a fresh named 32-byte secret.
     ///
     /// # Errors

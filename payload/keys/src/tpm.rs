@@ -109,6 +109,16 @@ impl std::fmt::Debug for AuthValue {
     }
 }
 
+/// Which PCRs a sealed object's policy covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealBinding {
+    /// All policy PCRs, including the daemon's software measurement.
+    Software,
+    /// The policy PCRs except the software PCR (possibly none: then only the
+    /// auth value protects it).
+    Boot,
+}
+
 /// Configuration of the TPM backend (validated by [`Tpm::connect`]).
 #[derive(Debug, Clone)]
 pub struct TpmConfig {
@@ -646,8 +656,25 @@ impl Tpm {
     /// The PCR values a new seal binds to: the current values of the policy
     /// PCRs, with the software PCR replaced by `software_value` if given
     /// (re-sealing for a software update).
-    fn target_pcrs(&mut self, software_value: Option<[u8; 32]>) -> Result<Vec<PcrValue>, KeyError> {
-        let pcrs = self.config.policy_pcrs.clone();
+    fn target_pcrs(
+        &mut self,
+        software_value: Option<[u8; 32]>,
+        binding: SealBinding,
+    ) -> Result<Vec<PcrValue>, KeyError> {
+        let software = self.config.software_pcr;
+        let pcrs: Vec<u8> = match binding {
+            SealBinding::Software => self.config.policy_pcrs.clone(),
+            SealBinding::Boot => self
+                .config
+                .policy_pcrs
+                .iter()
+                .copied()
+                .filter(|p| *p != software)
+                .collect(),
+        };
+        if pcrs.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut values = self.read_pcrs(&pcrs)?;
         if let Some(v) = software_value {
             for (i, val) in &mut values {
@@ -663,9 +690,14 @@ impl Tpm {
     /// the TPM in a trial session.
     fn policy_digest(&mut self, values: &[PcrValue]) -> Result<Digest, KeyError> {
         let indices: Vec<u8> = values.iter().map(|(i, _)| *i).collect();
-        let sel = pcr_selection(&indices)?;
-        let pcr_digest = Digest::try_from(selection_digest(values).to_vec())
-            .map_err(tss("policy pcr digest"))?;
+        let pcr_policy = if indices.is_empty() {
+            None
+        } else {
+            let sel = pcr_selection(&indices)?;
+            let pcr_digest = Digest::try_from(selection_digest(values).to_vec())
+                .map_err(tss("policy pcr digest"))?;
+            Some((sel, pcr_digest))
+        };
         let trial = self
             .ctx
             .start_auth_session(
@@ -685,7 +717,9 @@ impl Tpm {
             let ps = PolicySession::try_from(trial).map_err(tss("trial session"))?;
             self.ctx
                 .execute_without_session(|c| {
-                    c.policy_pcr(ps, pcr_digest, sel)?;
+                    if let Some((sel, pcr_digest)) = pcr_policy {
+                        c.policy_pcr(ps, pcr_digest, sel)?;
+                    }
                     c.policy_auth_value(ps)?;
                     c.policy_get_digest(ps)
                 })
@@ -703,9 +737,10 @@ impl Tpm {
         name: &str,
         secret: &[u8; 32],
         software_value: Option<[u8; 32]>,
+        binding: SealBinding,
     ) -> Result<SealedBlob, KeyError> {
         check_name(name)?;
-        let values = self.target_pcrs(software_value)?;
+        let values = self.target_pcrs(software_value, binding)?;
         let policy = self.policy_digest(&values)?;
         let public = sealed_object_template(policy)?;
         let mut payload = Zeroizing::new(Vec::with_capacity(64));
@@ -802,14 +837,20 @@ impl Tpm {
         handle: KeyHandle,
         public: &Public,
     ) -> Result<SecretBox<64>, KeyError> {
-        let sel = pcr_selection(&blob.pcrs)?;
+        let sel = if blob.pcrs.is_empty() {
+            None
+        } else {
+            Some(pcr_selection(&blob.pcrs)?)
+        };
         let session = self.salted_session(SessionType::Policy, false)?;
         let r = (|| {
             let ps = PolicySession::try_from(session).map_err(tss("policy session"))?;
             let current = self
                 .ctx
                 .execute_without_session(|c| {
-                    c.policy_pcr(ps, Digest::default(), sel)?;
+                    if let Some(sel) = sel {
+                        c.policy_pcr(ps, Digest::default(), sel)?;
+                    }
                     c.policy_auth_value(ps)?;
                     c.policy_get_digest(ps)
                 })
@@ -856,7 +897,13 @@ impl Tpm {
     /// the seed is only reachable through [`crate::TpmKeyStore`].
     pub(crate) fn generate_seed(&mut self) -> Result<(Secret32, SealedBlob), KeyError> {
         let seed = self.fresh_secret()?;
-        let blob = self.seal_payload(BlobKind::Seed, SEED_NAME, seed.expose(), None)?;
+        let blob = self.seal_payload(
+            BlobKind::Seed,
+            SEED_NAME,
+            seed.expose(),
+            None,
+            SealBinding::Software,
+        )?;
         Ok((seed, blob))
     }
 
@@ -878,6 +925,7 @@ impl Tpm {
             SEED_NAME,
             seed.expose(),
             Some(software_pcr_value),
+            SealBinding::Software,
         )
     }
 
@@ -887,7 +935,36 @@ impl Tpm {
     /// # Errors
     /// [`KeyError::Config`] for a bad name; TPM errors.
     pub fn seal_secret(&mut self, name: &str, secret: &Secret32) -> Result<SealedBlob, KeyError> {
-        self.seal_payload(BlobKind::Secret, name, secret.expose(), None)
+        self.seal_payload(
+            BlobKind::Secret,
+            name,
+            secret.expose(),
+            None,
+            SealBinding::Software,
+        )
+    }
+
+    /// Seals a link key: bound to the auth value and the boot PCRs (the
+    /// policy PCRs other than the software PCR) but NOT to the daemon's own
+    /// measurement. Why: a node whose software changed must still hear the
+    /// ground, or it can never be told to roll back; the signing seed stays
+    /// bound to the measured software, so a changed binary can talk but not
+    /// sign.
+    ///
+    /// # Errors
+    /// As [`Tpm::seal_secret`].
+    pub fn seal_link_secret(
+        &mut self,
+        name: &str,
+        secret: &Secret32,
+    ) -> Result<SealedBlob, KeyError> {
+        self.seal_payload(
+            BlobKind::Secret,
+            name,
+            secret.expose(),
+            None,
+            SealBinding::Boot,
+        )
     }
 
     /// Generates a fresh named 32-byte secret and seals it.
@@ -921,7 +998,13 @@ impl Tpm {
         software_pcr_value: [u8; 32],
     ) -> Result<SealedBlob, KeyError> {
         let s = self.unseal_secret(blob, name)?;
-        self.seal_payload(BlobKind::Secret, name, s.expose(), Some(software_pcr_value))
+        self.seal_payload(
+            BlobKind::Secret,
+            name,
+            s.expose(),
+            Some(software_pcr_value),
+            SealBinding::Software,
+        )
     }
 
     // ----- anti-rollback counter -------------------------------------------

@@ -164,3 +164,31 @@ fn wrong_auth_value_fails_then_locks_out() {
     assert!(matches!(err, KeyError::TpmLockout { .. }), "{err:?}");
     assert_eq!(err.code(), 0x0402);
 }
+
+#[test]
+fn link_secrets_survive_a_software_change_but_the_seed_does_not() {
+    let sw = Swtpm::start().unwrap();
+    let mut tpm = boot(&sw, &BIN_V1, &CFG_V1);
+    let link_key = tpm.fresh_secret().unwrap();
+    let link_blob = tpm.seal_link_secret("link-key-1", &link_key).unwrap();
+    let bound_blob = tpm.seal_secret("link-key-2", &link_key).unwrap();
+    assert!(
+        link_blob.pcrs().is_empty(),
+        "only the auth value binds it with the default policy PCRs"
+    );
+    let link_blob = SealedBlob::decode(&link_blob.encode()).unwrap();
+    drop(tpm);
+
+    // New software measured: the link key still opens, a software-bound
+    // secret does not.
+    let mut tpm = boot(&sw, &BIN_V2, &CFG_V1);
+    let again = tpm.unseal_secret(&link_blob, "link-key-1").unwrap();
+    assert_eq!(again.expose(), link_key.expose());
+    let err = tpm.unseal_secret(&bound_blob, "link-key-2").unwrap_err();
+    assert!(matches!(err, KeyError::PcrMismatch { .. }), "{err:?}");
+    // The auth value still protects it.
+    let mut wrong = config(&sw);
+    wrong.seal_auth = AuthValue::new(b"not the seal auth").unwrap();
+    let mut other = Tpm::connect(wrong, Profile::Development).unwrap();
+    assert!(other.unseal_secret(&link_blob, "link-key-1").is_err());
+}

@@ -118,6 +118,10 @@ fn cobs_encode(src: &[u8], out: &mut Vec<u8>) {
 /// Decodes a COBS block sequence in place; returns the decoded length, or
 /// `None` if a code byte is zero or points past the end.
 fn cobs_decode_in_place(buf: &mut [u8]) -> Option<usize> {
+    // Every encoding has at least one code byte.
+    if buf.is_empty() {
+        return None;
+    }
     let (mut read, mut write) = (0usize, 0usize);
     while read < buf.len() {
         let code = usize::from(*buf.get(read)?);
