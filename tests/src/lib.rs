@@ -136,6 +136,22 @@ impl Node {
     /// Starts `spacenoded` without waiting.
     #[must_use]
     pub fn spawn(fixture: &Fixture) -> Self {
+        Self::spawn_with_env(fixture, &[])
+    }
+
+    /// Starts `spacenoded` with extra environment variables (e.g. the
+    /// `WATCHDOG_USEC` systemd would set) and waits until it is ready.
+    #[must_use]
+    pub fn start_with_env(fixture: &Fixture, env: &[(&str, &str)]) -> Self {
+        let node = Self::spawn_with_env(fixture, env);
+        node.wait_ready(Duration::from_secs(20));
+        node
+    }
+
+    /// Starts `spacenoded` with extra environment variables, without
+    /// waiting.
+    #[must_use]
+    pub fn spawn_with_env(fixture: &Fixture, env: &[(&str, &str)]) -> Self {
         let sock = fixture
             .dir
             .path()
@@ -156,6 +172,7 @@ impl Node {
             .env("NOTIFY_SOCKET", &sock)
             .env("SPACENODE_LOG", "info")
             .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -178,6 +195,22 @@ impl Node {
             }
         }
         false
+    }
+
+    /// Collects notify messages for `window`, each with the time it arrived.
+    pub fn notifications(&self, window: Duration) -> Vec<(Instant, String)> {
+        let deadline = Instant::now() + window;
+        let mut buf = [0u8; 512];
+        let mut out = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                out.push((
+                    Instant::now(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                ));
+            }
+        }
+        out
     }
 
     /// Panics with the daemon's log if READY=1 does not come in time.
@@ -237,6 +270,33 @@ pub fn housekeeping(link: &mut Link, policy: RetryPolicy) -> HkCore {
         .find(|t| t.service == service::HK && t.subtype == subtype::HK_REPORT)
         .expect("housekeeping report among replies");
     HkCore::decode(&tm.data).expect("decode housekeeping")
+}
+
+/// Requests the mode status over `link`.
+pub fn mode_status(link: &mut Link, policy: RetryPolicy) -> spacenode_wire::msg::ModeStatus {
+    let tc = link.new_tc(
+        apid::MODE,
+        service::MODE,
+        subtype::MODE_STATUS_REQUEST,
+        Vec::new(),
+    );
+    let x = link.request(&tc, policy).expect("mode status exchange");
+    let tm = x
+        .replies
+        .iter()
+        .rev()
+        .find(|t| t.service == service::MODE && t.subtype == subtype::MODE_STATUS)
+        .expect("mode status among replies");
+    spacenode_wire::msg::ModeStatus::decode(&tm.data)
+        .expect("decode mode status")
+        .0
+}
+
+/// Appends TOML to the node's config.
+pub fn append_config(fixture: &Fixture, toml: &str) {
+    let mut cfg = std::fs::read_to_string(&fixture.node_config).expect("read config");
+    cfg.push_str(toml);
+    std::fs::write(&fixture.node_config, cfg).expect("write config");
 }
 
 /// A generous policy for clean links under CI load.

@@ -90,6 +90,111 @@ enum Command {
         #[command(subcommand)]
         command: ChainCommand,
     },
+    /// The node's operating mode (PUS 133): show it, enter safe mode, or
+    /// leave it with a quorum-signed command. See docs/health.md.
+    Mode {
+        #[command(subcommand)]
+        command: Option<ModeCommand>,
+    },
+    /// Key custody (PUS 130): attestation and public keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Administrator tools (offline): keys, commands, signatures.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModeCommand {
+    /// Show mode, reason, boot count and whether the seed is available.
+    Status,
+    /// Put the node in safe mode (it then signs nothing).
+    Safe,
+    /// Leave safe mode with a command signed by a quorum of administrators
+    /// (`ground admin command` and `ground admin sign` make it).
+    Exit {
+        /// The signed command file.
+        #[arg(long)]
+        command: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Ask for a TPM quote over a fresh nonce and verify it: the pinned
+    /// attestation key, the nonce, the PCR digest of the expected software,
+    /// and the bound identity xpub.
+    Attest {
+        /// File holding the pinned attestation key (hex TPMT_PUBLIC).
+        #[arg(long)]
+        ak: PathBuf,
+        /// Trust on first use: write the node's attestation key to --ak
+        /// (which must not exist) instead of checking it.
+        #[arg(long)]
+        enroll: bool,
+        /// The software PCR value the node should report, as printed by
+        /// `spacenoded --print-measurement --config FILE` on the build
+        /// machine. Without it only the signature and nonce are checked.
+        #[arg(long, value_name = "HEX")]
+        expect_pcr: Option<String>,
+        /// The software PCR index.
+        #[arg(long, default_value_t = 23)]
+        pcr: u8,
+    },
+    /// The master fingerprint and the xpub at a BIP32 path.
+    Xpub {
+        /// Derivation path, e.g. m/48'/1'/0'/2'.
+        path: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Generate an administrator key file (mode 0600) and print its x-only
+    /// public key for the node's [admin] keys.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build an unsigned administrator command.
+    Command {
+        /// The command: exit-safe-mode.
+        kind: String,
+        /// The node's id (16 hex characters, `node.id` in its config).
+        #[arg(long)]
+        node_id: String,
+        /// Sequence number: above every one the node executed before.
+        #[arg(long)]
+        seq: u64,
+        /// Seconds the command stays valid from now.
+        #[arg(long, default_value_t = 86_400)]
+        valid_for: u64,
+        /// Where to write the command.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add this administrator's signature to a command file (in place).
+    Sign {
+        /// The administrator's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// This administrator's index in the node's [admin] keys.
+        #[arg(long)]
+        signer: u8,
+        /// The command file.
+        #[arg(long)]
+        command: PathBuf,
+    },
+    /// Print what a command file says and who signed it.
+    Show {
+        /// The command file.
+        command: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +268,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Admin { command } = &cli.command {
+        return admin(command);
+    }
     let cfg = GroundConfig::load(&cli.config).with_context(|| {
         format!(
             "loading ground config {} (set --config or GROUND_CONFIG)",
@@ -199,7 +307,242 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: LinkCommand::Rekey { key_id },
         } => rekey(&mut link, policy, key_id),
         Command::Chain { command } => chain_command(&mut link, policy, command),
+        Command::Mode { command } => {
+            mode(&mut link, policy, command.unwrap_or(ModeCommand::Status))
+        }
+        Command::Keys { command } => keys(&mut link, policy, command),
+        Command::Admin { .. } => Ok(ExitCode::SUCCESS),
     }
+}
+
+fn admin(command: &AdminCommand) -> anyhow::Result<ExitCode> {
+    use spacenode_hil::ground::admin as a;
+    match command {
+        AdminCommand::Keygen { out } => {
+            let xonly = a::keygen(out)?;
+            println!("administrator key written to {}", out.display());
+            println!("x-only public key (for the node's [admin] keys): {xonly}");
+        }
+        AdminCommand::Command {
+            kind,
+            node_id,
+            seq,
+            valid_for,
+            out,
+        } => {
+            let k = a::kind_by_name(kind)
+                .with_context(|| format!("unknown command {kind:?} (known: exit-safe-mode)"))?;
+            let target = hex::decode(node_id.trim())
+                .ok()
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .context("--node-id must be 16 hex characters")?;
+            let now_ms = i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX);
+            let until = now_ms
+                .saturating_add(i64::try_from(valid_for.saturating_mul(1000)).unwrap_or(i64::MAX));
+            // Valid from a minute ago: the node's clock may lag the ground's.
+            let cmd = a::build(
+                k,
+                target,
+                *seq,
+                now_ms.saturating_sub(60_000),
+                until,
+                Vec::new(),
+            );
+            a::write(out, &cmd)?;
+            print!("{}", a::describe(&cmd)?);
+            println!(
+                "written to {}; now each administrator runs `ground admin sign`",
+                out.display()
+            );
+        }
+        AdminCommand::Sign {
+            key,
+            signer,
+            command,
+        } => {
+            let mut cmd = a::read(command)?;
+            print!("{}", a::describe(&cmd)?);
+            a::sign(&mut cmd, &a::load_key(key)?, *signer)?;
+            a::write(command, &cmd)?;
+            println!("signed as administrator {signer}");
+        }
+        AdminCommand::Show { command } => print!("{}", a::describe(&a::read(command)?)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mode(link: &mut Link, policy: RetryPolicy, command: ModeCommand) -> anyhow::Result<ExitCode> {
+    use spacenode_wire::msg::{ModeCode, ModeStatus};
+    match command {
+        ModeCommand::Status => {
+            let tc = link.new_tc(
+                apid::MODE,
+                service::MODE,
+                subtype::MODE_STATUS_REQUEST,
+                Vec::new(),
+            );
+            let x = link.request(&tc, policy)?;
+            let tm = x
+                .replies
+                .iter()
+                .rev()
+                .find(|t| t.service == service::MODE && t.subtype == subtype::MODE_STATUS)
+                .context(
+                    "the node completed the request but its status report was lost; try again",
+                )?;
+            let (st, _) = ModeStatus::decode(&tm.data).context("decoding the mode status")?;
+            let mode = ModeCode::from_u8(st.mode).map_or("unknown", ModeCode::name);
+            println!("mode            {mode}");
+            println!(
+                "reason          {}",
+                display::reason(spacenode_wire::ReasonCode(st.reason))
+            );
+            println!("since           {}", display::utc(st.since_ms));
+            println!("boot count      {}", st.boot_count);
+            println!(
+                "uptime          {}",
+                display::duration(u64::from(st.uptime_s))
+            );
+            println!("node id         {}", hex::encode(st.node_id));
+            println!(
+                "admin sequence  {} (next command needs a higher one)",
+                st.admin_seq
+            );
+            println!(
+                "signing seed    {}",
+                if st.seed_available {
+                    "available"
+                } else {
+                    "UNAVAILABLE"
+                }
+            );
+        }
+        ModeCommand::Safe => {
+            let tc = link.new_tc(
+                apid::MODE,
+                service::MODE,
+                subtype::MODE_ENTER_SAFE,
+                Vec::new(),
+            );
+            link.request(&tc, policy)?;
+            println!("the node is in safe mode; it signs nothing until a quorum-signed exit");
+        }
+        ModeCommand::Exit { command } => {
+            let cmd = spacenode_hil::ground::admin::read(&command)?;
+            let tc = link.new_tc(apid::MODE, service::MODE, subtype::MODE_EXIT, cmd.encode());
+            link.request(&tc, policy)?;
+            println!("the node left safe mode");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(link: &mut Link, policy: RetryPolicy, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    use spacenode_keys::attest::{AkPublic, Attestation, Expectations, verify_attestation};
+    match command {
+        KeysCommand::Xpub { path } => {
+            let tc = link.new_tc(
+                apid::KEYS,
+                service::KEYS,
+                subtype::KEYS_XPUB_REQUEST,
+                path.clone().into_bytes(),
+            );
+            let x = link.request(&tc, policy)?;
+            let tm = x
+                .replies
+                .iter()
+                .rev()
+                .find(|t| t.subtype == subtype::KEYS_XPUB)
+                .context("the xpub report was lost; try again")?;
+            let (fp, xpub) = tm.data.split_at_checked(4).context("short xpub report")?;
+            println!(
+                "[{}/{}]{}",
+                hex::encode(fp),
+                path.trim_start_matches("m/"),
+                String::from_utf8_lossy(xpub)
+            );
+        }
+        KeysCommand::Attest {
+            ak,
+            enroll,
+            expect_pcr,
+            pcr,
+        } => {
+            let mut nonce = [0u8; 32];
+            rand::fill(&mut nonce);
+            let tc = link.new_tc(
+                apid::KEYS,
+                service::KEYS,
+                subtype::KEYS_ATTEST,
+                nonce.to_vec(),
+            );
+            let x = link.request(&tc, policy)?;
+            let tm = x
+                .replies
+                .iter()
+                .rev()
+                .find(|t| t.subtype == subtype::KEYS_ATTESTATION)
+                .context("the attestation report was lost; try again")?;
+            let att = Attestation::decode(&tm.data).context("decoding the attestation")?;
+            if enroll {
+                anyhow::ensure!(
+                    !ak.exists(),
+                    "{} exists; enrollment never overwrites a pinned key",
+                    ak.display()
+                );
+                std::fs::write(&ak, hex::encode(&att.ak_public))?;
+                println!(
+                    "attestation key pinned in {} (trust on first use: check it out of band)",
+                    ak.display()
+                );
+            }
+            let pinned =
+                hex::decode(std::fs::read_to_string(&ak)?.trim()).context("--ak is not hex")?;
+            let trusted =
+                AkPublic::from_tpmt_public(&pinned).context("--ak is not a TPMT_PUBLIC")?;
+            let pcrs = match &expect_pcr {
+                Some(h) => {
+                    let v = hex::decode(h.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                        .context("--expect-pcr must be 64 hex characters")?;
+                    vec![(pcr, v)]
+                }
+                // Without an expectation, check the signature and nonce
+                // against the PCR values the quote reports.
+                None => att.reported_pcrs.clone(),
+            };
+            let exp = Expectations {
+                trusted_ak: &trusted,
+                nonce,
+                pcrs: &pcrs,
+                policy_hash: None,
+                xpubs: None,
+                min_nv_counter: None,
+            };
+            let v = verify_attestation(&att, &exp)
+                .map_err(|e| anyhow::anyhow!("attestation REJECTED: {e}"))?;
+            println!(
+                "attestation verified: pinned AK, fresh nonce, software PCR {pcr} {}",
+                if expect_pcr.is_some() {
+                    "matches the expected software"
+                } else {
+                    "as reported (no expectation given)"
+                }
+            );
+            for xpub in &v.binding.xpubs {
+                println!("  bound xpub   {xpub}");
+            }
+            println!("  nv counter   {}", v.binding.nv_counter);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn chain_command(

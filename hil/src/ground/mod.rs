@@ -3,6 +3,7 @@
 //! ([`client`]), the chain service's header sync ([`chain`]), and
 //! human-readable rendering of telemetry ([`display`]).
 
+pub mod admin;
 pub mod chain;
 pub mod client;
 pub mod config;

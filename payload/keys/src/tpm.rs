@@ -183,6 +183,39 @@ impl TpmConfig {
     }
 }
 
+/// Flushes transient objects left loaded by an earlier process. Without a
+/// resource manager (swtpm's socket, a bare /dev/tpm0) a daemon killed with
+/// -9 leaves its primary key and sealed objects in the TPM's few object
+/// slots, and after a couple of crashes nothing can be loaded any more.
+/// Through /dev/tpmrm0 only this process's own handles are visible, so
+/// there this finds nothing. The daemon is the TPM's only user.
+fn flush_stale_objects(ctx: &mut Context) {
+    const TRANSIENT_FIRST: u32 = 0x8000_0000;
+    let Ok((CapabilityData::Handles(list), _)) =
+        ctx.get_capability(CapabilityType::Handles, TRANSIENT_FIRST, 64)
+    else {
+        return;
+    };
+    for handle in list.into_inner() {
+        if !matches!(handle, TpmHandle::Transient(_)) {
+            continue;
+        }
+        match ctx.execute_without_session(|c| c.tr_from_tpm_public(handle)) {
+            Ok(obj) => {
+                if let Err(e) = ctx.flush_context(obj) {
+                    tracing::warn!(error = %e, "cannot flush a stale tpm object");
+                } else {
+                    tracing::info!(
+                        handle = format!("{:#010x}", u32::from(handle)),
+                        "flushed a tpm object left by an earlier run"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot address a stale tpm object"),
+        }
+    }
+}
+
 /// Validates a TCTI string and converts it for the TSS. Accepted forms:
 /// `device:/absolute/path` and `swtpm:host=HOST,port=PORT` (both keys
 /// required, port 1..=65534 because swtpm also uses PORT+1).
@@ -419,6 +452,7 @@ impl Tpm {
             )
             .map_err(tss("set endorsement auth"))?;
         }
+        flush_stale_objects(&mut ctx);
         let template = storage_primary_template()?;
         let primary = ctx
             .execute_with_nullauth_session(|c| {

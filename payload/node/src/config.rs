@@ -6,6 +6,7 @@
 //! defaults that differ from what `docs/config.md` says.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use spacenode_chain::state::{DEFAULT_WINDOW, MIN_WINDOW};
@@ -71,6 +72,12 @@ struct RawConfig {
     logging: RawLogging,
     #[serde(default)]
     chain: RawChain,
+    #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +85,8 @@ struct RawConfig {
 struct RawNode {
     state_dir: PathBuf,
     profile: Profile,
+    #[serde(default)]
+    id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +106,144 @@ struct RawLink {
 #[serde(deny_unknown_fields)]
 struct RawKey {
     id: u16,
-    key: String,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// Key custody backend (`keys.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyBackendKind {
+    /// TPM 2.0 (flight).
+    Tpm,
+    /// A seed file (development only).
+    Soft,
+}
+
+/// Network kind of exported keys (`keys.network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyNetwork {
+    /// xpub/xprv versions of mainnet.
+    Main,
+    /// tpub versions (testnets, signet, regtest).
+    #[default]
+    Test,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    #[serde(default)]
+    backend: Option<KeyBackendKind>,
+    #[serde(default)]
+    tcti: Option<String>,
+    #[serde(default)]
+    seal_auth: Option<String>,
+    #[serde(default)]
+    soft_seed_file: Option<PathBuf>,
+    #[serde(default)]
+    network: KeyNetwork,
+    #[serde(default)]
+    software_pcr: Option<u8>,
+}
+
+/// Which watchdog the supervisor pets (`health.watchdog`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogKind {
+    /// systemd's if `WATCHDOG_USEC` is set, else none.
+    #[default]
+    Auto,
+    /// systemd's service watchdog (sd_notify).
+    Systemd,
+    /// `/dev/watchdog` directly.
+    Device,
+    /// None (development).
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    watchdog: WatchdogKind,
+    #[serde(default = "default_wdt_device")]
+    watchdog_device: PathBuf,
+    #[serde(default = "default_wdt_timeout")]
+    watchdog_timeout_s: u32,
+    #[serde(default = "default_task_deadline")]
+    task_deadline_s: u32,
+    #[serde(default = "default_boot_loop_starts")]
+    boot_loop_starts: u32,
+    #[serde(default = "default_boot_loop_window")]
+    boot_loop_window_s: u32,
+    #[serde(default = "default_auth_burst")]
+    auth_failure_burst: u32,
+    #[serde(default = "default_burst_window")]
+    burst_window_s: u32,
+    #[serde(default)]
+    contact_timeout_s: u64,
+    #[serde(default = "default_safe_free")]
+    safe_free_bytes: u64,
+    #[serde(default = "default_beacon")]
+    beacon_interval_s: u32,
+    #[serde(default)]
+    test_hooks: bool,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        Self {
+            watchdog: WatchdogKind::default(),
+            watchdog_device: default_wdt_device(),
+            watchdog_timeout_s: default_wdt_timeout(),
+            task_deadline_s: default_task_deadline(),
+            boot_loop_starts: default_boot_loop_starts(),
+            boot_loop_window_s: default_boot_loop_window(),
+            auth_failure_burst: default_auth_burst(),
+            burst_window_s: default_burst_window(),
+            contact_timeout_s: 0,
+            safe_free_bytes: default_safe_free(),
+            beacon_interval_s: default_beacon(),
+            test_hooks: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    threshold: usize,
+    keys: Vec<String>,
+}
+
+fn default_wdt_device() -> PathBuf {
+    PathBuf::from("/dev/watchdog")
+}
+fn default_wdt_timeout() -> u32 {
+    15
+}
+fn default_task_deadline() -> u32 {
+    5
+}
+fn default_boot_loop_starts() -> u32 {
+    5
+}
+fn default_boot_loop_window() -> u32 {
+    600
+}
+fn default_auth_burst() -> u32 {
+    100
+}
+fn default_burst_window() -> u32 {
+    300
+}
+fn default_safe_free() -> u64 {
+    4 * 1024 * 1024
+}
+fn default_beacon() -> u32 {
+    10
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,8 +370,60 @@ pub const BAUD_RATES: &[u32] = &[
 pub struct KeyConfig {
     /// Key id.
     pub id: u16,
-    /// Key material.
-    pub key: LinkKey,
+    /// Key material to provision: sealed into the key store at start, after
+    /// which the config should carry the id alone. `None`: the key is
+    /// already sealed.
+    pub key: Option<LinkKey>,
+}
+
+/// Key custody settings.
+#[derive(Debug, Clone)]
+pub enum KeysConfig {
+    /// TPM 2.0.
+    Tpm {
+        /// TCTI (`device:/dev/tpmrm0` or `swtpm:host=..,port=..`).
+        tcti: String,
+        /// Auth value of sealed objects.
+        seal_auth: Vec<u8>,
+        /// PCR the daemon measures itself into (16 or 23).
+        software_pcr: u8,
+    },
+    /// Seed file (development only).
+    Soft {
+        /// The seed file.
+        seed_file: PathBuf,
+    },
+}
+
+/// Health settings (see `docs/health.md`).
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Watchdog backend.
+    pub watchdog: WatchdogKind,
+    /// Device for [`WatchdogKind::Device`].
+    pub watchdog_device: PathBuf,
+    /// Timeout set on the device.
+    pub watchdog_timeout: Duration,
+    /// A task silent for longer is stuck.
+    pub task_deadline: Duration,
+    /// Starts allowed within `boot_loop_window` before safe mode.
+    pub boot_loop_starts: u32,
+    /// Window of the boot-loop rule.
+    pub boot_loop_window: Duration,
+    /// Authentication failures within `burst_window` that mean probing
+    /// (0: off).
+    pub auth_failure_burst: u32,
+    /// Window of the burst rules.
+    pub burst_window: Duration,
+    /// Loss of contact after this long without an authenticated command
+    /// (zero: off).
+    pub contact_timeout: Duration,
+    /// Safe mode below this many free bytes.
+    pub safe_free_bytes: u64,
+    /// Beacon interval in safe mode.
+    pub beacon_interval: Duration,
+    /// Test hooks (`health.test-hang`), development profile only.
+    pub test_hooks: bool,
 }
 
 /// Link settings.
@@ -308,6 +506,19 @@ pub struct Config {
     pub chain: ChainSettings,
     /// Log filter (tracing `EnvFilter` syntax), if set.
     pub log_level: Option<String>,
+    /// This node's id, named by administrator commands.
+    pub node_id: [u8; 8],
+    /// Key custody.
+    pub keys: KeysConfig,
+    /// Network kind of exported keys.
+    pub key_network: KeyNetwork,
+    /// Health.
+    pub health: HealthConfig,
+    /// Administrators (until a quorum-signed policy names them).
+    pub admin: Option<spacenode_policy::quorum::AdminSet>,
+    /// The digest of this configuration the TPM measurement binds (see
+    /// [`measured_digest`]).
+    pub source_sha256: [u8; 32],
 }
 
 impl Config {
@@ -338,7 +549,9 @@ impl Config {
             path: PathBuf::new(),
             message: e.to_string(),
         })?;
-        Self::validate(raw)
+        let mut cfg = Self::validate(raw)?;
+        cfg.source_sha256 = measured_digest(text)?;
+        Ok(cfg)
     }
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
@@ -378,7 +591,14 @@ impl Config {
                     format!("duplicate key id {}", k.id),
                 ));
             }
-            let bytes = hex::decode(k.key.trim())
+            let Some(hex_key) = &k.key else {
+                keys.push(KeyConfig {
+                    id: k.id,
+                    key: None,
+                });
+                continue;
+            };
+            let bytes = hex::decode(hex_key.trim())
                 .map_err(|e| ConfigError::invalid(format!("{key}.key"), format!("not hex: {e}")))?;
             let material = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
                 ConfigError::invalid(
@@ -397,7 +617,7 @@ impl Config {
             }
             keys.push(KeyConfig {
                 id: k.id,
-                key: LinkKey::new(material),
+                key: Some(LinkKey::new(material)),
             });
         }
         if keys.is_empty() {
@@ -428,6 +648,33 @@ impl Config {
                 "regtest is refused in the flight profile (anyone can mine it)",
             ));
         }
+        let node_id = match (&raw.node.id, raw.node.profile) {
+            (Some(id), _) => hex::decode(id.trim())
+                .ok()
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .ok_or_else(|| {
+                    ConfigError::invalid("node.id", "expected 16 hex characters (8 bytes)")
+                })?,
+            (None, Profile::Development) => [0; 8],
+            (None, Profile::Flight) => {
+                return Err(ConfigError::invalid(
+                    "node.id",
+                    "required in the flight profile",
+                ));
+            }
+        };
+        let keys_cfg = validate_keys(&raw.keys, raw.node.profile, &raw.node.state_dir)?;
+        let health = validate_health(&raw.health, raw.node.profile)?;
+        let admin = match &raw.admin {
+            Some(a) => Some(validate_admin(a)?),
+            None if raw.node.profile == Profile::Flight => {
+                return Err(ConfigError::invalid(
+                    "admin",
+                    "an administrator set is required in the flight profile",
+                ));
+            }
+            None => None,
+        };
         if let Some(level) = &raw.logging.level {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map_err(|e| ConfigError::invalid("logging.level", e.to_string()))?;
@@ -454,8 +701,203 @@ impl Config {
                 start: raw.chain.start,
             },
             log_level: raw.logging.level,
+            node_id,
+            keys: keys_cfg,
+            key_network: raw.keys.network,
+            health,
+            admin,
+            source_sha256: [0; 32],
         })
     }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use bitcoin::hashes::{Hash, sha256};
+    sha256::Hash::hash(bytes).to_byte_array()
+}
+
+/// The digest of a configuration that the TPM measurement binds: SHA-256
+/// of the parsed document re-serialised canonically (sorted keys), without
+/// the link keys' provisioning material. Comments and formatting do not
+/// count, every setting does; and sealing a link key, then deleting its
+/// `key` from the file, leaves the measurement (and so the sealed seed)
+/// unchanged.
+///
+/// # Errors
+/// [`ConfigError::Parse`] if the text is not TOML.
+pub fn measured_digest(text: &str) -> Result<[u8; 32], ConfigError> {
+    let parse = |e: &dyn std::fmt::Display| ConfigError::Parse {
+        path: PathBuf::new(),
+        message: e.to_string(),
+    };
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| parse(&e))?;
+    if let Some(toml::Value::Table(link)) = doc.get_mut("link")
+        && let Some(toml::Value::Array(keys)) = link.get_mut("keys")
+    {
+        for k in keys.iter_mut() {
+            if let toml::Value::Table(t) = k {
+                t.remove("key");
+            }
+        }
+    }
+    let canonical = toml::to_string(&doc).map_err(|e| parse(&e))?;
+    Ok(sha256(canonical.as_bytes()))
+}
+
+fn validate_keys(
+    raw: &RawKeys,
+    profile: Profile,
+    state_dir: &Path,
+) -> Result<KeysConfig, ConfigError> {
+    let backend = match (raw.backend, profile) {
+        (Some(b), _) => b,
+        (None, Profile::Development) => KeyBackendKind::Soft,
+        (None, Profile::Flight) => {
+            return Err(ConfigError::invalid(
+                "keys.backend",
+                "required in the flight profile (tpm)",
+            ));
+        }
+    };
+    match backend {
+        KeyBackendKind::Soft => {
+            if profile == Profile::Flight {
+                return Err(ConfigError::invalid(
+                    "keys.backend",
+                    "the soft key store is for development only; the flight profile needs tpm",
+                ));
+            }
+            if raw.tcti.is_some() || raw.seal_auth.is_some() || raw.software_pcr.is_some() {
+                return Err(ConfigError::invalid(
+                    "keys",
+                    "tcti, seal_auth and software_pcr apply to the tpm backend only",
+                ));
+            }
+            let seed_file = raw
+                .soft_seed_file
+                .clone()
+                .unwrap_or_else(|| state_dir.join("dev-seed"));
+            if !seed_file.is_absolute() {
+                return Err(ConfigError::invalid(
+                    "keys.soft_seed_file",
+                    "must be an absolute path",
+                ));
+            }
+            Ok(KeysConfig::Soft { seed_file })
+        }
+        KeyBackendKind::Tpm => {
+            if raw.soft_seed_file.is_some() {
+                return Err(ConfigError::invalid(
+                    "keys.soft_seed_file",
+                    "applies to the soft backend only",
+                ));
+            }
+            let tcti = raw
+                .tcti
+                .clone()
+                .unwrap_or_else(|| "device:/dev/tpmrm0".to_string());
+            spacenode_keys::tpm::parse_tcti(&tcti)
+                .map_err(|e| ConfigError::invalid("keys.tcti", e.to_string()))?;
+            if profile == Profile::Flight && !tcti.starts_with("device:") {
+                return Err(ConfigError::invalid(
+                    "keys.tcti",
+                    "the flight profile needs a device: tcti",
+                ));
+            }
+            let seal_auth = match &raw.seal_auth {
+                Some(h) => hex::decode(h.trim())
+                    .map_err(|e| ConfigError::invalid("keys.seal_auth", format!("not hex: {e}")))?,
+                None if profile == Profile::Flight => {
+                    return Err(ConfigError::invalid(
+                        "keys.seal_auth",
+                        "required in the flight profile",
+                    ));
+                }
+                None => Vec::new(),
+            };
+            if seal_auth.len() > 32 {
+                return Err(ConfigError::invalid("keys.seal_auth", "at most 32 bytes"));
+            }
+            let software_pcr = raw.software_pcr.unwrap_or(23);
+            if software_pcr != 16 && software_pcr != 23 {
+                return Err(ConfigError::invalid(
+                    "keys.software_pcr",
+                    "16 or 23 (resettable at locality 0)",
+                ));
+            }
+            Ok(KeysConfig::Tpm {
+                tcti,
+                seal_auth,
+                software_pcr,
+            })
+        }
+    }
+}
+
+fn validate_health(raw: &RawHealth, profile: Profile) -> Result<HealthConfig, ConfigError> {
+    if raw.test_hooks && profile == Profile::Flight {
+        return Err(ConfigError::invalid(
+            "health.test_hooks",
+            "refused in the flight profile",
+        ));
+    }
+    if raw.watchdog == WatchdogKind::None && profile == Profile::Flight {
+        return Err(ConfigError::invalid(
+            "health.watchdog",
+            "the flight profile needs a watchdog",
+        ));
+    }
+    if raw.task_deadline_s == 0 || raw.watchdog_timeout_s == 0 {
+        return Err(ConfigError::invalid(
+            "health",
+            "task_deadline_s and watchdog_timeout_s must be positive",
+        ));
+    }
+    if raw.boot_loop_starts == 0 {
+        return Err(ConfigError::invalid(
+            "health.boot_loop_starts",
+            "must be at least 1",
+        ));
+    }
+    if raw.beacon_interval_s == 0 {
+        return Err(ConfigError::invalid(
+            "health.beacon_interval_s",
+            "must be positive",
+        ));
+    }
+    let secs = |s: u32| Duration::from_secs(u64::from(s));
+    Ok(HealthConfig {
+        watchdog: raw.watchdog,
+        watchdog_device: raw.watchdog_device.clone(),
+        watchdog_timeout: secs(raw.watchdog_timeout_s),
+        task_deadline: secs(raw.task_deadline_s),
+        boot_loop_starts: raw.boot_loop_starts,
+        boot_loop_window: secs(raw.boot_loop_window_s),
+        auth_failure_burst: raw.auth_failure_burst,
+        burst_window: secs(raw.burst_window_s),
+        contact_timeout: Duration::from_secs(raw.contact_timeout_s),
+        safe_free_bytes: raw.safe_free_bytes,
+        beacon_interval: secs(raw.beacon_interval_s),
+        test_hooks: raw.test_hooks,
+    })
+}
+
+fn validate_admin(raw: &RawAdmin) -> Result<spacenode_policy::quorum::AdminSet, ConfigError> {
+    let mut keys = Vec::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        let key = hex::decode(k.trim())
+            .ok()
+            .and_then(|b| bitcoin::secp256k1::XOnlyPublicKey::from_slice(&b).ok())
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("admin.keys[{i}]"),
+                    "expected a 32-byte x-only public key in hex",
+                )
+            })?;
+        keys.push(key);
+    }
+    spacenode_policy::quorum::AdminSet::new(keys, raw.threshold)
+        .map_err(|e| ConfigError::invalid("admin", e.to_string()))
 }
 
 #[cfg(test)]
@@ -469,6 +911,92 @@ mod tests {
             "[node]\nstate_dir = \"/var/lib/spacenode\"\nprofile = \"development\"\n\
              [link]\ndevice = \"/dev/ttyAMA0\"\ntx_key_id = 1\n[[link.keys]]\nid = 1\nkey = \"{KEY}\"\n"
         )
+    }
+
+    const XONLY: &str = "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+
+    fn flight() -> String {
+        format!(
+            "[node]\nstate_dir = \"/var/lib/spacenode\"\nprofile = \"flight\"\nid = \"0102030405060708\"\n\
+             [link]\ndevice = \"/dev/ttyAMA0\"\ntx_key_id = 1\n[[link.keys]]\nid = 1\n\
+             [keys]\nbackend = \"tpm\"\ntcti = \"device:/dev/tpmrm0\"\nseal_auth = \"a1b2c3\"\n\
+             [admin]\nthreshold = 1\nkeys = [\"{XONLY}\"]\n"
+        )
+    }
+
+    #[test]
+    fn flight_profile_requires_custody_identity_administrators_and_a_watchdog() {
+        let ok = Config::parse(&flight()).unwrap();
+        assert_eq!(ok.node_id, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(matches!(
+            ok.keys,
+            KeysConfig::Tpm {
+                software_pcr: 23,
+                ..
+            }
+        ));
+        assert!(
+            ok.link.keys[0].key.is_none(),
+            "a sealed key is named by id only"
+        );
+        assert_eq!(ok.admin.as_ref().map(|a| a.threshold()), Some(1));
+        for (broken, expect) in [
+            (flight().replace("id = \"0102030405060708\"\n", ""), "`node.id`: required"),
+            (flight().replace("0102030405060708", "01"), "`node.id`: expected 16 hex"),
+            (flight().replace("backend = \"tpm\"", "backend = \"soft\""), "development only"),
+            (flight().replace("device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=2321"), "device: tcti"),
+            (flight().replace("seal_auth = \"a1b2c3\"\n", ""), "`keys.seal_auth`: required"),
+            (flight().replace("threshold = 1", "threshold = 2"), "`admin`"),
+            (flight().replace(XONLY, "zz"), "`admin.keys[0]`"),
+            (format!("{}[health]\nwatchdog = \"none\"\n", flight()), "`health.watchdog`"),
+            (format!("{}[health]\ntest_hooks = true\n", flight()), "`health.test_hooks`"),
+            (flight().replace("[admin]\nthreshold = 1\nkeys = [\"79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798\"]\n", ""), "`admin`: an administrator set is required"),
+        ] {
+            let e = err(&broken);
+            assert!(e.contains(expect), "wanted {expect:?} in {e}");
+        }
+    }
+
+    #[test]
+    fn development_defaults_to_the_soft_key_store_in_the_state_dir() {
+        let c = Config::parse(&base()).unwrap();
+        assert!(
+            matches!(&c.keys, KeysConfig::Soft { seed_file } if seed_file.ends_with("dev-seed"))
+        );
+        assert_eq!(c.node_id, [0; 8]);
+        assert!(c.admin.is_none());
+        assert_eq!(c.health.boot_loop_starts, 5);
+        assert!(c.health.contact_timeout.is_zero());
+        let tpm = format!(
+            "{}[keys]\nbackend = \"tpm\"\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\n",
+            base()
+        );
+        assert!(matches!(
+            Config::parse(&tpm).unwrap().keys,
+            KeysConfig::Tpm { .. }
+        ));
+        assert!(
+            err(&format!(
+                "{}[keys]\nbackend = \"tpm\"\ntcti = \"usb:x\"\n",
+                base()
+            ))
+            .contains("`keys.tcti`")
+        );
+        assert!(err(&format!("{}[keys]\nsoftware_pcr = 7\n", base())).contains("tpm backend only"));
+        assert_ne!(Config::parse(&base()).unwrap().source_sha256, [0; 32]);
+    }
+
+    #[test]
+    fn measurement_ignores_comments_and_key_material_but_not_settings() {
+        let d = |t: &str| measured_digest(t).unwrap();
+        let with_key = base();
+        let without_key = base().replace(&format!("key = \"{KEY}\"\n"), "");
+        assert_eq!(d(&with_key), d(&without_key));
+        assert_eq!(d(&with_key), d(&format!("# a comment\n{with_key}")));
+        assert_ne!(
+            d(&with_key),
+            d(&with_key.replace("tx_key_id = 1", "tx_key_id = 1\nbaud = 9600"))
+        );
     }
 
     #[test]
@@ -514,10 +1042,12 @@ mod tests {
         );
         let unknown = err(&format!("{}[chain]\ndepth = 3\n", base()));
         assert!(unknown.contains("unknown field `depth`"), "{unknown}");
-        let flight = base()
-            .replace("development", "flight")
-            .replace(KEY, &"0123456789abcdef".repeat(4));
-        assert!(Config::parse(&flight).is_ok());
+        let flight = flight();
+        assert!(
+            Config::parse(&flight).is_ok(),
+            "{:?}",
+            Config::parse(&flight).err()
+        );
         assert!(
             err(&format!("{flight}[chain]\nnetwork = \"regtest\"\n"))
                 .contains("`chain.network`: regtest is refused")

@@ -15,6 +15,7 @@
 //! | [`logging`] | journald or stderr                                   |
 
 pub mod config;
+pub mod custody;
 pub mod daemon;
 pub mod health;
 pub mod link;

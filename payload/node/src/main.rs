@@ -30,6 +30,11 @@ struct Args {
     /// Validate FILE and exit: 0 if valid, 78 with the offending key if not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Print what the TPM measurement of this binary with --config binds
+    /// (binary and config digests, the expected software PCR value) as JSON
+    /// and exit; the ground checks attestations against it.
+    #[arg(long)]
+    print_measurement: bool,
 }
 
 fn main() -> ExitCode {
@@ -53,7 +58,22 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if args.print_measurement {
+        let binary = spacenode_node::custody::binary_sha256();
+        let pcr = spacenode_keys::pcr::predict_software_pcr(&binary, &cfg.source_sha256);
+        println!(
+            "{{\"binary_sha256\":\"{}\",\"config_sha256\":\"{}\",\"software_pcr\":\"{}\"}}",
+            hex::encode(binary),
+            hex::encode(cfg.source_sha256),
+            hex::encode(pcr)
+        );
+        return ExitCode::SUCCESS;
+    }
     spacenode_node::logging::init(cfg.log_level.as_deref());
+    // Before any secret exists: no core dumps, no ptrace by other users.
+    if let Err(e) = spacenode_keys::secret_mem::set_process_undumpable() {
+        tracing::error!(error = %e, "cannot make the process undumpable");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -521,6 +521,16 @@ events! {
     /// The node followed a reorganisation inside its window. Aux: fork
     /// height u32, depth u32, new tip height u32.
     CHAIN_REORG = 0x0041, Info, "header chain reorganised";
+    /// The node entered safe mode. Aux: reason code u16.
+    SAFE_MODE = 0x0050, High, "safe mode entered";
+    /// The node left safe mode on a quorum-signed command. Aux: command
+    /// sequence u64.
+    NORMAL_MODE = 0x0051, Info, "safe mode left";
+    /// A further safe-mode trigger fired while already in safe mode. Aux:
+    /// reason code u16.
+    SAFE_TRIGGER = 0x0052, Medium, "another safe-mode trigger fired";
+    /// An administrator command was refused. Aux: reason code u16.
+    ADMIN_REFUSED = 0x0053, Medium, "administrator command refused";
 }
 
 /// A PUS 5 event report.
@@ -591,6 +601,68 @@ impl EventDump {
         Ok(Self { max })
     }
 }
+
+// ---------------------------------------------------------------- ST[133]
+
+/// TM[133,2] mode status, and the body of the TM[133,6] beacon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeStatus {
+    /// [`ModeCode`] as u8.
+    pub mode: u8,
+    /// Safe-mode reason code (0 in normal mode).
+    pub reason: u16,
+    /// Since when, UNIX ms.
+    pub since_ms: i64,
+    /// Highest administrator command sequence executed.
+    pub admin_seq: u64,
+    /// Boot count.
+    pub boot_count: u32,
+    /// The node id administrator commands must name.
+    pub node_id: [u8; 8],
+    /// Whether the signing seed is available.
+    pub seed_available: bool,
+    /// Uptime in seconds.
+    pub uptime_s: u32,
+}
+
+impl ModeStatus {
+    /// Wire form (36 bytes).
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(36);
+        out.push(self.mode);
+        out.extend_from_slice(&self.reason.to_be_bytes());
+        out.extend_from_slice(&self.since_ms.to_be_bytes());
+        out.extend_from_slice(&self.admin_seq.to_be_bytes());
+        out.extend_from_slice(&self.boot_count.to_be_bytes());
+        out.extend_from_slice(&self.node_id);
+        out.push(u8::from(self.seed_available));
+        out.extend_from_slice(&self.uptime_s.to_be_bytes());
+        out
+    }
+
+    /// Decodes the first 36 bytes; returns the rest (a beacon's signature).
+    ///
+    /// # Errors
+    /// [`MsgError::Truncated`].
+    pub fn decode(data: &[u8]) -> Result<(Self, &[u8]), MsgError> {
+        let mut r = Reader::new(data);
+        let status = Self {
+            mode: r.u8("mode")?,
+            reason: r.u16("reason")?,
+            since_ms: i64::from_be_bytes(r.array("since")?),
+            admin_seq: r.u64("admin seq")?,
+            boot_count: r.u32("boot count")?,
+            node_id: r.array("node id")?,
+            seed_available: r.u8("seed available")? != 0,
+            uptime_s: r.u32("uptime")?,
+        };
+        Ok((status, r.rest()))
+    }
+}
+
+/// Domain tag of the beacon signature (BIP340 tagged hash of the status).
+pub const BEACON_TAG: &str = "spacenode/beacon/v1";
 
 // ---------------------------------------------------------------- ST[128]
 
@@ -692,6 +764,26 @@ mod tests {
     }
 
     #[test]
+    fn mode_status_round_trips_with_trailing_signature() {
+        let st = ModeStatus {
+            mode: 2,
+            reason: 0x0802,
+            since_ms: -5,
+            admin_seq: 9,
+            boot_count: 6,
+            node_id: *b"node-001",
+            seed_available: true,
+            uptime_s: 77,
+        };
+        let mut bytes = st.encode();
+        assert_eq!(bytes.len(), 36);
+        bytes.extend_from_slice(&[0xAA; 64]);
+        let (back, sig) = ModeStatus::decode(&bytes).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(sig, &[0xAA; 64]);
+    }
+
+    #[test]
     fn rekey_debug_redacts_key() {
         let r = Rekey {
             key_id: 3,
@@ -710,6 +802,7 @@ mod tests {
             let _ = Event::decode(&data);
             let _ = EventDump::decode(&data);
             let _ = Rekey::decode(&data);
+            let _ = ModeStatus::decode(&data);
         }
     }
 }

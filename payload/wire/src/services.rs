@@ -45,6 +45,10 @@ pub mod service {
     pub const LINK: u8 = 128;
     /// Mission: Bitcoin header chain (and, later, SPV proofs).
     pub const CHAIN: u8 = 129;
+    /// Mission: key custody and attestation.
+    pub const KEYS: u8 = 130;
+    /// Mission: modes and health.
+    pub const MODE: u8 = 133;
 }
 
 /// Message subtypes, per service.
@@ -94,6 +98,30 @@ pub mod subtype {
     pub const CHAIN_STATUS: u8 = 3;
     /// TC[129,4] acknowledge (clear) the deep-reorg flag.
     pub const CHAIN_CLEAR_DEEP_REORG: u8 = 4;
+
+    /// TC[130,1] attest: a TPM quote binding the nonce, xpubs, policy hash
+    /// and anti-rollback counter.
+    pub const KEYS_ATTEST: u8 = 1;
+    /// TM[130,2] the attestation.
+    pub const KEYS_ATTESTATION: u8 = 2;
+    /// TC[130,3] export the xpub at a derivation path.
+    pub const KEYS_XPUB_REQUEST: u8 = 3;
+    /// TM[130,4] fingerprint and xpub.
+    pub const KEYS_XPUB: u8 = 4;
+
+    /// TC[133,1] request the mode status.
+    pub const MODE_STATUS_REQUEST: u8 = 1;
+    /// TM[133,2] mode status.
+    pub const MODE_STATUS: u8 = 2;
+    /// TC[133,3] enter safe mode (link-authenticated; no quorum needed).
+    pub const MODE_ENTER_SAFE: u8 = 3;
+    /// TC[133,4] leave safe mode: a quorum-signed administrator command.
+    pub const MODE_EXIT: u8 = 4;
+    /// TC[133,5] test hook: hang a task (development profile with
+    /// `health.test_hooks` only).
+    pub const HEALTH_TEST_HANG: u8 = 5;
+    /// TM[133,6] safe-mode beacon, signed by the node's receipt key.
+    pub const MODE_BEACON: u8 = 6;
 }
 
 /// Direction of a message.
@@ -236,6 +264,61 @@ pub const MESSAGES: &[MessageDef] = &[
         service::CHAIN,
         subtype::CHAIN_CLEAR_DEEP_REORG,
         "chain.clear-deep-reorg",
+    ),
+    tc(
+        apid::KEYS,
+        service::KEYS,
+        subtype::KEYS_ATTEST,
+        "keys.attest",
+    ),
+    tm(
+        Some(apid::KEYS),
+        service::KEYS,
+        subtype::KEYS_ATTESTATION,
+        "keys.attestation",
+    ),
+    tc(
+        apid::KEYS,
+        service::KEYS,
+        subtype::KEYS_XPUB_REQUEST,
+        "keys.xpub-request",
+    ),
+    tm(
+        Some(apid::KEYS),
+        service::KEYS,
+        subtype::KEYS_XPUB,
+        "keys.xpub",
+    ),
+    tc(
+        apid::MODE,
+        service::MODE,
+        subtype::MODE_STATUS_REQUEST,
+        "mode.status-request",
+    ),
+    tm(
+        Some(apid::MODE),
+        service::MODE,
+        subtype::MODE_STATUS,
+        "mode.status",
+    ),
+    tc(
+        apid::MODE,
+        service::MODE,
+        subtype::MODE_ENTER_SAFE,
+        "mode.enter-safe",
+    ),
+    tc(apid::MODE, service::MODE, subtype::MODE_EXIT, "mode.exit"),
+    tc(
+        apid::MODE,
+        service::MODE,
+        subtype::HEALTH_TEST_HANG,
+        "health.test-hang",
+    ),
+    tm(
+        Some(apid::MODE),
+        service::MODE,
+        subtype::MODE_BEACON,
+        "mode.beacon",
     ),
 ];
 

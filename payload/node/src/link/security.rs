@@ -54,27 +54,28 @@ pub struct LinkSecurity {
 }
 
 impl LinkSecurity {
-    /// Builds the keyring from config keys plus keys installed by rekey, less
-    /// retired ones, and resumes every sequence state from the store.
+    /// Builds the keyring from the unsealed link keys (custody already
+    /// dropped retired ones) and resumes every sequence state from the
+    /// store.
     ///
     /// # Errors
     /// [`LinkSecError`] if the store cannot be read or the downlink key is
     /// missing.
-    pub fn resume(cfg: &LinkConfig, store: &Store) -> Result<Self, LinkSecError> {
-        let retired = store.retired_key_ids()?;
-        let mut ciphers: Vec<Cipher> = cfg
-            .keys
-            .iter()
-            .filter(|k| !retired.contains(&k.id))
-            .map(|k| Cipher::new(k.id, &k.key))
-            .collect();
-        for stored in store.link_keys()? {
-            ciphers.retain(|c| c.key_id() != stored.key_id);
-            ciphers.push(Cipher::new(stored.key_id, &LinkKey::new(stored.key)));
-        }
+    pub fn resume(
+        cfg: &LinkConfig,
+        keys: &[(u16, LinkKey)],
+        store: &Store,
+    ) -> Result<Self, LinkSecError> {
+        let ciphers: Vec<Cipher> = keys.iter().map(|(id, k)| Cipher::new(*id, k)).collect();
+        // The last rekey's key, else the configured one, else (a restored
+        // database naming a key that was retired since) the newest key
+        // available: the node must be able to speak.
+        let available = |id: &u16| ciphers.iter().any(|c| c.key_id() == *id);
         let tx_key_id = store
             .tx_key_id()?
-            .filter(|id| ciphers.iter().any(|c| c.key_id() == *id))
+            .filter(available)
+            .or(Some(cfg.tx_key_id).filter(available))
+            .or_else(|| ciphers.iter().map(Cipher::key_id).max())
             .unwrap_or(cfg.tx_key_id);
         let tx_cipher = ciphers
             .iter()
@@ -266,7 +267,7 @@ mod tests {
             seq_block: 8,
             keys: vec![KeyConfig {
                 id: 1,
-                key: LinkKey::new([5; 32]),
+                key: Some(LinkKey::new([5; 32])),
             }],
         }
     }
@@ -277,7 +278,8 @@ mod tests {
         let mut max_sent = 0;
         for _restart in 0..5 {
             let mut store = Store::open(dir.path()).unwrap();
-            let mut sec = LinkSecurity::resume(&cfg(), &store).unwrap();
+            let mut sec =
+                LinkSecurity::resume(&cfg(), &[(1, LinkKey::new([5; 32]))], &store).unwrap();
             for _ in 0..11 {
                 let env = sec.seal_downlink(&mut store, b"tm").unwrap();
                 let seq = SecHeader::parse(&env).unwrap().seq;
@@ -297,13 +299,14 @@ mod tests {
             .collect();
         {
             let mut store = Store::open(dir.path()).unwrap();
-            let mut sec = LinkSecurity::resume(&cfg(), &store).unwrap();
+            let mut sec =
+                LinkSecurity::resume(&cfg(), &[(1, LinkKey::new([5; 32]))], &store).unwrap();
             for env in &sent {
                 sec.open_uplink(&mut store, env).unwrap();
             }
         }
         let mut store = Store::open(dir.path()).unwrap();
-        let mut sec = LinkSecurity::resume(&cfg(), &store).unwrap();
+        let mut sec = LinkSecurity::resume(&cfg(), &[(1, LinkKey::new([5; 32]))], &store).unwrap();
         for env in &sent {
             assert!(matches!(
                 sec.open_uplink(&mut store, env),

@@ -8,6 +8,7 @@
 //! inside frames: payloads go to the node task as they are.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use spacenode_wire::frame::{Decoded, DecoderStats, FrameDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_serial::SerialPortBuilderExt;
+
+use crate::health::supervisor::Heartbeat;
 
 /// What the transport tells the node task.
 #[derive(Debug)]
@@ -30,14 +33,19 @@ pub enum LinkEvent {
 /// Decoder counters shared with housekeeping.
 pub type SharedStats = Arc<Mutex<DecoderStats>>;
 
-/// Runs the transport until the node task goes away.
+/// Runs the transport until the node task goes away. It beats `heartbeat`
+/// on every turn and at least once a second while idle; `hang` is the test
+/// hook that blocks it for good.
 pub async fn run(
     device: PathBuf,
     baud: u32,
     events: mpsc::Sender<LinkEvent>,
     mut outbound: mpsc::Receiver<Vec<u8>>,
     stats: SharedStats,
+    heartbeat: Heartbeat,
+    hang: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let mut idle = tokio::time::interval(Duration::from_secs(1));
     let mut decoder = FrameDecoder::new();
     let mut backoff = Duration::from_millis(100);
     let mut buf = vec![0u8; 4096];
@@ -52,8 +60,11 @@ pub async fn run(
                 if events.send(LinkEvent::Down(e.to_string())).await.is_err() {
                     return;
                 }
+                heartbeat.beat();
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // Capped below the supervisor's deadline: retrying is
+                // progress.
+                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
@@ -64,7 +75,17 @@ pub async fn run(
         backoff = Duration::from_millis(100);
         decoder.reset();
         let failure = loop {
+            heartbeat.beat();
+            // The hook waits for the queue to drain, so the completion
+            // report of the request that set it still goes out.
+            if hang.load(Ordering::Relaxed) && outbound.is_empty() {
+                tracing::warn!("test hook: link task hangs");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
             tokio::select! {
+                _ = idle.tick() => {}
                 read = port.read(&mut buf) => {
                     let n = match read {
                         Ok(0) => break "end of stream".to_string(),

@@ -32,6 +32,19 @@ pub enum Request {
     ChainStatus,
     /// TC[129,4].
     ChainClearDeepReorg,
+    /// TC[130,1] with its nonce.
+    KeysAttest([u8; 32]),
+    /// TC[130,3] with a BIP32 path.
+    KeysXpub(bitcoin::bip32::DerivationPath),
+    /// TC[133,1].
+    ModeStatus,
+    /// TC[133,3].
+    ModeEnterSafe,
+    /// TC[133,4]: a signed administrator command (authorised at execution,
+    /// against the node's state).
+    ModeExit(spacenode_policy::command::SignedCommand),
+    /// TC[133,5]: the task to hang (0: the node task).
+    TestHang(u8),
 }
 
 /// A TM to send, before sequence counts and time are assigned.
@@ -68,7 +81,15 @@ fn bad_data(e: &MsgError) -> FailureNotice {
 /// # Errors
 /// The failure notice for TM[1,2].
 pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
-    let known_apids = [apid::CORE, apid::HK, apid::EVENTS, apid::LINK, apid::CHAIN];
+    let known_apids = [
+        apid::CORE,
+        apid::HK,
+        apid::EVENTS,
+        apid::LINK,
+        apid::CHAIN,
+        apid::KEYS,
+        apid::MODE,
+    ];
     if !known_apids.contains(&tc.apid) {
         return Err(refuse(ReasonCode::UNKNOWN_APID));
     }
@@ -103,6 +124,49 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
         (apid::CHAIN, service::CHAIN, subtype::CHAIN_CLEAR_DEEP_REORG) => {
             Ok(Request::ChainClearDeepReorg)
         }
+        (apid::KEYS, service::KEYS, subtype::KEYS_ATTEST) => {
+            <[u8; 32]>::try_from(tc.app_data.as_slice())
+                .map(Request::KeysAttest)
+                .map_err(|_| {
+                    bad_data(&MsgError::Invalid {
+                        field: "nonce length",
+                        value: tc.app_data.len() as u64,
+                    })
+                })
+        }
+        (apid::KEYS, service::KEYS, subtype::KEYS_XPUB_REQUEST) => {
+            std::str::from_utf8(&tc.app_data)
+                .ok()
+                .filter(|p| p.len() <= 128)
+                .and_then(|p| p.parse::<bitcoin::bip32::DerivationPath>().ok())
+                .map(Request::KeysXpub)
+                .ok_or_else(|| FailureNotice {
+                    code: ReasonCode::BAD_APP_DATA,
+                    data: b"expected a bip32 path like m/48'/0'/0'/2'".to_vec(),
+                })
+        }
+        (apid::MODE, service::MODE, subtype::MODE_STATUS_REQUEST | subtype::MODE_ENTER_SAFE)
+            if !tc.app_data.is_empty() =>
+        {
+            Err(bad_data(&MsgError::Trailing(tc.app_data.len())))
+        }
+        (apid::MODE, service::MODE, subtype::MODE_STATUS_REQUEST) => Ok(Request::ModeStatus),
+        (apid::MODE, service::MODE, subtype::MODE_ENTER_SAFE) => Ok(Request::ModeEnterSafe),
+        (apid::MODE, service::MODE, subtype::MODE_EXIT) => {
+            spacenode_policy::command::SignedCommand::decode(&tc.app_data)
+                .map(Request::ModeExit)
+                .map_err(|e| FailureNotice {
+                    code: ReasonCode(e.code()),
+                    data: e.to_string().into_bytes(),
+                })
+        }
+        (apid::MODE, service::MODE, subtype::HEALTH_TEST_HANG) => match tc.app_data.as_slice() {
+            [task] => Ok(Request::TestHang(*task)),
+            _ => Err(bad_data(&MsgError::Invalid {
+                field: "task",
+                value: tc.app_data.len() as u64,
+            })),
+        },
         _ => Err(refuse(ReasonCode::UNKNOWN_SERVICE)),
     }
 }

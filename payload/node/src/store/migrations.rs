@@ -61,6 +61,17 @@ const MIGRATIONS: &[&str] = &[
         CHECK ((deep_lowest IS NULL) = (deep_start IS NULL)
            AND (deep_lowest IS NULL) = (deep_end IS NULL))
      ) STRICT;",
+    // 3: health and custody — start times for the boot-loop rule, ids of
+    // link keys installed by rekey (the keys themselves are sealed blobs in
+    // state_dir/sealed, never plaintext in the database).
+    "CREATE TABLE boot_starts (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE link_key_ids (
+        key_id     INTEGER PRIMARY KEY CHECK (key_id BETWEEN 1 AND 65535),
+        created_ms INTEGER NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

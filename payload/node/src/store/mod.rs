@@ -131,6 +131,7 @@ pub const EVENT_LOG_CAPACITY: i64 = 10_000;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    created: bool,
 }
 
 impl Store {
@@ -141,7 +142,12 @@ impl Store {
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let path = state_dir.join("spacenode.db");
         let conn = connect(&path)?;
-        let mut store = Self { conn, path };
+        let mut store = Self {
+            conn,
+            path,
+            created: false,
+        };
+        store.created = store.schema_version()? == 0;
         migrations::migrate(&mut store.conn).map_err(|e| match e {
             migrations::MigrateError::Sqlite(source) => StoreError::Sqlite {
                 path: store.path.clone(),
@@ -171,6 +177,243 @@ impl Store {
     /// [`StoreError`] if the connection cannot be opened.
     pub fn open_chain(&self) -> Result<chain::ChainDb, StoreError> {
         chain::ChainDb::open(&self.path)
+    }
+
+    /// Whether this open created the database (an empty file or none).
+    #[must_use]
+    pub fn was_created(&self) -> bool {
+        self.created
+    }
+
+    /// The database epoch bound to the TPM counter, if set.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn epoch(&self) -> Result<Option<u64>, StoreError> {
+        match self.meta("epoch")? {
+            None => Ok(None),
+            Some(v) => u64::try_from(v)
+                .map(Some)
+                .map_err(|_| StoreError::OutOfRange {
+                    what: "epoch",
+                    value: v,
+                }),
+        }
+    }
+
+    /// Sets the database epoch.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn set_epoch(&mut self, epoch: u64) -> Result<(), StoreError> {
+        let v = i64::try_from(epoch).map_err(|_| StoreError::OutOfRange {
+            what: "epoch",
+            value: i64::MAX,
+        })?;
+        self.set_meta("epoch", v)
+    }
+
+    /// The persisted safe-mode reason code (0: normal) and since when.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn mode(&self) -> Result<(u16, i64), StoreError> {
+        let reason = self.meta("mode_reason")?.unwrap_or(0);
+        let reason = u16::try_from(reason).map_err(|_| StoreError::OutOfRange {
+            what: "mode_reason",
+            value: reason,
+        })?;
+        Ok((reason, self.meta("mode_since_ms")?.unwrap_or(0)))
+    }
+
+    /// Persists the mode (0: normal), optionally with a new epoch in the
+    /// same transaction (leaving safe mode is an epoch bump).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn set_mode(
+        &mut self,
+        reason: u16,
+        since_ms: i64,
+        epoch: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let upsert = "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+        tx.execute(upsert, params!["mode_reason", i64::from(reason)])
+            .map_err(err)?;
+        tx.execute(upsert, params!["mode_since_ms", since_ms])
+            .map_err(err)?;
+        if let Some(e) = epoch {
+            let v = i64::try_from(e).map_err(|_| StoreError::OutOfRange {
+                what: "epoch",
+                value: i64::MAX,
+            })?;
+            tx.execute(upsert, params!["epoch", v]).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The highest administrator command sequence executed.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn admin_seq(&self) -> Result<u64, StoreError> {
+        let v = self.meta("admin_seq")?.unwrap_or(0);
+        u64::try_from(v).map_err(|_| StoreError::OutOfRange {
+            what: "admin_seq",
+            value: v,
+        })
+    }
+
+    /// Records an executed administrator command sequence (never lowers it).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn set_admin_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        let v = i64::try_from(seq).map_err(|_| StoreError::OutOfRange {
+            what: "admin_seq",
+            value: i64::MAX,
+        })?;
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                [v],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// When the last authenticated command arrived (UNIX ms), if ever.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn last_contact_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.meta("last_contact_ms")
+    }
+
+    /// Records the time of an authenticated command.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn set_last_contact_ms(&mut self, ms: i64) -> Result<(), StoreError> {
+        self.set_meta("last_contact_ms", ms)
+    }
+
+    /// Start times of the most recent starts (UNIX ms), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn boot_starts(&self) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT time_ms FROM boot_starts ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records this start and keeps the newest `keep` start times.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn record_start(&mut self, now_ms: i64, keep: u32) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("INSERT INTO boot_starts(time_ms) VALUES (?1)", [now_ms])
+            .map_err(err)?;
+        tx.execute(
+            "DELETE FROM boot_starts WHERE seq NOT IN (SELECT seq FROM boot_starts ORDER BY seq DESC LIMIT ?1)",
+            [i64::from(keep)],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// After a rollback or a lost database: raises every sequence bound of
+    /// `key_ids` (both directions) above anything the node can have used,
+    /// to `max(bound + 2^40, unix_ms * 2^20)`. The first term covers a
+    /// restored copy (nobody sends 2^40 packets); the second a database
+    /// lost more than once (a million numbers per millisecond of wall
+    /// clock). A crash can skip numbers, never repeat them.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn jump_seq_bounds(&mut self, key_ids: &[u16], unix_ms: i64) -> Result<(), StoreError> {
+        let time_floor = u64::try_from(unix_ms).unwrap_or(0).saturating_mul(1 << 20);
+        for &id in key_ids {
+            for dir in [SeqDir::Tx, SeqDir::Rx] {
+                let bound = self.seq_bound(id, dir)?;
+                let jumped = bound
+                    .saturating_add(1 << 40)
+                    .max(time_floor)
+                    .min(i64::MAX as u64);
+                self.raise_seq_bound(id, dir, jumped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a link key id installed by rekey, makes it the downlink key
+    /// and sets the database epoch, in one transaction. The key itself is a
+    /// sealed blob (custody).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn record_installed_key(
+        &mut self,
+        key_id: u16,
+        now_ms: i64,
+        epoch: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO link_key_ids(key_id, created_ms) VALUES (?1, ?2)",
+            params![key_id, now_ms],
+        )
+        .map_err(err)?;
+        let upsert = "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+        tx.execute(upsert, params!["tx_key_id", i64::from(key_id)])
+            .map_err(err)?;
+        if let Some(e) = epoch {
+            let v = i64::try_from(e).map_err(|_| StoreError::OutOfRange {
+                what: "epoch",
+                value: i64::MAX,
+            })?;
+            tx.execute(upsert, params!["epoch", v]).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Deletes plaintext link keys left by earlier versions (after custody
+    /// sealed them), overwriting the freed pages.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn forget_plaintext_keys(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "secure_delete", "ON")
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute("DELETE FROM link_keys", [])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// The schema version of the open database.
@@ -306,6 +549,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT EXISTS(SELECT 1 FROM link_keys WHERE key_id = ?1) \
+                 OR EXISTS(SELECT 1 FROM link_key_ids WHERE key_id = ?1) \
                  OR EXISTS(SELECT 1 FROM link_seq WHERE key_id = ?1)",
                 [key_id],
                 |r| r.get(0),

@@ -7,17 +7,24 @@
 //! It must never panic on an uplinked byte and never stop the link because a
 //! packet was bad: every refusal is counted, rate-limited and reported.
 
+mod health;
+mod keys;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use spacenode_keys::{KeyStore, SoftKeyStore, Tpm};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::frame::{self, DecoderStats};
-use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, ModeCode, Stage, Verification};
+use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, Stage, Verification};
 use spacenode_wire::pus::{Tc, Tm};
 use spacenode_wire::security::{LinkKey, SecError};
 use spacenode_wire::services::{apid, service, subtype};
 
 use crate::config::Config;
+use crate::custody::{self, CustodyError};
+use crate::health::mode::{Mode, SafeReason};
+use crate::health::triggers::{self, BurstDetector};
 use crate::link::security::{LinkSecError, LinkSecurity};
 use crate::services::chain::ChainService;
 use crate::services::events::EventLimiter;
@@ -64,6 +71,18 @@ pub enum NodeError {
     /// The link keyring could not be built.
     #[error(transparent)]
     Link(#[from] LinkSecError),
+    /// Key custody could not open the link keys.
+    #[error(transparent)]
+    Custody(#[from] CustodyError),
+}
+
+/// Something the runtime must do for the node (test hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Block the node task for good (`health.test-hang` 0).
+    HangNode,
+    /// Block the link task for good (`health.test-hang` 1).
+    HangLink,
 }
 
 /// The node.
@@ -74,7 +93,18 @@ pub struct Node {
     sec: LinkSecurity,
     boot_count: u32,
     started: Instant,
-    mode: ModeCode,
+    mode: Mode,
+    mode_since_ms: i64,
+    keys: Option<KeyStore>,
+    tpm: Option<Tpm>,
+    soft_sealer: Option<SoftKeyStore>,
+    custody_open_time: Duration,
+    auth_burst: BurstDetector,
+    last_contact_ms: i64,
+    contact_saved_ms: i64,
+    next_beacon: Instant,
+    pending_action: Option<Action>,
+    start_events: Vec<(EventId, Vec<u8>)>,
     tm_seq: HashMap<u16, u16>,
     msg_counters: HashMap<u8, u16>,
     counters: NodeCounters,
@@ -92,28 +122,90 @@ impl Node {
     /// # Errors
     /// [`NodeError`] if storage or the keyring cannot be opened.
     pub fn start(cfg: Config, now: Now) -> Result<Self, NodeError> {
-        let mut store = Store::open(&cfg.state_dir)?;
+        let (mut store, corrupt) = health::open_store(&cfg, now)?;
+        let db_fresh = store.was_created();
         let boot_count = store.record_boot()?;
-        let sec = LinkSecurity::resume(&cfg.link, &store)?;
+        // Boot-loop rule first, before anything that could crash.
+        let starts = store.boot_starts()?;
+        let boot_loop = triggers::boot_loop(
+            &starts,
+            now.unix_ms,
+            cfg.health.boot_loop_starts,
+            cfg.health.boot_loop_window,
+        );
+        store.record_start(now.unix_ms, cfg.health.boot_loop_starts.saturating_add(1))?;
+        let custody = custody::open(&cfg, &mut store, db_fresh)?;
+        let mut faults: Vec<(SafeReason, String)> = Vec::new();
+        if let Some(detail) = corrupt {
+            faults.push((SafeReason::StorageCorrupt, detail));
+        }
+        if let Some(f) = &custody.fault {
+            faults.push((f.reason, f.detail.clone()));
+        }
+        if boot_loop {
+            faults.push((
+                SafeReason::BootLoop,
+                format!(
+                    "more than {} starts in {:?}",
+                    cfg.health.boot_loop_starts, cfg.health.boot_loop_window
+                ),
+            ));
+        }
+        if faults
+            .iter()
+            .any(|(r, _)| matches!(r, SafeReason::StorageCorrupt | SafeReason::RollbackDetected))
+        {
+            // The database may be older than what the node sent and
+            // accepted: move every sequence bound beyond reach.
+            let ids: Vec<u16> = custody.link_keys.iter().map(|(id, _)| *id).collect();
+            store.jump_seq_bounds(&ids, now.unix_ms)?;
+            tracing::warn!(
+                ?ids,
+                "sequence bounds jumped after a database rollback or loss"
+            );
+        }
+        let sec = LinkSecurity::resume(&cfg.link, &custody.link_keys, &store)?;
         let chain = ChainService::open(&cfg.chain, &store);
         let limiter = EventLimiter::new(Duration::from_millis(u64::from(
             cfg.telemetry.event_min_interval_ms,
         )));
         let next_hk = (cfg.telemetry.hk_interval_s > 0)
             .then(|| now.mono + Duration::from_secs(u64::from(cfg.telemetry.hk_interval_s)));
+        let (reason_code, mode_since_ms) = store.mode()?;
+        let mode = match reason_code {
+            0 => Mode::Normal,
+            code => Mode::Safe(SafeReason::from_code(code).unwrap_or(SafeReason::StorageCorrupt)),
+        };
+        let last_contact_ms = store.last_contact_ms()?.unwrap_or(now.unix_ms);
         tracing::info!(
             boot_count,
             tx_key_id = sec.tx_key_id(),
             tx_next_seq = sec.tx_next_seq(),
+            seed = custody.keys.is_some(),
+            custody_ms = custody.open_time.as_millis() as u64,
             "node state resumed"
         );
-        Ok(Self {
+        let mut node = Self {
+            auth_burst: BurstDetector::new(
+                usize::try_from(cfg.health.auth_failure_burst).unwrap_or(usize::MAX),
+                cfg.health.burst_window,
+            ),
             cfg,
             store,
             sec,
             boot_count,
             started: now.mono,
-            mode: ModeCode::Normal,
+            mode,
+            mode_since_ms,
+            keys: custody.keys,
+            tpm: custody.tpm,
+            soft_sealer: custody.soft_sealer,
+            custody_open_time: custody.open_time,
+            last_contact_ms,
+            contact_saved_ms: last_contact_ms,
+            next_beacon: now.mono,
+            pending_action: None,
+            start_events: Vec::new(),
             tm_seq: HashMap::new(),
             msg_counters: HashMap::new(),
             counters: NodeCounters::default(),
@@ -122,7 +214,23 @@ impl Node {
             next_hk,
             next_storage_check: now.mono,
             frame_stats: DecoderStats::default(),
-        })
+        };
+        for (reason, detail) in faults {
+            tracing::error!(reason = reason.name(), %detail, "safe-mode trigger at start");
+            node.enter_safe_quiet(reason, now);
+        }
+        Ok(node)
+    }
+
+    /// How long custody took to open the keys at start.
+    #[must_use]
+    pub fn custody_open_time(&self) -> Duration {
+        self.custody_open_time
+    }
+
+    /// The action the runtime must take, if any (test hooks).
+    pub fn take_action(&mut self) -> Option<Action> {
+        self.pending_action.take()
     }
 
     /// Boot count recorded at start.
@@ -134,7 +242,11 @@ impl Node {
     /// The frames announcing the start (the BOOT event).
     pub fn on_start(&mut self, now: Now) -> Vec<Vec<u8>> {
         let aux = self.boot_count.to_be_bytes().to_vec();
-        self.raise(EventId::BOOT, aux, now).into_iter().collect()
+        let mut out: Vec<Vec<u8>> = self.raise(EventId::BOOT, aux, now).into_iter().collect();
+        for (id, aux) in std::mem::take(&mut self.start_events) {
+            out.extend(self.raise(id, aux, now));
+        }
+        out
     }
 
     /// The link device opened or failed.
@@ -168,6 +280,9 @@ impl Node {
             .heard_under(&mut self.store, accepted.header.key_id)
         {
             Ok(retired) if !retired.is_empty() => {
+                for id in &retired {
+                    custody::remove_link_blob(&self.cfg.state_dir, *id);
+                }
                 tracing::info!(?retired, "superseded link keys retired")
             }
             Ok(_) => {}
@@ -202,6 +317,7 @@ impl Node {
                 return out;
             }
         };
+        self.heard_ground(now);
         self.handle_tc(&tc, now, &mut out);
         out
     }
@@ -223,6 +339,9 @@ impl Node {
                 }
             }
             LinkSecError::Sec(SecError::AuthFailed { key_id, .. }) => {
+                if self.auth_burst.record(mono) {
+                    out.extend(self.enter_safe(SafeReason::AuthFailureBurst, now));
+                }
                 if let Some(aux) = self.limiter.count(EventId::AUTH_FAILURES, *key_id, mono) {
                     tracing::warn!(key_id, "uplink authentication failure");
                     out.extend(self.raise(EventId::AUTH_FAILURES, aux, now));
@@ -312,6 +431,19 @@ impl Node {
                 .status()
                 .map(|status| out.extend(self.chain_status_tm(&status, tc.source_id, now))),
             Request::ChainClearDeepReorg => self.chain.clear_deep_reorg(),
+            Request::KeysAttest(nonce) => self.attest(nonce, tc.source_id, now, out),
+            Request::KeysXpub(path) => self.xpub(&path, tc.source_id, now, out),
+            Request::ModeStatus => {
+                let body = self.mode_status_tm(subtype::MODE_STATUS, tc.source_id);
+                out.extend(self.emit(&body, now));
+                Ok(())
+            }
+            Request::ModeEnterSafe => {
+                out.extend(self.enter_safe(SafeReason::GroundCommand, now));
+                Ok(())
+            }
+            Request::ModeExit(cmd) => self.exit_safe(&cmd, now, out),
+            Request::TestHang(task) => self.test_hang(task),
         };
         let failure = result.err();
         if let Some(f) = &failure {
@@ -368,12 +500,7 @@ impl Node {
         if key.iter().all(|b| *b == key[0]) {
             return Err(refused("constant key refused"));
         }
-        self.store
-            .install_key(key_id, key, now.unix_ms)
-            .map_err(|e| FailureNotice {
-                code: e.code(),
-                data: Vec::new(),
-            })?;
+        self.install_link_key(key_id, key, now)?;
         self.sec.add_key(key_id, &LinkKey::new(*key));
         Ok(())
     }
@@ -411,6 +538,7 @@ impl Node {
     /// storage checks. Call every ~100 ms with fresh decoder counters.
     pub fn tick(&mut self, now: Now) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
+        self.health_tick(now, &mut out);
         for (id, aux) in self.limiter.flush(now.mono) {
             out.extend(self.raise(id, aux, now));
         }
@@ -425,6 +553,11 @@ impl Node {
         if now.mono >= self.next_storage_check {
             self.next_storage_check = now.mono + Duration::from_secs(60);
             let r = Readings::sample(&self.cfg.telemetry.thermal_zone, &self.cfg.state_dir, 0);
+            if let Some(free) = r.storage_free_bytes
+                && free < self.cfg.health.safe_free_bytes
+            {
+                out.extend(self.enter_safe(SafeReason::LowDisk, now));
+            }
             if let Some(free) = r.storage_free_bytes
                 && free < self.cfg.telemetry.storage_warn_free_bytes
                 && let Some(aux) =
@@ -452,8 +585,8 @@ impl Node {
         let snapshot = Snapshot {
             uptime_s: self.started.elapsed().as_secs(),
             boot_count: self.boot_count,
-            mode: self.mode,
-            mode_reason: 0,
+            mode: self.mode.codes().0,
+            mode_reason: self.mode.codes().1,
             frames: self.frame_stats,
             sec: self.sec.counters(),
             node: NodeCounters {

@@ -1,0 +1,248 @@
+//! Administrator tooling for the ground: key files, building the canonical
+//! command bytes, adding an administrator's BIP340 signature, and printing
+//! what a command says before anyone signs it. Runs offline: administrators
+//! sign on their own machines and pass the file along.
+//!
+//! This module must never print or log a secret key.
+
+use std::path::Path;
+
+use bitcoin::secp256k1::{Keypair, Message, Secp256k1, SecretKey, XOnlyPublicKey};
+use serde::{Deserialize, Serialize};
+use spacenode_policy::command::{Command, SignedCommand, TAG, kind};
+use spacenode_policy::quorum::{Signature, tagged_hash};
+
+/// Errors of the administrator tooling.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file's content is not valid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The command is malformed.
+    #[error(transparent)]
+    Command(#[from] spacenode_policy::command::CommandError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    /// Hex secret key.
+    secret: String,
+    /// Hex x-only public key (informational).
+    xonly: String,
+}
+
+/// Generates an administrator key into `path` (mode 0600, refusing to
+/// overwrite) and returns its x-only public key.
+///
+/// # Errors
+/// [`AdminError::Io`].
+pub fn keygen(path: &Path) -> Result<XOnlyPublicKey, AdminError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let secp = Secp256k1::new();
+    let mut bytes = [0u8; 32];
+    let sk = loop {
+        rand::fill(&mut bytes);
+        if let Ok(sk) = SecretKey::from_slice(&bytes) {
+            break sk;
+        }
+    };
+    let kp = Keypair::from_secret_key(&secp, &sk);
+    let xonly = kp.x_only_public_key().0;
+    let file = KeyFile {
+        secret: hex::encode(sk.secret_bytes()),
+        xonly: xonly.to_string(),
+    };
+    let io = |source| AdminError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(
+        serde_json::to_string_pretty(&file)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .map_err(io)?;
+    Ok(xonly)
+}
+
+/// Loads an administrator key.
+///
+/// # Errors
+/// [`AdminError`].
+pub fn load_key(path: &Path) -> Result<Keypair, AdminError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AdminError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let invalid = |message: String| AdminError::Invalid {
+        path: path.display().to_string(),
+        message,
+    };
+    let file: KeyFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let sk = hex::decode(file.secret.trim())
+        .ok()
+        .and_then(|b| SecretKey::from_slice(&b).ok())
+        .ok_or_else(|| invalid("`secret` is not a secp256k1 secret key in hex".into()))?;
+    Ok(Keypair::from_secret_key(&Secp256k1::new(), &sk))
+}
+
+/// The kinds the tool can build, by name.
+#[must_use]
+pub fn kind_by_name(name: &str) -> Option<u16> {
+    match name {
+        "exit-safe-mode" => Some(kind::EXIT_SAFE_MODE),
+        _ => None,
+    }
+}
+
+/// A new unsigned command.
+#[must_use]
+pub fn build(
+    kind: u16,
+    target: [u8; 8],
+    seq: u64,
+    not_before_ms: i64,
+    not_after_ms: i64,
+    body: Vec<u8>,
+) -> SignedCommand {
+    let cmd = Command {
+        kind,
+        target,
+        seq,
+        not_before_ms,
+        not_after_ms,
+        body,
+    };
+    SignedCommand {
+        command: cmd.encode(),
+        signatures: Vec::new(),
+    }
+}
+
+/// Adds (or replaces) the signature of administrator `signer`.
+///
+/// # Errors
+/// [`AdminError::Command`] if the command bytes are malformed.
+pub fn sign(cmd: &mut SignedCommand, key: &Keypair, signer: u8) -> Result<(), AdminError> {
+    Command::decode(&cmd.command)?;
+    let secp = Secp256k1::new();
+    let mut aux = [0u8; 32];
+    rand::fill(&mut aux);
+    let digest = Message::from_digest(tagged_hash(TAG, &cmd.command));
+    let sig = secp.sign_schnorr_with_aux_rand(&digest, key, &aux);
+    cmd.signatures.retain(|s| s.signer != signer);
+    cmd.signatures.push(Signature {
+        signer,
+        sig: sig.serialize(),
+    });
+    cmd.signatures.sort_by_key(|s| s.signer);
+    Ok(())
+}
+
+/// Reads a command file (hex of the signed-command wire form).
+///
+/// # Errors
+/// [`AdminError`].
+pub fn read(path: &Path) -> Result<SignedCommand, AdminError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AdminError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let bytes = hex::decode(text.trim()).map_err(|e| AdminError::Invalid {
+        path: path.display().to_string(),
+        message: format!("not hex: {e}"),
+    })?;
+    Ok(SignedCommand::decode(&bytes)?)
+}
+
+/// Writes a command file.
+///
+/// # Errors
+/// [`AdminError::Io`].
+pub fn write(path: &Path, cmd: &SignedCommand) -> Result<(), AdminError> {
+    std::fs::write(path, format!("{}\n", hex::encode(cmd.encode()))).map_err(|source| {
+        AdminError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    })
+}
+
+/// What a command says, for the administrator who is about to sign it.
+///
+/// # Errors
+/// [`AdminError::Command`] if malformed.
+pub fn describe(cmd: &SignedCommand) -> Result<String, AdminError> {
+    let c = Command::decode(&cmd.command)?;
+    let kind = match c.kind {
+        kind::EXIT_SAFE_MODE => "exit-safe-mode".to_string(),
+        other => format!("unknown kind {other:#06x}"),
+    };
+    let signers: Vec<String> = cmd
+        .signatures
+        .iter()
+        .map(|s| s.signer.to_string())
+        .collect();
+    Ok(format!(
+        "command   {kind}\nnode      {}\nsequence  {}\nvalid     {} .. {}\nbody      {} bytes\nsigned by administrators [{}]\n",
+        hex::encode(c.target),
+        c.seq,
+        crate::ground::display::utc(c.not_before_ms),
+        crate::ground::display::utc(c.not_after_ms),
+        c.body.len(),
+        signers.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spacenode_policy::quorum::AdminSet;
+
+    #[test]
+    fn keygen_sign_and_verify_with_the_node_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        let xa = keygen(&a).unwrap();
+        let xb = keygen(&b).unwrap();
+        assert!(keygen(&a).is_err(), "never overwrites a key");
+        let mut cmd = build(kind::EXIT_SAFE_MODE, *b"node-001", 3, 0, 10_000, vec![]);
+        sign(&mut cmd, &load_key(&a).unwrap(), 0).unwrap();
+        sign(&mut cmd, &load_key(&b).unwrap(), 1).unwrap();
+        let path = dir.path().join("cmd.hex");
+        write(&path, &cmd).unwrap();
+        let back = read(&path).unwrap();
+        let admins = AdminSet::new(vec![xa, xb], 2).unwrap();
+        let ok = back
+            .authorize(
+                &Secp256k1::verification_only(),
+                &admins,
+                *b"node-001",
+                2,
+                5_000,
+            )
+            .unwrap();
+        assert_eq!(ok.seq, 3);
+        assert!(describe(&back).unwrap().contains("exit-safe-mode"));
+    }
+}

@@ -1,0 +1,279 @@
+//! The node's health duties: opening the database safely, the persisted
+//! mode and its transitions, the triggers checked on every tick (loss of
+//! contact, beacon), administrator exit commands and the test hooks.
+//!
+//! Decisions come from [`crate::health`]; this file applies them to the
+//! node's state and never decides on its own.
+
+use bitcoin::secp256k1::Secp256k1;
+use spacenode_policy::command::{CommandError, kind};
+use spacenode_policy::quorum::QuorumError;
+use spacenode_wire::ReasonCode;
+use spacenode_wire::msg::{EventId, FailureNotice, ModeStatus};
+use spacenode_wire::services::{apid, service, subtype};
+
+use super::{Action, Node, NodeError, Now};
+use crate::config::Config;
+use crate::health::mode::{Input, Mode, SafeReason, transition};
+use crate::health::triggers;
+use crate::services::TmBody;
+use crate::store::{Store, StoreError};
+
+/// Persist the time of contact at most this often (it is not a limit, so a
+/// lost minute after a crash costs nothing).
+const CONTACT_SAVE_INTERVAL_MS: i64 = 60_000;
+
+/// Opens the database; one that fails to open or its integrity check is
+/// moved aside (kept for analysis) and replaced by a fresh one, and the
+/// reason is returned so the node starts in safe mode instead of looping.
+pub(super) fn open_store(cfg: &Config, now: Now) -> Result<(Store, Option<String>), NodeError> {
+    let problem = match Store::open(&cfg.state_dir) {
+        Ok(store) => match store.integrity_ok() {
+            Ok(true) => return Ok((store, None)),
+            Ok(false) => "integrity check failed".to_string(),
+            Err(e) => e.to_string(),
+        },
+        Err(e @ StoreError::TooNew { .. }) => return Err(e.into()),
+        Err(e) => e.to_string(),
+    };
+    let db = cfg.state_dir.join("spacenode.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = db.clone().into_os_string();
+        from.push(suffix);
+        let mut to = from.clone();
+        to.push(format!(".corrupt-{}", now.unix_ms));
+        if let Err(e) = std::fs::rename(&from, &to)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(error = %e, "cannot move the corrupt database aside");
+        }
+    }
+    tracing::error!(%problem, "database unusable; moved aside, starting a fresh one in safe mode");
+    Ok((Store::open(&cfg.state_dir)?, Some(problem)))
+}
+
+fn store_failure(e: &StoreError) -> FailureNotice {
+    FailureNotice {
+        code: e.code(),
+        data: e.to_string().into_bytes(),
+    }
+}
+
+impl Node {
+    /// The current mode.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Applies a safe-mode trigger: persists the mode and returns the event
+    /// frames (SAFE_MODE on entry, SAFE_TRIGGER if already safe).
+    pub(super) fn enter_safe(&mut self, reason: SafeReason, now: Now) -> Vec<Vec<u8>> {
+        let (next, changed) = transition(self.mode, Input::EnterSafe(reason));
+        let aux = reason.code().0.to_be_bytes().to_vec();
+        if !changed {
+            tracing::warn!(
+                reason = reason.name(),
+                "safe-mode trigger while in safe mode"
+            );
+            return self
+                .limiter
+                .latest(EventId::SAFE_TRIGGER, aux, now.mono)
+                .and_then(|aux| self.raise(EventId::SAFE_TRIGGER, aux, now))
+                .into_iter()
+                .collect();
+        }
+        if let Err(e) = self.store.set_mode(reason.code().0, now.unix_ms, None) {
+            // Still safe in memory: failing safe does not need the disk.
+            tracing::error!(error = %e, "cannot persist safe mode");
+        }
+        self.mode = next;
+        self.mode_since_ms = now.unix_ms;
+        self.next_beacon = now.mono;
+        tracing::error!(reason = reason.name(), code = %reason.code(), "entered safe mode; signing disabled");
+        self.raise(EventId::SAFE_MODE, aux, now)
+            .into_iter()
+            .collect()
+    }
+
+    /// Like [`Self::enter_safe`] at start, before the link is up: the events
+    /// go out after the BOOT event.
+    pub(super) fn enter_safe_quiet(&mut self, reason: SafeReason, now: Now) {
+        let (next, changed) = transition(self.mode, Input::EnterSafe(reason));
+        let id = if changed {
+            EventId::SAFE_MODE
+        } else {
+            EventId::SAFE_TRIGGER
+        };
+        if changed {
+            if let Err(e) = self.store.set_mode(reason.code().0, now.unix_ms, None) {
+                tracing::error!(error = %e, "cannot persist safe mode");
+            }
+            self.mode = next;
+            self.mode_since_ms = now.unix_ms;
+        }
+        self.start_events
+            .push((id, reason.code().0.to_be_bytes().to_vec()));
+    }
+
+    /// Leaves safe mode on a quorum-signed administrator command.
+    pub(super) fn exit_safe(
+        &mut self,
+        signed: &spacenode_policy::command::SignedCommand,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let refuse = |node: &mut Self, e: CommandError, out: &mut Vec<Vec<u8>>| {
+            tracing::warn!(error = %e, "administrator command refused");
+            let code = e.code();
+            out.extend(node.raise(EventId::ADMIN_REFUSED, code.to_be_bytes().to_vec(), now));
+            FailureNotice {
+                code: ReasonCode(code),
+                data: e.to_string().into_bytes(),
+            }
+        };
+        let Some(admins) = self.cfg.admin.clone() else {
+            return Err(refuse(
+                self,
+                CommandError::Quorum(QuorumError::InvalidSet("no administrator set configured")),
+                out,
+            ));
+        };
+        let last = self.store.admin_seq().map_err(|e| store_failure(&e))?;
+        let secp = Secp256k1::verification_only();
+        let cmd = match signed.authorize(&secp, &admins, self.cfg.node_id, last, now.unix_ms) {
+            Ok(c) => c,
+            Err(e) => return Err(refuse(self, e, out)),
+        };
+        if cmd.kind != kind::EXIT_SAFE_MODE {
+            return Err(refuse(
+                self,
+                CommandError::WrongKind {
+                    expected: kind::EXIT_SAFE_MODE,
+                    got: cmd.kind,
+                },
+                out,
+            ));
+        }
+        // Record the sequence first: a crash after it cannot replay the
+        // command; the mode change rides on an epoch bump, so restoring an
+        // older database cannot bring an old mode back unnoticed.
+        self.store
+            .set_admin_seq(cmd.seq)
+            .map_err(|e| store_failure(&e))?;
+        let (next, _) = transition(self.mode, Input::QuorumExit);
+        self.bump_epoch_with(|store, epoch| store.set_mode(0, now.unix_ms, epoch))
+            .map_err(|(code, detail)| FailureNotice {
+                code: ReasonCode(code),
+                data: detail.into_bytes(),
+            })?;
+        self.mode = next;
+        self.mode_since_ms = now.unix_ms;
+        tracing::warn!(seq = cmd.seq, "left safe mode on a quorum-signed command");
+        out.extend(self.raise(EventId::NORMAL_MODE, cmd.seq.to_be_bytes().to_vec(), now));
+        Ok(())
+    }
+
+    /// Runs `write` with the next epoch (TPM backend: database first, then
+    /// the NV counter; see `payload/keys/README.md`). Returns a reason code
+    /// and text on failure.
+    pub(super) fn bump_epoch_with(
+        &mut self,
+        write: impl FnOnce(&mut Store, Option<u64>) -> Result<(), StoreError>,
+    ) -> Result<(), (u16, String)> {
+        let target = match self.tpm_mut() {
+            Some(tpm) => Some(tpm.next_epoch().map_err(|e| (e.code(), e.to_string()))?),
+            None => None,
+        };
+        write(&mut self.store, target).map_err(|e| (e.code().0, e.to_string()))?;
+        if let (Some(target), Some(tpm)) = (target, self.tpm_mut()) {
+            tpm.complete_epoch_bump(target)
+                .map_err(|e| (e.code(), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The TPM, whichever handle holds it.
+    pub(super) fn tpm_mut(&mut self) -> Option<&mut spacenode_keys::Tpm> {
+        if let Some(t) = self.tpm.as_mut() {
+            return Some(t);
+        }
+        self.keys.as_mut().and_then(spacenode_keys::KeyStore::tpm)
+    }
+
+    /// An authenticated command arrived.
+    pub(super) fn heard_ground(&mut self, now: Now) {
+        self.last_contact_ms = now.unix_ms;
+        if now.unix_ms.saturating_sub(self.contact_saved_ms) >= CONTACT_SAVE_INTERVAL_MS
+            || now.unix_ms < self.contact_saved_ms
+        {
+            match self.store.set_last_contact_ms(now.unix_ms) {
+                Ok(()) => self.contact_saved_ms = now.unix_ms,
+                Err(e) => tracing::warn!(error = %e, "cannot persist the time of contact"),
+            }
+        }
+    }
+
+    /// Per-tick health duties: loss of contact, and the signed beacon while
+    /// in safe mode.
+    pub(super) fn health_tick(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
+        let timeout = self.cfg.health.contact_timeout;
+        if !timeout.is_zero() && triggers::lost_contact(self.last_contact_ms, now.unix_ms, timeout)
+        {
+            out.extend(self.enter_safe(SafeReason::LossOfContact, now));
+            // One trigger per timeout, not per tick.
+            self.last_contact_ms = now.unix_ms;
+        }
+        if !self.mode.may_sign() && now.mono >= self.next_beacon {
+            self.next_beacon = now.mono + self.cfg.health.beacon_interval;
+            let mut body = self.mode_status_tm(subtype::MODE_BEACON, 0);
+            body.data
+                .extend_from_slice(&self.sign_beacon(&body.data).unwrap_or([0; 64]));
+            out.extend(self.emit(&body, now));
+        }
+    }
+
+    /// `mode.status` or the beacon body.
+    pub(super) fn mode_status_tm(&self, subtype: u8, dest_id: u16) -> TmBody {
+        let (mode, reason) = self.mode.codes();
+        let status = ModeStatus {
+            mode: mode as u8,
+            reason,
+            since_ms: self.mode_since_ms,
+            admin_seq: self.store.admin_seq().unwrap_or(0),
+            boot_count: self.boot_count,
+            node_id: self.cfg.node_id,
+            seed_available: self.keys.is_some(),
+            uptime_s: u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX),
+        };
+        TmBody {
+            apid: apid::MODE,
+            service: service::MODE,
+            subtype,
+            dest_id,
+            data: status.encode(),
+        }
+    }
+
+    /// The test hook: hangs a task after the completion report is out.
+    pub(super) fn test_hang(&mut self, task: u8) -> Result<(), FailureNotice> {
+        if !self.cfg.health.test_hooks {
+            return Err(FailureNotice {
+                code: ReasonCode::MODE_FORBIDS,
+                data: b"test hooks are disabled (health.test_hooks)".to_vec(),
+            });
+        }
+        self.pending_action = Some(match task {
+            0 => Action::HangNode,
+            1 => Action::HangLink,
+            _ => {
+                return Err(FailureNotice {
+                    code: ReasonCode::BAD_APP_DATA,
+                    data: b"task 0 (node) or 1 (link)".to_vec(),
+                });
+            }
+        });
+        tracing::warn!(task, "test hook: hanging a task; the watchdog must fire");
+        Ok(())
+    }
+}
