@@ -43,5 +43,8 @@ if [ "${SPACENODE_SKIP_BENCH:-}" != 1 ]; then
   QUICK=1 cargo bench --quiet -p spacenode-wire --bench throughput
   cargo bench --quiet -p spacenode-chain --bench chain
   cargo bench --quiet -p spacenode-hil --bench ping_rtt
+  cargo bench --quiet -p spacenode-hil --bench chain_sync
+  QUICK=1 cargo bench --quiet -p spacenode-node --bench cold_start
+  cargo bench --quiet -p spacenode-keys --bench tpm
 fi
 echo "== all tests passed"

@@ -220,3 +220,48 @@ fn rekey_switches_both_ends_and_retires_the_old_key() {
     let after = housekeeping(&mut link, patient(baud));
     assert_eq!(after.unknown_keys, before.unknown_keys + 1, "{after:?}");
 }
+
+/// A USB serial bridge unplugged and replugged: the daemon keeps running,
+/// reopens the device, and records the outage (LINK_DOWN) in its event log.
+#[test]
+fn link_device_unplugged_and_replugged() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("ttyUSB0");
+    let fx = Fixture::new(&device, 115_200, Fixture::QUIET);
+    let first = Emulator::start(LinkParams::clean(115_200)).unwrap();
+    first.link_paths(None, Some(&device)).unwrap();
+    let mut node = Node::start(&fx);
+    let pid = node.pid();
+    let out = fx.ground(first.ground_path(), &["ping"]);
+    assert!(out.status.success());
+    // Unplug: the pty pair disappears and the path with it.
+    drop(first);
+    std::fs::remove_file(&device).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(node.running(), "the daemon must survive a lost device");
+    // Replug: a new device appears at the same path.
+    let second = Emulator::start(LinkParams::clean(115_200)).unwrap();
+    second.link_paths(None, Some(&device)).unwrap();
+    let mut answered = false;
+    for _ in 0..20 {
+        if fx
+            .ground(second.ground_path(), &["--retries", "3", "ping"])
+            .status
+            .success()
+        {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        answered,
+        "no answer after replug; log:\n{}",
+        node.log_text()
+    );
+    let events = fx.ground(second.ground_path(), &["events", "--last", "20"]);
+    let text = String::from_utf8_lossy(&events.stdout);
+    assert!(text.contains("LINK_DOWN"), "{text}");
+    assert_eq!(node.pid(), pid);
+    assert!(node.running());
+}

@@ -33,6 +33,12 @@ pub enum LinkEvent {
 /// Decoder counters shared with housekeeping.
 pub type SharedStats = Arc<Mutex<DecoderStats>>;
 
+/// The device's (filesystem, inode), following symlinks; `None` if absent.
+fn device_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Runs the transport until the node task goes away. It beats `heartbeat`
 /// on every turn and at least once a second while idle; `hang` is the test
 /// hook that blocks it for good.
@@ -69,6 +75,7 @@ pub async fn run(
             }
         };
         tracing::info!(device = %device.display(), baud, "link device open");
+        let identity = device_identity(&device);
         if events.send(LinkEvent::Up).await.is_err() {
             return;
         }
@@ -85,7 +92,15 @@ pub async fn run(
                 }
             }
             tokio::select! {
-                _ = idle.tick() => {}
+                _ = idle.tick() => {
+                    // An unplugged USB bridge's node vanishes (and a replug
+                    // may bring a new one at the same path) while the old
+                    // descriptor can stay quiet: check the path once a
+                    // second.
+                    if device_identity(&device) != identity {
+                        break "device node vanished or was replaced".to_string();
+                    }
+                }
                 read = port.read(&mut buf) => {
                     let n = match read {
                         Ok(0) => break "end of stream".to_string(),
