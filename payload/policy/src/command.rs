@@ -26,13 +26,27 @@ use crate::quorum::{AdminSet, QuorumError, Signature};
 pub const TAG: &str = "spacenode/admin-command/v1";
 const MAGIC: &[u8; 4] = b"SNAC";
 const VERSION: u8 = 1;
-/// Largest command body.
-pub const MAX_BODY: usize = 1024;
+/// Largest command body. A wallet registration (descriptor with origins for
+/// a few keys) fits easily; larger bodies arrive through the file-upload
+/// service, a single TC carries at most 2008 bytes of application data.
+pub const MAX_BODY: usize = 4096;
 
 /// Kinds of administrator command.
 pub mod kind {
     /// Leave safe mode (body: empty).
     pub const EXIT_SAFE_MODE: u16 = 0x0001;
+    /// Cancel the pending policy change (body: its 32-byte policy hash).
+    /// Authorised with the active policy's `veto_threshold`, not its
+    /// administrator threshold (`change::PolicyState::veto`).
+    pub const VETO_POLICY: u16 = 0x0002;
+    /// Accept a node time that the clock guard refused (body: new node
+    /// time, i64 big-endian ms) after the operators checked the clock.
+    pub const CLOCK_RESYNC: u16 = 0x0003;
+    /// Register a multisig wallet (body: `spacenode_btc::wallet`
+    /// registration encoding).
+    pub const REGISTER_WALLET: u16 = 0x0010;
+    /// Retire a registered wallet (body: 32-byte wallet id).
+    pub const RETIRE_WALLET: u16 = 0x0011;
 }
 
 /// Errors authorising a command. Codes 0x0520..=0x053F.

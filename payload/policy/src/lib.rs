@@ -1,10 +1,36 @@
-//! Pure administrator-side logic shared by the node and the ground tool:
-//! who the administrators are and how many must agree ([`quorum`]), and the
-//! canonical, replay-proof form of the commands they sign ([`command`]).
+//! spacenode-policy: pure administrator-side and spending-policy logic
+//! shared by the node and the ground tool.
+//!
+//! Owns:
+//! - [`quorum`]: M-of-N BIP340 administrator signatures over tagged hashes.
+//! - [`command`]: canonical, replay-proof administrator commands.
+//! - [`cbor`]: the deterministic CBOR subset every signed document uses.
+//! - [`units`]: checked amounts, fee rates and node times.
+//! - [`rules`]: the stable rule tags (docs/policy.md).
+//! - [`document`]: the policy document (TOML authoring, canonical encoding,
+//!   signed wrapper, readable diff).
+//! - [`change`]: the policy change state machine (propose, veto, activate).
+//! - [`request`]: the sign-request envelope, validity windows, approvals,
+//!   seen request ids.
+//! - [`clock`]: the clock guard (steps and jumps deny and raise events).
+//! - [`velocity`]: rolling-window spend caps over persisted records.
+//! - [`audit`]: hash-chained audit entries and node-signed receipts.
 //!
 //! Nothing here does I/O or reads a clock: time and state come in as
-//! arguments and decisions come out. The node persists what these modules
-//! tell it to (the highest command sequence number seen).
+//! arguments and decisions come out. What the node must persist is stated
+//! on each module (and collected in docs/policy.md).
 
+pub mod audit;
+pub mod cbor;
+pub mod change;
+pub mod clock;
 pub mod command;
+pub mod document;
 pub mod quorum;
+pub mod request;
+pub mod rules;
+pub mod units;
+pub mod velocity;
+
+pub use rules::Rule;
+pub use units::{FeeRate, Sats, TimeMs};

@@ -1,0 +1,320 @@
+//! Refusals of the Bitcoin signing path: one enum, stable codes
+//! (0x0600..=0x06FF) and a rule tag per variant.
+//!
+//! Owns: [`BtcError`] and [`Refusal`] (what reaches the ground and the audit
+//! log: code, rule tag, message, whether to raise an event). Must never:
+//! renumber a code or report a refusal without its rule.
+
+use spacenode_policy::Rule;
+use spacenode_policy::clock::ClockError;
+use spacenode_policy::request::RequestError;
+
+/// Everything that stops a signature. Codes are listed in docs/policy.md.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BtcError {
+    /// PSBT does not parse (BIP174).
+    #[error("psbt: {0}")]
+    PsbtMalformed(String),
+    /// PSBT v2 does not parse or convert (BIP370).
+    #[error("psbt v2: {0}")]
+    PsbtV2(String),
+    /// PSBT or transaction too large.
+    #[error("psbt of {size} bytes (or {items} inputs/outputs) exceeds {max}")]
+    Oversize {
+        /// Size in bytes.
+        size: usize,
+        /// Inputs + outputs.
+        items: usize,
+        /// Limit in bytes.
+        max: usize,
+    },
+    /// An outpoint appears twice.
+    #[error("input {index} spends {outpoint} twice")]
+    DuplicateInput {
+        /// Second input.
+        index: usize,
+        /// Outpoint.
+        outpoint: String,
+    },
+    /// Sighash type other than ALL/DEFAULT.
+    #[error("input {index}: sighash type {sighash:#x} refused (ALL or DEFAULT only)")]
+    Sighash {
+        /// Input.
+        index: usize,
+        /// Type found.
+        sighash: u32,
+    },
+    /// Input does not derive from a registered wallet.
+    #[error("input {index}: not from a registered wallet ({detail})")]
+    UnregisteredWallet {
+        /// Input.
+        index: usize,
+        /// Why.
+        detail: String,
+    },
+    /// Neither witness_utxo nor non_witness_utxo.
+    #[error("input {index}: no previous output given")]
+    MissingUtxo {
+        /// Input.
+        index: usize,
+    },
+    /// Segwit v0 input without the full previous transaction.
+    #[error("input {index}: segwit v0 input needs non_witness_utxo (fee attack)")]
+    MissingNonWitnessUtxo {
+        /// Input.
+        index: usize,
+    },
+    /// non_witness_utxo does not hash to the outpoint's txid.
+    #[error("input {index}: previous transaction does not hash to the outpoint")]
+    NonWitnessUtxoMismatch {
+        /// Input.
+        index: usize,
+    },
+    /// witness_utxo disagrees with the proven previous output.
+    #[error("input {index}: witness_utxo differs from the proven previous output")]
+    WitnessUtxoMismatch {
+        /// Input.
+        index: usize,
+    },
+    /// No SPV proof for an input's funding transaction.
+    #[error("input {index}: no SPV proof for funding tx {txid}")]
+    SpvMissing {
+        /// Input.
+        index: usize,
+        /// Funding txid.
+        txid: String,
+    },
+    /// SPV proof invalid against our chain.
+    #[error("input {index}: SPV proof refused ({chain_code:#06x}: {detail})")]
+    SpvInvalid {
+        /// Input.
+        index: usize,
+        /// spacenode-chain code.
+        chain_code: u16,
+        /// Message.
+        detail: String,
+    },
+    /// Funding transaction not deep enough.
+    #[error("input {index}: {confirmations} confirmations, policy requires {required}")]
+    InsufficientConfirmations {
+        /// Input.
+        index: usize,
+        /// Found.
+        confirmations: u32,
+        /// Required.
+        required: u32,
+    },
+    /// An output claims to be our change but does not derive as such.
+    #[error("output {index}: claims wallet derivation but is not our change ({detail})")]
+    ForeignChange {
+        /// Output.
+        index: usize,
+        /// Why.
+        detail: String,
+    },
+    /// Outputs exceed inputs, or an amount overflows.
+    #[error("amounts: {0}")]
+    BadAmounts(String),
+    /// Fee above the absolute cap.
+    #[error("fee {fee} sat above cap {cap} sat")]
+    FeeAboveCap {
+        /// Fee.
+        fee: u64,
+        /// Cap.
+        cap: u64,
+    },
+    /// Fee rate above the cap.
+    #[error("fee rate {rate} sat/kvB (vsize {vsize}) above cap {cap} sat/kvB")]
+    FeeRateAboveCap {
+        /// Rate.
+        rate: u64,
+        /// Estimated vsize.
+        vsize: u64,
+        /// Cap.
+        cap: u64,
+    },
+    /// Amount above the per-transaction cap.
+    #[error("spend of {amount} sat above per-transaction cap {cap} sat")]
+    PerTxCap {
+        /// Amount.
+        amount: u64,
+        /// Cap.
+        cap: u64,
+    },
+    /// Destination not allowlisted.
+    #[error("output {index}: destination {script} not in the allowlist")]
+    NotAllowlisted {
+        /// Output.
+        index: usize,
+        /// Script hex.
+        script: String,
+    },
+    /// Velocity cap.
+    #[error("{0}")]
+    Velocity(String),
+    /// An outpoint was signed before in another transaction.
+    #[error("outpoint {outpoint} already signed in {previous}; replacement not allowed")]
+    Equivocation {
+        /// Outpoint.
+        outpoint: String,
+        /// Earlier txid.
+        previous: String,
+    },
+    /// Replacement that is not a pure fee bump.
+    #[error("replacement of {previous} refused: {detail}")]
+    Replacement {
+        /// Earlier txid.
+        previous: String,
+        /// Why.
+        detail: String,
+    },
+    /// Outside the allowed UTC windows.
+    #[error("node time outside the allowed signing windows")]
+    TimeWindow,
+    /// Two sighash computations differ (fault).
+    #[error("input {index}: sighash computations differ (fault)")]
+    SighashMismatch {
+        /// Input.
+        index: usize,
+    },
+    /// A fresh signature does not verify (fault).
+    #[error("input {index}: signature does not verify (fault)")]
+    SignatureSelfCheck {
+        /// Input.
+        index: usize,
+    },
+    /// The signer failed.
+    #[error("signer: {0}")]
+    Signer(String),
+    /// Wallet registration refused.
+    #[error("wallet registration: {0}")]
+    Registration(#[from] crate::wallet::WalletError),
+}
+
+impl BtcError {
+    /// Stable reason code.
+    #[must_use]
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::PsbtMalformed(_) => 0x0601,
+            Self::PsbtV2(_) => 0x0602,
+            Self::Oversize { .. } => 0x0603,
+            Self::DuplicateInput { .. } => 0x0604,
+            Self::Sighash { .. } => 0x0605,
+            Self::UnregisteredWallet { .. } => 0x0606,
+            Self::MissingUtxo { .. } => 0x0607,
+            Self::MissingNonWitnessUtxo { .. } => 0x0608,
+            Self::NonWitnessUtxoMismatch { .. } => 0x0609,
+            Self::WitnessUtxoMismatch { .. } => 0x060A,
+            Self::SpvMissing { .. } => 0x060B,
+            Self::SpvInvalid { .. } => 0x060C,
+            Self::InsufficientConfirmations { .. } => 0x060D,
+            Self::ForeignChange { .. } => 0x060E,
+            Self::BadAmounts(_) => 0x060F,
+            Self::FeeAboveCap { .. } => 0x0610,
+            Self::FeeRateAboveCap { .. } => 0x0611,
+            Self::PerTxCap { .. } => 0x0612,
+            Self::NotAllowlisted { .. } => 0x0613,
+            Self::Velocity(_) => 0x0614,
+            Self::Equivocation { .. } => 0x0615,
+            Self::Replacement { .. } => 0x0616,
+            Self::TimeWindow => 0x0617,
+            Self::SighashMismatch { .. } => 0x0618,
+            Self::SignatureSelfCheck { .. } => 0x0619,
+            Self::Signer(_) => 0x061A,
+            Self::Registration(w) => w.code(),
+        }
+    }
+
+    /// The rule reported with the refusal.
+    #[must_use]
+    pub fn rule(&self) -> Rule {
+        match self {
+            Self::PsbtMalformed(_) | Self::PsbtV2(_) | Self::BadAmounts(_) => Rule::PsbtFormat,
+            Self::Oversize { .. } => Rule::Oversize,
+            Self::DuplicateInput { .. } => Rule::DuplicateInput,
+            Self::Sighash { .. } => Rule::Sighash,
+            Self::UnregisteredWallet { .. } => Rule::UnregisteredWallet,
+            Self::MissingUtxo { .. }
+            | Self::MissingNonWitnessUtxo { .. }
+            | Self::NonWitnessUtxoMismatch { .. }
+            | Self::WitnessUtxoMismatch { .. } => Rule::UnprovenAmount,
+            Self::SpvMissing { .. }
+            | Self::SpvInvalid { .. }
+            | Self::InsufficientConfirmations { .. } => Rule::MinConf,
+            Self::ForeignChange { .. } => Rule::ForeignChange,
+            Self::FeeAboveCap { .. } | Self::FeeRateAboveCap { .. } => Rule::FeeCap,
+            Self::PerTxCap { .. } => Rule::PerTxCap,
+            Self::NotAllowlisted { .. } => Rule::Allowlist,
+            Self::Velocity(_) => Rule::Velocity,
+            Self::Equivocation { .. } => Rule::Equivocation,
+            Self::Replacement { .. } => Rule::Replacement,
+            Self::TimeWindow => Rule::TimeWindow,
+            Self::SighashMismatch { .. } | Self::SignatureSelfCheck { .. } | Self::Signer(_) => {
+                Rule::SelfCheck
+            }
+            Self::Registration(_) => Rule::WalletRegistration,
+        }
+    }
+
+    /// Faults the node reports as events (a bit flip or a failing signer).
+    #[must_use]
+    pub fn raise_event(&self) -> bool {
+        matches!(
+            self,
+            Self::SighashMismatch { .. } | Self::SignatureSelfCheck { .. } | Self::Signer(_)
+        )
+    }
+}
+
+/// A refusal as reported: code, rule tag, message, event flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable reason code (PUS failure report).
+    pub code: u16,
+    /// Rule.
+    pub rule: Rule,
+    /// Human-readable detail (lower-case, carries the data to act on).
+    pub detail: String,
+    /// The node raises an event (clock anomalies, faults).
+    pub raise_event: bool,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#06x} {}: {}", self.code, self.rule, self.detail)
+    }
+}
+
+impl From<BtcError> for Refusal {
+    fn from(e: BtcError) -> Self {
+        Self {
+            code: e.code(),
+            rule: e.rule(),
+            raise_event: e.raise_event(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<RequestError> for Refusal {
+    fn from(e: RequestError) -> Self {
+        Self {
+            code: e.code(),
+            rule: e.rule(),
+            raise_event: false,
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<ClockError> for Refusal {
+    fn from(e: ClockError) -> Self {
+        Self {
+            code: e.code(),
+            rule: e.rule(),
+            raise_event: e.raise_event(),
+            detail: e.to_string(),
+        }
+    }
+}

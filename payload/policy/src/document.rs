@@ -1,0 +1,1378 @@
+//! The policy document: what administrators author (TOML), what they sign
+//! (canonical CBOR) and what the node enforces.
+//!
+//! Owns: [`PolicyDocument`] and its parts, the canonical encoding
+//! ([`PolicyDocument::encode`] / [`PolicyDocument::decode`]), the signed
+//! wrapper [`SignedPolicy`], TOML compilation ([`PolicyDocument::from_toml`],
+//! ground side) and the readable [`diff`].
+//!
+//! Encoding: one deterministic CBOR map (see `cbor`), every field required,
+//! integer keys (the table is in docs/policy.md). Decoding refuses
+//! non-canonical forms, unknown keys, missing keys, trailing bytes and
+//! semantically inconsistent documents (thresholds, windows, checkpoint).
+//!
+//! Must never: accept a document that does not re-encode to the same bytes,
+//! or interpret a field the format does not define.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use bitcoin::secp256k1::{Secp256k1, Verification, XOnlyPublicKey};
+use bitcoin::{Address, Network, ScriptBuf};
+use serde::Deserialize;
+use spacenode_chain::Checkpoint;
+use spacenode_chain::params::{network_from_id, network_id};
+
+use crate::cbor::{self, CborError, Fields, Value, as_array, as_list, bytes, uint};
+use crate::quorum::{AdminSet, QuorumError, Signature, tagged_hash};
+use crate::units::{FeeRate, Sats};
+
+/// BIP340 tag under which administrators sign a policy document; the same
+/// tagged hash of the document bytes is the policy hash.
+pub const POLICY_TAG: &str = "spacenode/policy/v1";
+/// Format number (key 0).
+pub const FORMAT: u64 = 1;
+/// Largest encoded document.
+pub const MAX_DOCUMENT_LEN: usize = 64 * 1024;
+/// Largest number of entries in any list of the document.
+pub const MAX_LIST: usize = 256;
+/// Bitcoin's supply cap in sats; no amount field may exceed it.
+pub const MAX_MONEY: u64 = 21_000_000 * 100_000_000;
+
+/// Errors of documents. Codes 0x0540..=0x055F.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// Bytes are not the canonical encoding (non-canonical CBOR, unknown or
+    /// missing field, trailing bytes).
+    #[error("policy encoding: {0}")]
+    Encoding(#[from] CborError),
+    /// Unknown format number.
+    #[error("policy format {0} not supported")]
+    UnsupportedFormat(u64),
+    /// Fields are individually valid but inconsistent.
+    #[error("invalid policy: {0}")]
+    Invalid(String),
+    /// The checkpoint does not decode or validate.
+    #[error("policy checkpoint: {0}")]
+    Checkpoint(String),
+    /// TOML source did not compile (ground side).
+    #[error("policy toml: {0}")]
+    Toml(String),
+    /// Document larger than [`MAX_DOCUMENT_LEN`].
+    #[error("policy of {0} bytes is too large")]
+    TooLarge(usize),
+}
+
+impl DocumentError {
+    /// Stable reason code.
+    #[must_use]
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Encoding(_) => 0x0540,
+            Self::UnsupportedFormat(_) => 0x0541,
+            Self::Invalid(_) => 0x0542,
+            Self::Checkpoint(_) => 0x0543,
+            Self::Toml(_) => 0x0544,
+            Self::TooLarge(_) => 0x0545,
+        }
+    }
+}
+
+fn invalid(s: impl Into<String>) -> DocumentError {
+    DocumentError::Invalid(s.into())
+}
+
+/// A set of keys and how many of them must sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySet {
+    /// Distinct BIP340 keys, in signer-index order.
+    pub keys: Vec<XOnlyPublicKey>,
+    /// Signatures required.
+    pub threshold: u8,
+}
+
+impl KeySet {
+    /// The quorum verifier for this set (threshold >= 1).
+    ///
+    /// # Errors
+    /// [`QuorumError::InvalidSet`].
+    pub fn admin_set(&self) -> Result<AdminSet, QuorumError> {
+        AdminSet::new(self.keys.clone(), usize::from(self.threshold))
+    }
+
+    /// The same keys with another threshold (vetoes).
+    ///
+    /// # Errors
+    /// [`QuorumError::InvalidSet`].
+    pub fn with_threshold(&self, threshold: u8) -> Result<AdminSet, QuorumError> {
+        AdminSet::new(self.keys.clone(), usize::from(threshold))
+    }
+}
+
+/// Spending cap over a rolling window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VelocityWindow {
+    /// Window length, ms.
+    pub window_ms: u64,
+    /// Most that may leave the wallets within any window of that length.
+    pub cap: Sats,
+}
+
+/// A destination the policy allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowTarget {
+    /// An exact output script (compiled from an address).
+    Script(ScriptBuf),
+    /// An output descriptor (ranged ones match by the derivation hints in
+    /// the PSBT output, re-derived and compared).
+    Descriptor(String),
+}
+
+/// An allowlist entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    /// Human label (shown in diffs and refusals).
+    pub label: String,
+    /// What is allowed.
+    pub target: AllowTarget,
+}
+
+/// A weekly UTC window in which signing is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Bit 0 = Monday … bit 6 = Sunday.
+    pub weekdays: u8,
+    /// First minute of the day (UTC) inside the window.
+    pub start_minute: u16,
+    /// First minute after the window (`start < end <= 1440`).
+    pub end_minute: u16,
+}
+
+impl TimeWindow {
+    /// Does node time `ms` fall inside?
+    #[must_use]
+    pub fn contains(&self, ms: i64) -> bool {
+        let day = ms.div_euclid(86_400_000);
+        let minute = ms.rem_euclid(86_400_000).div_euclid(60_000);
+        // 1970-01-01 was a Thursday (Monday = 0 → Thursday = 3).
+        let weekday = day.saturating_add(3).rem_euclid(7);
+        let bit = 1u8
+            .checked_shl(u32::try_from(weekday).unwrap_or(7))
+            .unwrap_or(0);
+        self.weekdays & bit != 0
+            && minute >= i64::from(self.start_minute)
+            && minute < i64::from(self.end_minute)
+    }
+}
+
+/// RBF fee bumps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replacement {
+    /// May a transaction replace one the node signed before?
+    pub allowed: bool,
+    /// Fee cap for replacements.
+    pub max_fee: Sats,
+    /// Fee-rate cap for replacements.
+    pub max_fee_rate: FeeRate,
+}
+
+/// Clock guard bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockRules {
+    /// Largest forward step of node time between two accepted requests.
+    pub max_forward_jump_ms: u64,
+    /// How far node time may lag the header chain's median time past.
+    pub max_behind_chain_ms: u64,
+}
+
+/// Bitcoin spending rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtcRules {
+    /// Most that may leave the wallets in one transaction (destinations +
+    /// fee).
+    pub per_tx_cap: Sats,
+    /// Rolling-window caps (any number; each enforced).
+    pub velocity: Vec<VelocityWindow>,
+    /// Allowed destinations.
+    pub allowlist: Vec<AllowEntry>,
+    /// Absolute fee cap.
+    pub max_fee: Sats,
+    /// Fee-rate cap over the estimated vsize of the finalised transaction.
+    pub max_fee_rate: FeeRate,
+    /// Confirmations every input's funding transaction must have.
+    pub min_confirmations: u32,
+    /// Allowed UTC windows (empty: always).
+    pub time_windows: Vec<TimeWindow>,
+    /// RBF.
+    pub replacement: Replacement,
+    /// Largest PSBT accepted, bytes.
+    pub max_psbt_bytes: u32,
+}
+
+/// A complete policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDocument {
+    /// Monotonic version.
+    pub version: u64,
+    /// Bitcoin network.
+    pub network: Network,
+    /// Administrators who sign the NEXT policy and administrator commands.
+    pub admins: KeySet,
+    /// Delay between acceptance and activation of the next policy, ms.
+    pub activation_delay_ms: u64,
+    /// Administrators whose vetoes cancel a pending change.
+    pub veto_threshold: u8,
+    /// Ground approvers of sign requests (threshold 0: none needed).
+    pub approvers: KeySet,
+    /// Clock guard.
+    pub clock: ClockRules,
+    /// Spending rules.
+    pub rules: BtcRules,
+    /// Trusted checkpoint of the header chain.
+    pub checkpoint: Checkpoint,
+}
+
+fn keys_value(keys: &[XOnlyPublicKey]) -> Value {
+    Value::Array(keys.iter().map(|k| bytes(&k.serialize())).collect())
+}
+
+fn keyset_value(k: &KeySet) -> Value {
+    Value::Map(vec![(0, keys_value(&k.keys)), (1, uint(k.threshold))])
+}
+
+fn fee_value(r: FeeRate) -> Value {
+    uint(r.0)
+}
+
+impl PolicyDocument {
+    /// The canonical CBOR value.
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        let r = &self.rules;
+        let rules = Value::Map(vec![
+            (0, uint(r.per_tx_cap.0)),
+            (
+                1,
+                Value::Array(
+                    r.velocity
+                        .iter()
+                        .map(|w| Value::Map(vec![(0, uint(w.window_ms)), (1, uint(w.cap.0))]))
+                        .collect(),
+                ),
+            ),
+            (
+                2,
+                Value::Array(
+                    r.allowlist
+                        .iter()
+                        .map(|e| {
+                            let (kind, v) = match &e.target {
+                                AllowTarget::Script(s) => (0u8, bytes(s.as_bytes())),
+                                AllowTarget::Descriptor(d) => (1u8, Value::Text(d.clone())),
+                            };
+                            Value::Map(vec![
+                                (0, Value::Text(e.label.clone())),
+                                (1, uint(kind)),
+                                (2, v),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+            (3, uint(r.max_fee.0)),
+            (4, fee_value(r.max_fee_rate)),
+            (5, uint(r.min_confirmations)),
+            (
+                6,
+                Value::Array(
+                    r.time_windows
+                        .iter()
+                        .map(|w| {
+                            Value::Map(vec![
+                                (0, uint(w.weekdays)),
+                                (1, uint(w.start_minute)),
+                                (2, uint(w.end_minute)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                7,
+                Value::Map(vec![
+                    (0, Value::Bool(r.replacement.allowed)),
+                    (1, uint(r.replacement.max_fee.0)),
+                    (2, fee_value(r.replacement.max_fee_rate)),
+                ]),
+            ),
+            (8, uint(r.max_psbt_bytes)),
+        ]);
+        Value::Map(vec![
+            (0, uint(FORMAT)),
+            (1, uint(self.version)),
+            (2, uint(network_id(self.network))),
+            (3, keyset_value(&self.admins)),
+            (4, uint(self.activation_delay_ms)),
+            (5, uint(self.veto_threshold)),
+            (6, keyset_value(&self.approvers)),
+            (
+                7,
+                Value::Map(vec![
+                    (0, uint(self.clock.max_forward_jump_ms)),
+                    (1, uint(self.clock.max_behind_chain_ms)),
+                ]),
+            ),
+            (8, rules),
+            (9, bytes(&self.checkpoint.encode())),
+        ])
+    }
+
+    /// The canonical bytes administrators sign.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        cbor::encode(&self.to_value())
+    }
+
+    /// The policy hash: BIP340 tagged hash [`POLICY_TAG`] of the canonical
+    /// bytes (exactly what administrators sign).
+    #[must_use]
+    pub fn hash(&self) -> [u8; 32] {
+        tagged_hash(POLICY_TAG, &self.encode())
+    }
+
+    /// Strict decoding: canonical CBOR, every field present, no unknown
+    /// field, no trailing bytes, then [`PolicyDocument::validate`].
+    ///
+    /// # Errors
+    /// [`DocumentError`].
+    pub fn decode(b: &[u8]) -> Result<Self, DocumentError> {
+        if b.len() > MAX_DOCUMENT_LEN {
+            return Err(DocumentError::TooLarge(b.len()));
+        }
+        let mut f = Fields::new("policy", cbor::decode(b)?)?;
+        let format = f.uint(0, "format")?;
+        if format != FORMAT {
+            return Err(DocumentError::UnsupportedFormat(format));
+        }
+        let version = f.uint(1, "version")?;
+        let net = f.uint(2, "network")?;
+        let network = u8::try_from(net)
+            .ok()
+            .and_then(network_from_id)
+            .ok_or_else(|| invalid(format!("unknown network id {net}")))?;
+        let admins = keyset(f.req(3, "admins")?, "admins")?;
+        let activation_delay_ms = f.uint(4, "activation_delay_ms")?;
+        let veto_threshold = small(f.uint(5, "veto_threshold")?, "veto_threshold")?;
+        let approvers = keyset(f.req(6, "approvers")?, "approvers")?;
+        let mut c = Fields::new("clock", f.req(7, "clock")?)?;
+        let clock = ClockRules {
+            max_forward_jump_ms: c.uint(0, "clock.max_forward_jump_ms")?,
+            max_behind_chain_ms: c.uint(1, "clock.max_behind_chain_ms")?,
+        };
+        c.finish()?;
+        let rules = rules_from(f.req(8, "rules")?)?;
+        let cp_bytes = f.bytes(9, "checkpoint")?;
+        f.finish()?;
+        let checkpoint =
+            Checkpoint::decode(&cp_bytes).map_err(|e| DocumentError::Checkpoint(e.to_string()))?;
+        let doc = PolicyDocument {
+            version,
+            network,
+            admins,
+            activation_delay_ms,
+            veto_threshold,
+            approvers,
+            clock,
+            rules,
+            checkpoint,
+        };
+        doc.validate()?;
+        // Belt and braces: exactly one encoding per document.
+        if doc.encode() != b {
+            return Err(CborError::NonCanonical("document does not re-encode to its bytes").into());
+        }
+        Ok(doc)
+    }
+
+    /// Semantic checks shared by the decoder and the TOML compiler.
+    ///
+    /// # Errors
+    /// [`DocumentError::Invalid`] or [`DocumentError::Checkpoint`].
+    pub fn validate(&self) -> Result<(), DocumentError> {
+        self.admins
+            .admin_set()
+            .map_err(|e| invalid(format!("admins: {e}")))?;
+        if self.veto_threshold == 0 || usize::from(self.veto_threshold) > self.admins.keys.len() {
+            return Err(invalid(
+                "veto_threshold must be between 1 and the number of admins",
+            ));
+        }
+        if usize::from(self.approvers.threshold) > self.approvers.keys.len() {
+            return Err(invalid("approvers: threshold above the number of keys"));
+        }
+        if !self.approvers.keys.is_empty() {
+            AdminSet::new(self.approvers.keys.clone(), 1)
+                .map_err(|e| invalid(format!("approvers: {e}")))?;
+        }
+        let r = &self.rules;
+        for (name, v) in [
+            ("per_tx_cap", r.per_tx_cap.0),
+            ("max_fee", r.max_fee.0),
+            ("replacement.max_fee", r.replacement.max_fee.0),
+        ] {
+            if v > MAX_MONEY {
+                return Err(invalid(format!("{name} above 21M BTC")));
+            }
+        }
+        if r.velocity.len() > MAX_LIST
+            || r.allowlist.len() > MAX_LIST
+            || r.time_windows.len() > MAX_LIST
+        {
+            return Err(invalid("list too long"));
+        }
+        for (i, w) in r.velocity.iter().enumerate() {
+            if w.window_ms == 0 || w.cap.0 > MAX_MONEY {
+                return Err(invalid(
+                    "velocity window must be > 0 ms with a cap <= 21M BTC",
+                ));
+            }
+            if r.velocity
+                .iter()
+                .skip(i.saturating_add(1))
+                .any(|o| o.window_ms == w.window_ms)
+            {
+                return Err(invalid("two velocity windows of the same length"));
+            }
+        }
+        for w in &r.time_windows {
+            if w.weekdays == 0 || w.weekdays > 0x7f {
+                return Err(invalid(
+                    "time window weekdays must be a non-empty Mon..Sun mask",
+                ));
+            }
+            if w.start_minute >= w.end_minute || w.end_minute > 1440 {
+                return Err(invalid("time window needs start < end <= 24:00"));
+            }
+        }
+        for e in &r.allowlist {
+            if e.label.len() > 64 {
+                return Err(invalid("allowlist label longer than 64 bytes"));
+            }
+            match &e.target {
+                AllowTarget::Script(s) if s.is_empty() || s.len() > 10_000 => {
+                    return Err(invalid("allowlist script empty or too long"));
+                }
+                AllowTarget::Descriptor(d) if d.is_empty() || d.len() > 4096 => {
+                    return Err(invalid("allowlist descriptor empty or too long"));
+                }
+                _ => {}
+            }
+        }
+        if self.checkpoint.network != self.network {
+            return Err(DocumentError::Checkpoint(
+                "checkpoint is for another network".into(),
+            ));
+        }
+        self.checkpoint
+            .validate()
+            .map_err(|e| DocumentError::Checkpoint(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn small(v: u64, field: &'static str) -> Result<u8, DocumentError> {
+    u8::try_from(v).map_err(|_| invalid(format!("{field} above 255")))
+}
+
+fn keyset(v: Value, name: &'static str) -> Result<KeySet, DocumentError> {
+    let mut f = Fields::new(name, v)?;
+    let keys = f
+        .list(0, name)?
+        .into_iter()
+        .map(|k| {
+            let b: [u8; 32] = as_array(k, name)?;
+            XOnlyPublicKey::from_slice(&b).map_err(|_| invalid(format!("{name}: invalid key")))
+        })
+        .collect::<Result<Vec<_>, DocumentError>>()?;
+    let threshold = small(f.uint(1, name)?, name)?;
+    f.finish()?;
+    Ok(KeySet { keys, threshold })
+}
+
+fn rules_from(v: Value) -> Result<BtcRules, DocumentError> {
+    let mut f = Fields::new("rules", v)?;
+    let per_tx_cap = Sats(f.uint(0, "rules.per_tx_cap")?);
+    let velocity = f
+        .list(1, "rules.velocity")?
+        .into_iter()
+        .map(|w| {
+            let mut g = Fields::new("rules.velocity", w)?;
+            let window_ms = g.uint(0, "rules.velocity.window_ms")?;
+            let cap = Sats(g.uint(1, "rules.velocity.cap")?);
+            g.finish()?;
+            Ok(VelocityWindow { window_ms, cap })
+        })
+        .collect::<Result<Vec<_>, DocumentError>>()?;
+    let allowlist = f
+        .list(2, "rules.allowlist")?
+        .into_iter()
+        .map(|e| {
+            let mut g = Fields::new("rules.allowlist", e)?;
+            let label = g.text(0, "rules.allowlist.label")?;
+            let kind = g.uint(1, "rules.allowlist.kind")?;
+            let target = match kind {
+                0 => AllowTarget::Script(ScriptBuf::from_bytes(
+                    g.bytes(2, "rules.allowlist.script")?,
+                )),
+                1 => AllowTarget::Descriptor(g.text(2, "rules.allowlist.descriptor")?),
+                _ => return Err(invalid(format!("allowlist kind {kind}"))),
+            };
+            g.finish()?;
+            Ok(AllowEntry { label, target })
+        })
+        .collect::<Result<Vec<_>, DocumentError>>()?;
+    let max_fee = Sats(f.uint(3, "rules.max_fee")?);
+    let max_fee_rate = FeeRate(f.uint(4, "rules.max_fee_rate")?);
+    let min_confirmations = u32::try_from(f.uint(5, "rules.min_confirmations")?)
+        .map_err(|_| invalid("min_confirmations above u32"))?;
+    let time_windows = f
+        .list(6, "rules.time_windows")?
+        .into_iter()
+        .map(|w| {
+            let mut g = Fields::new("rules.time_windows", w)?;
+            let weekdays = small(g.uint(0, "weekdays")?, "weekdays")?;
+            let start_minute =
+                u16::try_from(g.uint(1, "start_minute")?).map_err(|_| invalid("start_minute"))?;
+            let end_minute =
+                u16::try_from(g.uint(2, "end_minute")?).map_err(|_| invalid("end_minute"))?;
+            g.finish()?;
+            Ok(TimeWindow {
+                weekdays,
+                start_minute,
+                end_minute,
+            })
+        })
+        .collect::<Result<Vec<_>, DocumentError>>()?;
+    let mut g = Fields::new("rules.replacement", f.req(7, "rules.replacement")?)?;
+    let replacement = Replacement {
+        allowed: g.boolean(0, "rules.replacement.allowed")?,
+        max_fee: Sats(g.uint(1, "rules.replacement.max_fee")?),
+        max_fee_rate: FeeRate(g.uint(2, "rules.replacement.max_fee_rate")?),
+    };
+    g.finish()?;
+    let max_psbt_bytes = u32::try_from(f.uint(8, "rules.max_psbt_bytes")?)
+        .map_err(|_| invalid("max_psbt_bytes above u32"))?;
+    f.finish()?;
+    Ok(BtcRules {
+        per_tx_cap,
+        velocity,
+        allowlist,
+        max_fee,
+        max_fee_rate,
+        min_confirmations,
+        time_windows,
+        replacement,
+        max_psbt_bytes,
+    })
+}
+
+/// A document with administrator signatures.
+///
+/// ```text
+/// signed := CBOR map { 0: document bytes, 1: [ { 0: signer index, 1: sig 64 } ... ] }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPolicy {
+    /// Canonical document bytes (signatures cover exactly these).
+    pub document: Vec<u8>,
+    /// Signatures by the administrators of the policy in force.
+    pub signatures: Vec<Signature>,
+}
+
+impl SignedPolicy {
+    /// Wire form.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        cbor::encode(&Value::Map(vec![
+            (0, bytes(&self.document)),
+            (1, signatures_value(&self.signatures)),
+        ]))
+    }
+
+    /// Parses the wire form (the document inside is decoded by
+    /// [`SignedPolicy::verify`]).
+    ///
+    /// # Errors
+    /// [`DocumentError`].
+    pub fn decode(b: &[u8]) -> Result<Self, DocumentError> {
+        if b.len() > MAX_DOCUMENT_LEN.saturating_add(65 * 256 + 16) {
+            return Err(DocumentError::TooLarge(b.len()));
+        }
+        let mut f = Fields::new("signed policy", cbor::decode(b)?)?;
+        let document = f.bytes(0, "document")?;
+        let signatures = signatures_from(f.req(1, "signatures")?)?;
+        f.finish()?;
+        Ok(Self {
+            document,
+            signatures,
+        })
+    }
+
+    /// Decodes the document and checks the signatures against `signers`
+    /// (the administrator set of the policy in force).
+    ///
+    /// # Errors
+    /// [`PolicySignError`].
+    pub fn verify<C: Verification>(
+        &self,
+        secp: &Secp256k1<C>,
+        signers: &AdminSet,
+    ) -> Result<PolicyDocument, PolicySignError> {
+        let doc = PolicyDocument::decode(&self.document)?;
+        signers.verify(secp, POLICY_TAG, &self.document, &self.signatures)?;
+        Ok(doc)
+    }
+}
+
+/// Decoding or quorum failure of a signed document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicySignError {
+    /// The document is not acceptable.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    /// The signatures are not a quorum.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+}
+
+impl PolicySignError {
+    /// Stable reason code (the wrapped error's).
+    #[must_use]
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Document(d) => d.code(),
+            Self::Quorum(q) => q.code(),
+        }
+    }
+}
+
+/// CBOR array of `{0: signer, 1: sig}`.
+#[must_use]
+pub fn signatures_value(sigs: &[Signature]) -> Value {
+    Value::Array(
+        sigs.iter()
+            .map(|s| Value::Map(vec![(0, uint(s.signer)), (1, bytes(&s.sig))]))
+            .collect(),
+    )
+}
+
+/// Inverse of [`signatures_value`].
+///
+/// # Errors
+/// Shape errors; more than 255 signatures.
+pub fn signatures_from(v: Value) -> Result<Vec<Signature>, CborError> {
+    let list = as_list(v, "signatures")?;
+    if list.len() > 255 {
+        return Err(cbor::shape("signatures", "more than 255"));
+    }
+    list.into_iter()
+        .map(|s| {
+            let mut f = Fields::new("signature", s)?;
+            let signer = u8::try_from(f.uint(0, "signer")?)
+                .map_err(|_| cbor::shape("signer", "above 255"))?;
+            let sig = f.array(1, "sig")?;
+            f.finish()?;
+            Ok(Signature { signer, sig })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- TOML
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlPolicy {
+    version: u64,
+    network: String,
+    activation_delay_s: u64,
+    veto_threshold: u8,
+    /// "genesis", "default" or hex of the chain crate's checkpoint encoding.
+    checkpoint: String,
+    admins: TomlKeySet,
+    approvers: TomlKeySet,
+    clock: TomlClock,
+    rules: TomlRules,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlKeySet {
+    threshold: u8,
+    keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlClock {
+    max_forward_jump_s: u64,
+    max_behind_chain_s: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlRules {
+    per_tx_cap_sat: u64,
+    max_fee_sat: u64,
+    max_fee_rate_sat_vb: u64,
+    min_confirmations: u32,
+    max_psbt_bytes: u32,
+    #[serde(default)]
+    velocity: Vec<TomlVelocity>,
+    #[serde(default)]
+    allow: Vec<TomlAllow>,
+    #[serde(default)]
+    time_windows: Vec<TomlWindow>,
+    replacement: TomlReplacement,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlVelocity {
+    window_s: u64,
+    cap_sat: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlAllow {
+    label: String,
+    address: Option<String>,
+    descriptor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlWindow {
+    days: Vec<String>,
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlReplacement {
+    allowed: bool,
+    max_fee_sat: u64,
+    max_fee_rate_sat_vb: u64,
+}
+
+fn parse_network(s: &str) -> Result<Network, DocumentError> {
+    match s {
+        "bitcoin" | "mainnet" => Ok(Network::Bitcoin),
+        "testnet" | "testnet3" => Ok(Network::Testnet),
+        "testnet4" => Ok(Network::Testnet4),
+        "signet" => Ok(Network::Signet),
+        "regtest" => Ok(Network::Regtest),
+        _ => Err(DocumentError::Toml(format!("unknown network {s:?}"))),
+    }
+}
+
+fn network_name(n: Network) -> &'static str {
+    match n {
+        Network::Bitcoin => "bitcoin",
+        Network::Testnet => "testnet",
+        Network::Testnet4 => "testnet4",
+        Network::Signet => "signet",
+        _ => "regtest",
+    }
+}
+
+fn parse_minute(s: &str) -> Result<u16, DocumentError> {
+    let bad = || DocumentError::Toml(format!("time {s:?} is not HH:MM"));
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let h: u16 = h.parse().map_err(|_| bad())?;
+    let m: u16 = m.parse().map_err(|_| bad())?;
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return Err(bad());
+    }
+    h.checked_mul(60)
+        .and_then(|x| x.checked_add(m))
+        .ok_or_else(bad)
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn ms(seconds: u64, field: &str) -> Result<u64, DocumentError> {
+    seconds
+        .checked_mul(1000)
+        .ok_or_else(|| DocumentError::Toml(format!("{field} too large")))
+}
+
+fn fee_rate(v: u64, field: &str) -> Result<FeeRate, DocumentError> {
+    FeeRate::from_sat_per_vb(v).ok_or_else(|| DocumentError::Toml(format!("{field} too large")))
+}
+
+fn parse_keys(keys: &[String], field: &str) -> Result<Vec<XOnlyPublicKey>, DocumentError> {
+    keys.iter()
+        .map(|k| {
+            XOnlyPublicKey::from_str(k).map_err(|_| {
+                DocumentError::Toml(format!("{field}: {k:?} is not an x-only key (64 hex)"))
+            })
+        })
+        .collect()
+}
+
+impl PolicyDocument {
+    /// Compiles administrator-authored TOML (format in docs/policy.md).
+    /// Unknown keys are errors. Descriptor allowlist entries are checked by
+    /// `spacenode_btc::wallet::check_allow_descriptors` on the ground and on
+    /// the node.
+    ///
+    /// # Errors
+    /// [`DocumentError::Toml`], or the document's own validation errors.
+    pub fn from_toml(src: &str) -> Result<Self, DocumentError> {
+        let t: TomlPolicy = toml::from_str(src).map_err(|e| DocumentError::Toml(e.to_string()))?;
+        let network = parse_network(&t.network)?;
+        let checkpoint = match t.checkpoint.as_str() {
+            "genesis" => Checkpoint::genesis(network),
+            "default" => Checkpoint::default_for(network),
+            hex_str => {
+                let b = hex_decode(hex_str)
+                    .ok_or_else(|| DocumentError::Toml("checkpoint: not hex".into()))?;
+                Checkpoint::decode(&b).map_err(|e| DocumentError::Checkpoint(e.to_string()))?
+            }
+        };
+        let allowlist = t
+            .rules
+            .allow
+            .iter()
+            .map(|a| {
+                let target = match (&a.address, &a.descriptor) {
+                    (Some(addr), None) => {
+                        let parsed = Address::from_str(addr)
+                            .map_err(|e| DocumentError::Toml(format!("allow {:?}: {e}", a.label)))?
+                            .require_network(network)
+                            .map_err(|e| {
+                                DocumentError::Toml(format!("allow {:?}: {e}", a.label))
+                            })?;
+                        AllowTarget::Script(parsed.script_pubkey())
+                    }
+                    (None, Some(d)) => AllowTarget::Descriptor(d.clone()),
+                    _ => {
+                        return Err(DocumentError::Toml(format!(
+                            "allow {:?}: exactly one of address or descriptor",
+                            a.label
+                        )));
+                    }
+                };
+                Ok(AllowEntry {
+                    label: a.label.clone(),
+                    target,
+                })
+            })
+            .collect::<Result<Vec<_>, DocumentError>>()?;
+        let time_windows = t
+            .rules
+            .time_windows
+            .iter()
+            .map(|w| {
+                let mut weekdays = 0u8;
+                for d in &w.days {
+                    let i = DAYS
+                        .iter()
+                        .position(|x| x == d)
+                        .ok_or_else(|| DocumentError::Toml(format!("unknown day {d:?}")))?;
+                    weekdays |= 1u8.checked_shl(u32::try_from(i).unwrap_or(7)).unwrap_or(0);
+                }
+                Ok(TimeWindow {
+                    weekdays,
+                    start_minute: parse_minute(&w.start)?,
+                    end_minute: parse_minute(&w.end)?,
+                })
+            })
+            .collect::<Result<Vec<_>, DocumentError>>()?;
+        let doc = PolicyDocument {
+            version: t.version,
+            network,
+            admins: KeySet {
+                keys: parse_keys(&t.admins.keys, "admins")?,
+                threshold: t.admins.threshold,
+            },
+            activation_delay_ms: ms(t.activation_delay_s, "activation_delay_s")?,
+            veto_threshold: t.veto_threshold,
+            approvers: KeySet {
+                keys: parse_keys(&t.approvers.keys, "approvers")?,
+                threshold: t.approvers.threshold,
+            },
+            clock: ClockRules {
+                max_forward_jump_ms: ms(t.clock.max_forward_jump_s, "max_forward_jump_s")?,
+                max_behind_chain_ms: ms(t.clock.max_behind_chain_s, "max_behind_chain_s")?,
+            },
+            rules: BtcRules {
+                per_tx_cap: Sats(t.rules.per_tx_cap_sat),
+                velocity: t
+                    .rules
+                    .velocity
+                    .iter()
+                    .map(|v| {
+                        Ok(VelocityWindow {
+                            window_ms: ms(v.window_s, "window_s")?,
+                            cap: Sats(v.cap_sat),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, DocumentError>>()?,
+                allowlist,
+                max_fee: Sats(t.rules.max_fee_sat),
+                max_fee_rate: fee_rate(t.rules.max_fee_rate_sat_vb, "max_fee_rate_sat_vb")?,
+                min_confirmations: t.rules.min_confirmations,
+                time_windows,
+                replacement: Replacement {
+                    allowed: t.rules.replacement.allowed,
+                    max_fee: Sats(t.rules.replacement.max_fee_sat),
+                    max_fee_rate: fee_rate(
+                        t.rules.replacement.max_fee_rate_sat_vb,
+                        "replacement.max_fee_rate_sat_vb",
+                    )?,
+                },
+                max_psbt_bytes: t.rules.max_psbt_bytes,
+            },
+            checkpoint,
+        };
+        doc.validate()?;
+        Ok(doc)
+    }
+}
+
+/// Lower-case hex decoding (no external crate in this pure crate).
+#[must_use]
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i.checked_add(2)?)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
+}
+
+/// Lower-case hex encoding.
+#[must_use]
+pub fn hex_encode(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len().saturating_mul(2));
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+// ---------------------------------------------------------------- diff
+
+fn weekdays_text(m: u8) -> String {
+    DAYS.iter()
+        .enumerate()
+        .filter(|(i, _)| m & 1u8.checked_shl(u32::try_from(*i).unwrap_or(7)).unwrap_or(0) != 0)
+        .map(|(_, d)| *d)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn hhmm(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+/// Flattened `path -> values` view used by [`diff`]; list-valued fields have
+/// several values.
+fn flatten(d: &PolicyDocument) -> BTreeMap<&'static str, Vec<String>> {
+    let r = &d.rules;
+    let keys = |k: &[XOnlyPublicKey]| k.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let mut m: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    m.insert("version", vec![d.version.to_string()]);
+    m.insert("network", vec![network_name(d.network).into()]);
+    m.insert("admins.keys", keys(&d.admins.keys));
+    m.insert("admins.threshold", vec![d.admins.threshold.to_string()]);
+    m.insert(
+        "activation_delay",
+        vec![format!("{} s", d.activation_delay_ms / 1000)],
+    );
+    m.insert("veto_threshold", vec![d.veto_threshold.to_string()]);
+    m.insert("approvers.keys", keys(&d.approvers.keys));
+    m.insert(
+        "approvers.threshold",
+        vec![d.approvers.threshold.to_string()],
+    );
+    m.insert(
+        "clock.max_forward_jump",
+        vec![format!("{} s", d.clock.max_forward_jump_ms / 1000)],
+    );
+    m.insert(
+        "clock.max_behind_chain",
+        vec![format!("{} s", d.clock.max_behind_chain_ms / 1000)],
+    );
+    m.insert("rules.per_tx_cap", vec![r.per_tx_cap.to_string()]);
+    m.insert(
+        "rules.velocity",
+        r.velocity
+            .iter()
+            .map(|w| format!("{} per {} s", w.cap, w.window_ms / 1000))
+            .collect(),
+    );
+    m.insert(
+        "rules.allow",
+        r.allowlist
+            .iter()
+            .map(|e| match &e.target {
+                AllowTarget::Script(s) => {
+                    format!("{}: script {}", e.label, hex_encode(s.as_bytes()))
+                }
+                AllowTarget::Descriptor(x) => format!("{}: descriptor {x}", e.label),
+            })
+            .collect(),
+    );
+    m.insert("rules.max_fee", vec![r.max_fee.to_string()]);
+    m.insert("rules.max_fee_rate", vec![r.max_fee_rate.to_string()]);
+    m.insert(
+        "rules.min_confirmations",
+        vec![r.min_confirmations.to_string()],
+    );
+    m.insert(
+        "rules.time_windows",
+        r.time_windows
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} {}-{} UTC",
+                    weekdays_text(w.weekdays),
+                    hhmm(w.start_minute),
+                    hhmm(w.end_minute)
+                )
+            })
+            .collect(),
+    );
+    m.insert(
+        "rules.replacement",
+        vec![format!(
+            "{} (max fee {}, max rate {})",
+            if r.replacement.allowed {
+                "allowed"
+            } else {
+                "refused"
+            },
+            r.replacement.max_fee,
+            r.replacement.max_fee_rate
+        )],
+    );
+    m.insert("rules.max_psbt_bytes", vec![r.max_psbt_bytes.to_string()]);
+    m.insert(
+        "checkpoint",
+        vec![format!(
+            "height {} block {}",
+            d.checkpoint.height,
+            d.checkpoint.hash()
+        )],
+    );
+    m
+}
+
+const LIST_FIELDS: [&str; 5] = [
+    "admins.keys",
+    "approvers.keys",
+    "rules.velocity",
+    "rules.allow",
+    "rules.time_windows",
+];
+
+/// A readable diff from `old` to `new`, one line per change:
+/// `~ field: old -> new` for single values, `+ field: item` / `- field:
+/// item` for list entries. Empty when the documents are equal.
+#[must_use]
+pub fn diff(old: &PolicyDocument, new: &PolicyDocument) -> Vec<String> {
+    let a = flatten(old);
+    let b = flatten(new);
+    let mut out = Vec::new();
+    for (k, va) in &a {
+        let vb = b.get(k).cloned().unwrap_or_default();
+        if LIST_FIELDS.contains(k) {
+            for x in va.iter().filter(|x| !vb.contains(x)) {
+                out.push(format!("- {k}: {x}"));
+            }
+            for x in vb.iter().filter(|x| !va.contains(x)) {
+                out.push(format!("+ {k}: {x}"));
+            }
+            if out.is_empty() && *va != vb && va.len() == vb.len() {
+                out.push(format!("~ {k}: order changed"));
+            }
+        } else if *va != vb {
+            out.push(format!("~ {k}: {} -> {}", va.join(", "), vb.join(", ")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bitcoin::secp256k1::{Keypair, Message, SecretKey};
+    use proptest::prelude::*;
+
+    pub(crate) fn kp(i: u8) -> Keypair {
+        Keypair::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[i; 32]).unwrap())
+    }
+
+    pub(crate) fn xonly(i: u8) -> String {
+        kp(i).x_only_public_key().0.to_string()
+    }
+
+    pub(crate) fn sample_toml(version: u64) -> String {
+        format!(
+            r#"
+version = {version}
+network = "regtest"
+activation_delay_s = 3600
+veto_threshold = 1
+checkpoint = "genesis"
+
+[admins]
+threshold = 2
+keys = ["{a}", "{b}", "{c}"]
+
+[approvers]
+threshold = 1
+keys = ["{d}"]
+
+[clock]
+max_forward_jump_s = 604800
+max_behind_chain_s = 7200
+
+[rules]
+per_tx_cap_sat = 100000000
+max_fee_sat = 100000
+max_fee_rate_sat_vb = 100
+min_confirmations = 3
+max_psbt_bytes = 400000
+
+[[rules.velocity]]
+window_s = 3600
+cap_sat = 150000000
+
+[[rules.velocity]]
+window_s = 86400
+cap_sat = 500000000
+
+[[rules.allow]]
+label = "exchange"
+address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+
+[[rules.time_windows]]
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "00:00"
+end = "24:00"
+
+[rules.replacement]
+allowed = true
+max_fee_sat = 200000
+max_fee_rate_sat_vb = 200
+"#,
+            a = xonly(1),
+            b = xonly(2),
+            c = xonly(3),
+            d = xonly(9),
+        )
+    }
+
+    pub(crate) fn sample(version: u64) -> PolicyDocument {
+        PolicyDocument::from_toml(&sample_toml(version)).unwrap()
+    }
+
+    pub(crate) fn sign_doc(doc: &[u8], signers: &[u8]) -> SignedPolicy {
+        let secp = Secp256k1::new();
+        let msg = Message::from_digest(tagged_hash(POLICY_TAG, doc));
+        SignedPolicy {
+            document: doc.to_vec(),
+            signatures: signers
+                .iter()
+                .map(|&i| Signature {
+                    signer: i,
+                    sig: secp
+                        .sign_schnorr_no_aux_rand(&msg, &kp(i.saturating_add(1)))
+                        .serialize(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn toml_compiles_and_round_trips() {
+        let d = sample(2);
+        let b = d.encode();
+        assert_eq!(PolicyDocument::decode(&b).unwrap(), d);
+        assert_eq!(d.rules.velocity.len(), 2);
+        assert_eq!(d.rules.max_fee_rate, FeeRate(100_000));
+        assert!(d.rules.time_windows[0].contains(0));
+    }
+
+    #[test]
+    fn toml_unknown_key_refused() {
+        let src = sample_toml(2).replace(
+            "min_confirmations = 3",
+            "min_confirmations = 3\nmin_conf = 1",
+        );
+        assert!(matches!(
+            PolicyDocument::from_toml(&src),
+            Err(DocumentError::Toml(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_field_missing_field_and_trailing_bytes_refused() {
+        let d = sample(2);
+        let mut v = d.to_value();
+        if let Value::Map(m) = &mut v {
+            m.push((10, Value::Uint(1)));
+        }
+        let e = PolicyDocument::decode(&cbor::encode(&v)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DocumentError::Encoding(CborError::UnknownKey { key: 10, .. })
+            ),
+            "{e}"
+        );
+        let mut v = d.to_value();
+        if let Value::Map(m) = &mut v {
+            m.remove(4);
+        }
+        assert!(PolicyDocument::decode(&cbor::encode(&v)).is_err());
+        let mut b = d.encode();
+        b.push(0);
+        assert!(matches!(
+            PolicyDocument::decode(&b),
+            Err(DocumentError::Encoding(CborError::Trailing(1)))
+        ));
+    }
+
+    #[test]
+    fn non_canonical_encoding_refused() {
+        let d = sample(2);
+        let b = d.encode();
+        // Re-encode the version (key 1, value 2) in a long form: a2 → 0x18 0x02.
+        let pos = b.windows(2).position(|w| w == [0x01, 0x02]).unwrap();
+        let mut nc = b[..pos + 1].to_vec();
+        nc.extend_from_slice(&[0x18, 0x02]);
+        nc.extend_from_slice(&b[pos + 2..]);
+        assert!(matches!(
+            PolicyDocument::decode(&nc),
+            Err(DocumentError::Encoding(CborError::NonCanonical(_)))
+        ));
+    }
+
+    #[test]
+    fn inconsistent_documents_refused() {
+        let mut d = sample(2);
+        d.veto_threshold = 4;
+        assert!(matches!(
+            PolicyDocument::decode(&d.encode()),
+            Err(DocumentError::Invalid(_))
+        ));
+        let mut d = sample(2);
+        d.rules.time_windows[0].start_minute = 1440;
+        assert!(matches!(
+            PolicyDocument::decode(&d.encode()),
+            Err(DocumentError::Invalid(_))
+        ));
+        let mut d = sample(2);
+        d.checkpoint = Checkpoint::genesis(Network::Testnet4);
+        assert!(matches!(
+            PolicyDocument::decode(&d.encode()),
+            Err(DocumentError::Checkpoint(_))
+        ));
+        let mut d = sample(2);
+        d.admins.keys.push(d.admins.keys[0]);
+        assert!(matches!(
+            PolicyDocument::decode(&d.encode()),
+            Err(DocumentError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn signed_policy_verifies_and_detects_tampering() {
+        let secp = Secp256k1::verification_only();
+        let d = sample(2);
+        let admins = d.admins.admin_set().unwrap();
+        let s = sign_doc(&d.encode(), &[0, 2]);
+        let s = SignedPolicy::decode(&s.encode()).unwrap();
+        assert_eq!(s.verify(&secp, &admins).unwrap(), d);
+        // Tampered field (per-tx cap) with the old signatures.
+        let mut t = d.clone();
+        t.rules.per_tx_cap = Sats(t.rules.per_tx_cap.0 + 1);
+        let forged = SignedPolicy {
+            document: t.encode(),
+            signatures: s.signatures.clone(),
+        };
+        assert!(matches!(
+            forged.verify(&secp, &admins),
+            Err(PolicySignError::Quorum(QuorumError::BadSignature { .. }))
+        ));
+        // Wrong quorum: one signature of two.
+        let one = sign_doc(&d.encode(), &[1]);
+        assert!(matches!(
+            one.verify(&secp, &admins),
+            Err(PolicySignError::Quorum(QuorumError::NotMet { .. }))
+        ));
+    }
+
+    #[test]
+    fn diff_names_each_change() {
+        let a = sample(2);
+        let mut b = sample(3);
+        b.rules.per_tx_cap = Sats(5);
+        b.rules.velocity.remove(0);
+        b.admins.keys[2] = kp(7).x_only_public_key().0;
+        let d = diff(&a, &b);
+        let text = d.join("\n");
+        assert!(text.contains("~ version: 2 -> 3"), "{text}");
+        assert!(
+            text.contains("~ rules.per_tx_cap: 100000000 sat -> 5 sat"),
+            "{text}"
+        );
+        assert!(
+            text.contains("- rules.velocity: 150000000 sat per 3600 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("+ admins.keys: {}", xonly(7))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("- admins.keys: {}", xonly(3))),
+            "{text}"
+        );
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = PolicyDocument::decode(&b);
+            let _ = SignedPolicy::decode(&b);
+        }
+
+        #[test]
+        fn bit_flips_never_yield_a_different_valid_document(i in 0usize..2000, bit in 0u8..8) {
+            let d = sample(2);
+            let mut b = d.encode();
+            let i = i % b.len();
+            b[i] ^= 1 << bit;
+            if let Ok(x) = PolicyDocument::decode(&b) {
+                // A flip inside a value may give another valid document; it
+                // must then re-encode to the flipped bytes (no ambiguity)
+                // and have another hash.
+                prop_assert_eq!(x.encode(), b);
+                prop_assert_ne!(x.hash(), d.hash());
+            }
+        }
+    }
+}

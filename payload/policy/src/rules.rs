@@ -1,0 +1,164 @@
+//! Stable rule tags: the names under which every decision is reported (in
+//! refusals, the audit log, docs/policy.md and the tests).
+//!
+//! Owns: the [`Rule`] list. A tag is never renamed or reused; new rules are
+//! appended.
+//!
+//! Must never: report a refusal without a rule tag.
+
+use std::fmt;
+
+/// A policy rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    /// A policy document must be signed by the current administrator quorum.
+    PolicyQuorum,
+    /// Policy versions only increase.
+    PolicyVersion,
+    /// Policy documents are canonical, complete and consistent.
+    PolicyEncoding,
+    /// A policy change activates only after the current policy's delay.
+    PolicyActivationDelay,
+    /// A quorum of vetoes cancels a pending change.
+    PolicyVeto,
+    /// Requests are refused outside their validity window.
+    RequestExpired,
+    /// A request id is never reused for different content.
+    RequestIdReuse,
+    /// A sign request envelope must decode.
+    RequestMalformed,
+    /// Node time may not step backwards or jump beyond the bound.
+    ClockStep,
+    /// Enough ground approvals over the request.
+    Approvals,
+    /// Signing only inside the allowed UTC windows.
+    TimeWindow,
+    /// Amount leaving the wallets per transaction.
+    PerTxCap,
+    /// Amount leaving the wallets per rolling window.
+    Velocity,
+    /// Absolute fee and fee-rate caps.
+    FeeCap,
+    /// Destinations must be allowlisted.
+    Allowlist,
+    /// Inputs confirmed to the policy's depth by SPV proofs.
+    MinConf,
+    /// Sighash ALL or DEFAULT only.
+    Sighash,
+    /// Input amounts must be proven by the previous transaction.
+    UnprovenAmount,
+    /// Change must derive from the spending wallet's change branch.
+    ForeignChange,
+    /// Every input belongs to a registered wallet.
+    UnregisteredWallet,
+    /// No outpoint twice in one transaction.
+    DuplicateInput,
+    /// Never two different transactions over one outpoint.
+    Equivocation,
+    /// A replacement must be a fee bump within the replacement cap.
+    Replacement,
+    /// Size limits on PSBTs and requests.
+    Oversize,
+    /// The PSBT must parse as BIP174 v0 or BIP370 v2.
+    PsbtFormat,
+    /// Every sighash computed twice and every signature verified.
+    SelfCheck,
+    /// A wallet registration must be a supported descriptor with our key.
+    WalletRegistration,
+    /// Allowed and approved.
+    Approved,
+}
+
+impl Rule {
+    /// Every rule, in table order.
+    pub const ALL: [Rule; 28] = [
+        Rule::PolicyQuorum,
+        Rule::PolicyVersion,
+        Rule::PolicyEncoding,
+        Rule::PolicyActivationDelay,
+        Rule::PolicyVeto,
+        Rule::RequestExpired,
+        Rule::RequestIdReuse,
+        Rule::RequestMalformed,
+        Rule::ClockStep,
+        Rule::Approvals,
+        Rule::TimeWindow,
+        Rule::PerTxCap,
+        Rule::Velocity,
+        Rule::FeeCap,
+        Rule::Allowlist,
+        Rule::MinConf,
+        Rule::Sighash,
+        Rule::UnprovenAmount,
+        Rule::ForeignChange,
+        Rule::UnregisteredWallet,
+        Rule::DuplicateInput,
+        Rule::Equivocation,
+        Rule::Replacement,
+        Rule::Oversize,
+        Rule::PsbtFormat,
+        Rule::SelfCheck,
+        Rule::WalletRegistration,
+        Rule::Approved,
+    ];
+
+    /// The stable tag.
+    #[must_use]
+    pub const fn tag(self) -> &'static str {
+        match self {
+            Rule::PolicyQuorum => "policy-quorum",
+            Rule::PolicyVersion => "policy-version",
+            Rule::PolicyEncoding => "policy-encoding",
+            Rule::PolicyActivationDelay => "policy-activation-delay",
+            Rule::PolicyVeto => "policy-veto",
+            Rule::RequestExpired => "request-expired",
+            Rule::RequestIdReuse => "request-id-reuse",
+            Rule::RequestMalformed => "request-malformed",
+            Rule::ClockStep => "clock-step",
+            Rule::Approvals => "btc-approvals",
+            Rule::TimeWindow => "btc-time-window",
+            Rule::PerTxCap => "btc-per-tx-cap",
+            Rule::Velocity => "btc-velocity",
+            Rule::FeeCap => "btc-fee-cap",
+            Rule::Allowlist => "btc-allowlist",
+            Rule::MinConf => "btc-min-conf",
+            Rule::Sighash => "btc-sighash",
+            Rule::UnprovenAmount => "btc-unproven-amount",
+            Rule::ForeignChange => "btc-foreign-change",
+            Rule::UnregisteredWallet => "btc-unregistered-wallet",
+            Rule::DuplicateInput => "btc-duplicate-input",
+            Rule::Equivocation => "btc-equivocation",
+            Rule::Replacement => "btc-replacement",
+            Rule::Oversize => "btc-oversize",
+            Rule::PsbtFormat => "btc-psbt-format",
+            Rule::SelfCheck => "btc-self-check",
+            Rule::WalletRegistration => "wallet-registration",
+            Rule::Approved => "approved",
+        }
+    }
+
+    /// The rule for a tag.
+    #[must_use]
+    pub fn from_tag(tag: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.tag() == tag)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.tag())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_unique_and_round_trip() {
+        for (i, r) in Rule::ALL.iter().enumerate() {
+            assert_eq!(Rule::from_tag(r.tag()), Some(*r));
+            assert!(Rule::ALL.iter().skip(i + 1).all(|o| o.tag() != r.tag()));
+        }
+    }
+}
