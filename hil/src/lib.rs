@@ -5,9 +5,12 @@
 //! | [`pty`]      | raw pseudo-terminal pairs                                |
 //! | [`emulator`] | the radio link emulator between two ptys                 |
 //! | [`ground`]   | the operator's link client, its keys and state, display  |
+//! | [`hil`]      | the HIL scenario runner and the virtual flight board     |
 //!
-//! The binaries `ground` and `linkemu` only parse arguments and call these.
+//! The binaries `ground`, `linkemu` and `hil-run` only parse arguments and
+//! call these.
 
 pub mod emulator;
 pub mod ground;
+pub mod hil;
 pub mod pty;

@@ -27,6 +27,7 @@ fn help_is_everywhere() {
     for (binary, args) in [
         ("spacenoded", vec!["--help"]),
         ("linkemu", vec!["--help"]),
+        ("hil-run", vec!["--help"]),
         ("ground", vec!["--help"]),
         ("ground", vec!["ping", "--help"]),
         ("ground", vec!["hk", "--help"]),

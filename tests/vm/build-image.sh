@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Builds the virtual flight board: a small Debian bookworm root file system
+# with a kernel, systemd, our `spacenoded` (the host's x86_64 build: the host
+# is Debian 12 too, same glibc) and our systemd units, as a raw ext4 disk
+# image plus the kernel and initrd to boot it directly (no boot loader).
+# `hil-run --board virtual --vm-dir OUT` boots it in QEMU (TCG) with swtpm,
+# an i6300esb watchdog, a kvaser_pci CAN controller and the link UART
+# bridged to a host pty; docs/hil.md says how.
+#
+#   tests/vm/build-image.sh --binary target/debug/spacenoded --out target/vm
+#
+# Two stages:
+#   base  debootstrap + kernel + initramfs + trimming. Slow (~3 min from
+#         scratch), so it is cached under $SPACENODE_VM_CACHE
+#         (/var/cache/spacenode-vm), keyed by a hash of the recipe (suite,
+#         package list, the base stage's code). CI starts clean and builds it.
+#   image our binary, units, a config with a fresh random link key, the
+#         matching ground config; mkfs.ext4 -d. A few seconds, every run.
+#
+# Output in OUT: disk.img, vmlinuz, initrd.img, cmdline, spacenoded.toml (a
+# copy of the guest's config), ground.toml, build.json (timings).
+# Needs root (debootstrap, chroot, file ownership in the image), debootstrap,
+# e2fsprogs, systemd (systemctl/systemd-sysusers --root) and network access
+# to the Debian mirror for the base stage. Never boots anything itself.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+BINARY=""
+OUT=""
+# development until the flight profile's key custody (keys.backend = tpm
+# with the board's swtpm), node.id and administrator set are settled: the
+# keys and policy work own those settings.
+PROFILE=development
+SEQ_BLOCK=32
+HK_INTERVAL=10
+DAEMON_WATCHDOG=on
+TEST_HOOKS=""
+PRINT_KEY=false
+CONFIG_EXTRA=""
+CACHE=${SPACENODE_VM_CACHE:-/var/cache/spacenode-vm}
+MIRROR=${SPACENODE_VM_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+IMAGE_SIZE=1G
+
+usage() {
+  cat <<EOF
+usage: $0 --binary PATH --out DIR [--profile flight|development] [--seq-block N]
+          [--hk-interval S] [--daemon-watchdog on|pending] [--test-hooks on|off]
+          [--cache DIR]
+          [--config-extra FILE] | --print-base-key
+
+  --binary           the spacenoded to install (x86_64, built on this host)
+  --out              output directory (created; old images in it replaced)
+  --profile          node.profile of the guest's config (default development)
+  --seq-block        link.seq_block of the guest (default 32: many durable
+                     reservations, so a power cut lands near one)
+  --hk-interval      telemetry.hk_interval_s of the guest (default 10)
+  --daemon-watchdog  on (default): the unit exactly as shipped
+                     (WatchdogSec=30s); pending: a drop-in sets WatchdogSec=0,
+                     for a spacenoded older than the health work, which sends
+                     no WATCHDOG=1 and would be killed every 30 s
+  --test-hooks       on: [health] test_hooks = true in the guest's config
+                     (the HIL watchdog scenario hangs a task with it);
+                     default on for the development profile, off for flight
+  --cache            base rootfs cache (default \$SPACENODE_VM_CACHE or
+                     /var/cache/spacenode-vm)
+  --config-extra     a file appended to the guest's spacenoded.toml (tables
+                     such as [keys] or [health] for a scenario)
+  --print-base-key   print the base stage's cache key and exit (a CI cache
+                     can be keyed by it)
+EOF
+}
+
+while (($#)); do
+  case "$1" in
+    --binary) BINARY=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --profile) PROFILE=$2; shift 2 ;;
+    --seq-block) SEQ_BLOCK=$2; shift 2 ;;
+    --hk-interval) HK_INTERVAL=$2; shift 2 ;;
+    --daemon-watchdog) DAEMON_WATCHDOG=$2; shift 2 ;;
+    --test-hooks) TEST_HOOKS=$2; shift 2 ;;
+    --cache) CACHE=$2; shift 2 ;;
+    --config-extra) CONFIG_EXTRA=$2; shift 2 ;;
+    --print-base-key) PRINT_KEY=true; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+if ! $PRINT_KEY; then
+  [ -n "$BINARY" ] && [ -n "$OUT" ] || { usage >&2; exit 2; }
+  [ -x "$BINARY" ] || { echo "error: $BINARY is not an executable (cargo build -p spacenode-node first)" >&2; exit 2; }
+  case "$DAEMON_WATCHDOG" in pending|on) ;; *) echo "error: --daemon-watchdog on|pending" >&2; exit 2 ;; esac
+  case "$TEST_HOOKS" in "") [ "$PROFILE" = development ] && TEST_HOOKS=on || TEST_HOOKS=off ;; on|off) ;;
+    *) echo "error: --test-hooks on|off" >&2; exit 2 ;; esac
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: building the virtual board needs root (debootstrap, chroot, file owners in the image)" >&2
+    exit 2
+  fi
+  for tool in debootstrap mkfs.ext4 systemctl systemd-sysusers systemd-machine-id-setup flock sha256sum; do
+    command -v "$tool" >/dev/null || {
+      echo "error: $tool not found: run scripts/install-deps.sh (packages debootstrap e2fsprogs systemd util-linux)" >&2
+      exit 2
+    }
+  done
+fi
+
+now() { date +%s.%N; }
+
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ---------------------------------------------------------------- base stage
+# Everything that goes into the cache key is in this block: change it and
+# the key changes.
+BASE_PACKAGES=(
+  systemd-sysv udev kmod e2fsprogs linux-image-amd64
+  # group tss and the udev rule giving it /dev/tpmrm0
+  tpm-udev
+  # the TPM stack's run-time libraries (tss-esapi links them once the
+  # daemon uses the TPM)
+  libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-sys1 libtss2-rc0 libtss2-tcti-device0
+)
+# Kernel module trees a headless board with virtio disk, serial, TPM,
+# watchdog and CAN never loads; dropping them halves the image.
+TRIM_MODULES=(
+  drivers/gpu drivers/media drivers/infiniband drivers/staging drivers/iio
+  drivers/hwmon drivers/scsi drivers/usb drivers/net/wireless
+  drivers/net/ethernet drivers/bluetooth drivers/isdn drivers/input
+  sound net/bluetooth net/mac80211 net/wireless
+)
+base_stage() {
+  local root=$1
+  debootstrap --variant=minbase --include="$(IFS=,; echo "${BASE_PACKAGES[*]}")" \
+    "$SUITE" "$root" "$MIRROR"
+  local kver
+  kver=$(basename "$(ls -d "$root"/usr/lib/modules/*)")
+  # Only the modules needed before the root is mounted (and the watchdog,
+  # so that PID 1 finds /dev/watchdog0 at once) go into the initramfs.
+  sed -i 's/^MODULES=.*/MODULES=list/' "$root/etc/initramfs-tools/initramfs.conf"
+  printf '%s\n' virtio_pci virtio_blk ext4 i6300esb >>"$root/etc/initramfs-tools/modules"
+  local tree
+  for tree in "${TRIM_MODULES[@]}"; do rm -rf "$root/usr/lib/modules/$kver/kernel/$tree"; done
+  chroot "$root" depmod "$kver"
+  chroot "$root" update-initramfs -u -k "$kver" >/dev/null
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+    "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/* \
+    "$root"/usr/share/info/*
+}
+KEY=$( { echo "$SUITE"; printf '%s\n' "${BASE_PACKAGES[@]}" "${TRIM_MODULES[@]}"; declare -f base_stage; } \
+  | sha256sum | cut -c1-16)
+BASE=$CACHE/base-$KEY
+if $PRINT_KEY; then echo "$KEY"; exit 0; fi
+
+mkdir -p "$CACHE" "$OUT"
+OUT=$(cd "$OUT" && pwd)
+t_all=$(now)
+base_seconds=0
+base_cached=true
+exec 9>"$CACHE/.lock"
+flock 9
+if [ ! -f "$BASE/.complete" ]; then
+  base_cached=false
+  echo "== base rootfs $KEY: debootstrap $SUITE (not cached yet)"
+  t=$(now)
+  rm -rf "$BASE" "$BASE.tmp"
+  base_stage "$BASE.tmp" >"$CACHE/base-$KEY.log" 2>&1 || {
+    tail -n 30 "$CACHE/base-$KEY.log" >&2
+    echo "error: base stage failed, full log in $CACHE/base-$KEY.log" >&2
+    exit 1
+  }
+  mv "$BASE.tmp" "$BASE"
+  touch "$BASE/.complete"
+  # Older recipes' rootfs are dead weight.
+  for old in "$CACHE"/base-*; do
+    case "$old" in "$BASE"|"$BASE".log|"$CACHE/base-$KEY.log") ;; *) rm -rf "$old" ;; esac
+  done
+  base_seconds=$(elapsed "$t")
+  echo "== base rootfs built in ${base_seconds}s"
+else
+  echo "== base rootfs $KEY (cached in $CACHE)"
+fi
+
+# --------------------------------------------------------------- image stage
+t=$(now)
+STAGE=$OUT/rootfs.tmp
+rm -rf "$STAGE"
+cp -a "$BASE" "$STAGE"
+flock -u 9
+rm -f "$STAGE/.complete"
+trap 'rm -rf "$STAGE"' EXIT
+
+echo "/dev/vda / ext4 defaults 0 1" >"$STAGE/etc/fstab"
+echo board >"$STAGE/etc/hostname"
+systemctl --root="$STAGE" set-default multi-user.target >/dev/null 2>&1
+# No logins on a flight board (the console is an output), no package
+# maintenance or file system scrubbing timers.
+systemctl --root="$STAGE" mask getty.target apt-daily.timer apt-daily-upgrade.timer \
+  dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer >/dev/null 2>&1
+
+install -m 0755 "$BINARY" "$STAGE/usr/bin/spacenoded"
+install -m 0644 "$REPO/systemd/spacenoded.service" "$STAGE/usr/lib/systemd/system/spacenoded.service"
+install -D -m 0644 "$REPO/systemd/sysusers.d/spacenode.conf" "$STAGE/usr/lib/sysusers.d/spacenode.conf"
+install -D -m 0644 "$REPO/systemd/system.conf.d/watchdog.conf" "$STAGE/etc/systemd/system.conf.d/watchdog.conf"
+systemd-sysusers --root="$STAGE" >/dev/null
+rm -f "$STAGE/etc/machine-id"
+systemd-machine-id-setup --root="$STAGE" >/dev/null
+
+# Virtual-board only: the board report on the console, and (for a daemon
+# that does not pet its watchdog yet) the pending-watchdog drop-in.
+cp -a "$HERE/overlay/." "$STAGE/"
+
+LINK_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+install -d -m 0755 "$STAGE/etc/spacenode"
+cat >"$STAGE/etc/spacenode/spacenoded.toml" <<EOF
+# The virtual board's config, written by tests/vm/build-image.sh with a
+# fresh random link key (the ground's copy is ground.toml beside the image).
+[node]
+state_dir = "/var/lib/spacenode"
+profile = "$PROFILE"
+
+[link]
+# The guest's second serial port, bridged to a host pty by QEMU.
+device = "/dev/ttyS1"
+baud = 115200
+tx_key_id = 1
+seq_block = $SEQ_BLOCK
+
+[[link.keys]]
+id = 1
+key = "$LINK_KEY"
+
+[telemetry]
+hk_interval_s = $HK_INTERVAL
+EOF
+if [ "$TEST_HOOKS" = on ]; then
+  printf '\n[health]\n# The HIL watchdog scenario hangs a task with TC[133,5].\ntest_hooks = true\n' \
+    >>"$STAGE/etc/spacenode/spacenoded.toml"
+fi
+if [ -n "$CONFIG_EXTRA" ]; then
+  { echo; cat "$CONFIG_EXTRA"; } >>"$STAGE/etc/spacenode/spacenoded.toml"
+fi
+# Numeric: the host's chown knows the host's groups, not the image's.
+GID=$(awk -F: '$1 == "spacenode" { print $3 }' "$STAGE/etc/group")
+[ -n "$GID" ] || { echo "error: systemd-sysusers did not create group spacenode in the image" >&2; exit 1; }
+chown "0:$GID" "$STAGE/etc/spacenode/spacenoded.toml"
+chmod 0640 "$STAGE/etc/spacenode/spacenoded.toml"
+systemctl --root="$STAGE" enable spacenoded.service spacenode-board-report.service >/dev/null 2>&1
+
+# The binary must run in the guest's userland (libraries) and accept the
+# config there, or the board would only fail after a 1-minute boot.
+if ! chroot "$STAGE" /usr/bin/spacenoded --check-config /etc/spacenode/spacenoded.toml >/dev/null; then
+  echo "error: spacenoded does not run or rejects its config inside the guest rootfs" >&2
+  exit 1
+fi
+
+if [ "$DAEMON_WATCHDOG" = on ]; then
+  rm -f "$STAGE/etc/systemd/system/spacenoded.service.d/50-pending-daemon-watchdog.conf"
+  rmdir "$STAGE/etc/systemd/system/spacenoded.service.d" 2>/dev/null || true
+fi
+echo "== daemon watchdog: $DAEMON_WATCHDOG (WatchdogSec=$([ "$DAEMON_WATCHDOG" = on ] && echo 30s || echo 0, pending drop-in)), test hooks: $TEST_HOOKS"
+
+cp "$STAGE"/boot/vmlinuz-* "$OUT/vmlinuz"
+cp "$STAGE"/boot/initrd.img-* "$OUT/initrd.img"
+# A new disk gets a new TPM (its NV state lives beside the disk) and no
+# logs of an older image.
+rm -rf "$OUT/disk.img" "$OUT/tpm" "$OUT/run"
+mkfs.ext4 -q -F -L board -d "$STAGE" "$OUT/disk.img" "$IMAGE_SIZE"
+cp "$STAGE/etc/spacenode/spacenoded.toml" "$OUT/spacenoded.toml"
+chmod 0600 "$OUT/spacenoded.toml"
+rm -rf "$STAGE"
+trap - EXIT
+
+# The ground side of the same key. The port is the pty QEMU allocates at
+# each boot, so it is given on the command line, not here.
+rm -f "$OUT/ground.state.json"
+cat >"$OUT/ground.toml" <<EOF
+source_id = 1
+tx_key_id = 1
+baud = 115200
+state_file = "ground.state.json"
+
+[[keys]]
+id = 1
+key = "$LINK_KEY"
+EOF
+chmod 0600 "$OUT/ground.toml"
+
+# Kernel command line: console on the first UART; journald copies every
+# log line (spacenoded's included) to it, so the HIL runner sees READY.
+echo "console=ttyS0,115200 root=/dev/vda ro rootfstype=ext4 panic=10 loglevel=4 systemd.show_status=1 systemd.journald.forward_to_console=1" \
+  >"$OUT/cmdline"
+image_seconds=$(elapsed "$t")
+cat >"$OUT/build.json" <<EOF
+{"base_key": "$KEY", "base_cached": $base_cached, "daemon_watchdog": "$DAEMON_WATCHDOG", "test_hooks": $([ "$TEST_HOOKS" = on ] && echo true || echo false), "base_seconds": $base_seconds, "image_seconds": $image_seconds, "total_seconds": $(elapsed "$t_all")}
+EOF
+echo "== virtual board image in $OUT (image stage ${image_seconds}s)"
