@@ -319,6 +319,11 @@ impl Emulator {
     pub fn start(params: LinkParams) -> Result<Self, EmulatorError> {
         let ground = Pty::open()?;
         let node = Pty::open()?;
+        // Non-blocking masters (the flag is shared by the pumps' clones):
+        // reads are preceded by poll, writes take what fits.
+        for pty in [&ground, &node] {
+            set_nonblocking(&pty.master)?;
+        }
         let epoch = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let up = Arc::new(Mutex::new(ChannelModel::new(params.clone(), 1)));
@@ -462,6 +467,33 @@ fn pump_in(
     }
 }
 
+fn set_nonblocking(file: &std::fs::File) -> Result<(), EmulatorError> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(file, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(file, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// Writes as much of `bytes` as the receiver's pty buffer takes now and
+/// returns how much that was. A receiver that does not read lets the pty
+/// fill; as on a real UART the excess is lost rather than stalling the
+/// sender, and above all the pump thread never blocks (a blocked write
+/// would also hang [`Emulator`]'s drop, which joins the pumps).
+fn write_what_fits(to: &mut std::fs::File, bytes: &[u8]) -> usize {
+    let mut written = 0;
+    while written < bytes.len() {
+        match to.write(bytes.get(written..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // WouldBlock (buffer full) or EIO (no reader): drop the rest.
+            Err(_) => break,
+        }
+    }
+    written
+}
+
 fn pump_out(mut to: std::fs::File, model: &Mutex<ChannelModel>, queue: &Queue, stop: &AtomicBool) {
     let mut due = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
@@ -484,14 +516,10 @@ fn pump_out(mut to: std::fs::File, model: &Mutex<ChannelModel>, queue: &Queue, s
             q.front().map(|(at, _)| at.saturating_duration_since(now))
         };
         if !due.is_empty() {
-            // A receiver that does not read lets the pty fill; as on a real
-            // UART the excess is lost rather than stalling the other side.
-            if to.write_all(&due).is_ok() {
-                if let Ok(mut m) = model.lock() {
-                    m.delivered(due.len() as u64);
-                }
-            } else if let Ok(mut m) = model.lock() {
-                m.overflowed(due.len() as u64);
+            let written = write_what_fits(&mut to, &due);
+            if let Ok(mut m) = model.lock() {
+                m.delivered(written as u64);
+                m.overflowed((due.len() - written) as u64);
             }
             due.clear();
         }
@@ -653,5 +681,35 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(emu.stats().uplink.frames_intact, 1);
         assert_eq!(emu.stats().uplink.bytes_out, f.len() as u64);
+    }
+
+    /// A ground that stops reading (as a test's link does once dropped)
+    /// fills its pty: the excess is counted as overflow, nothing blocks, and
+    /// dropping the emulator returns (it once hung joining a pump stuck in
+    /// a blocking write).
+    #[test]
+    fn a_receiver_that_never_reads_neither_blocks_nor_hangs_the_drop() {
+        let emu = Emulator::start(LinkParams::clean(10_000_000)).unwrap();
+        let mut n = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(emu.node_path())
+            .unwrap();
+        let f = frame(200);
+        for _ in 0..2_000 {
+            n.write_all(&f).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while emu.stats().downlink.bytes_overflow == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(emu.stats().downlink.bytes_overflow > 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(emu);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the emulator's drop returned");
     }
 }

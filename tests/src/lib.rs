@@ -20,6 +20,8 @@ use spacenode_hil::ground::config::GroundConfig;
 use spacenode_wire::msg::{HK_CORE, HkCore, HkRequest};
 use spacenode_wire::services::{apid, service, subtype};
 
+pub mod cosign;
+
 /// The repository root.
 #[must_use]
 pub fn repo_root() -> PathBuf {
@@ -320,4 +322,28 @@ pub fn python() -> PathBuf {
         py.display()
     );
     py
+}
+
+/// Sends a sign request and asserts the node refuses it because of its
+/// mode (safe mode: `MODE_FORBIDS`), whatever the request says: the mode is
+/// checked before anything else. Returns the failure text.
+pub fn assert_sign_refused_by_mode(link: &mut Link, policy: RetryPolicy) -> String {
+    let tc = link.new_tc(
+        apid::SIGN,
+        service::SIGN,
+        subtype::SIGN_REQUEST,
+        spacenode_wire::cosign::Payload::Inline(b"any sign request".to_vec()).encode(),
+    );
+    match link.request(&tc, policy) {
+        Err(spacenode_hil::ground::client::GroundError::Refused { code, detail, .. }) => {
+            assert_eq!(
+                code,
+                spacenode_wire::ReasonCode::MODE_FORBIDS,
+                "sign request refused with {code} ({detail}), not MODE_FORBIDS"
+            );
+            assert!(detail.contains("safe mode"), "{detail}");
+            detail
+        }
+        other => panic!("sign request in safe mode was not refused: {other:?}"),
+    }
 }

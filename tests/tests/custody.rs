@@ -2,13 +2,16 @@
 //! sealed from the config then named by id only, attestation verified by
 //! the ground tool against the expected binary and config, a changed
 //! config (PCR mismatch), a corrupt seed blob and a restored old database
-//! each put the node in safe mode with its reason while the link stays up.
+//! each put the node in safe mode with its reason while the link stays up,
+//! and a sign request is then refused (`MODE_FORBIDS`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use spacenode_hil::emulator::{Emulator, LinkParams};
 use spacenode_keys::swtpm::Swtpm;
-use spacenode_system_tests::{Fixture, Node, append_config, bin, mode_status, patient};
+use spacenode_system_tests::{
+    Fixture, Node, append_config, assert_sign_refused_by_mode, bin, mode_status, patient,
+};
 
 const BAUD: u32 = 921_600;
 
@@ -125,6 +128,7 @@ fn changed_software_measurement_is_safe_mode_with_the_link_up() {
         (2, 0x0804, false),
         "{st:?}"
     );
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
     drop(link);
     let (good, text) = ground(&t, &["keys", "xpub", "m/0'"]);
     assert!(!good && text.contains("not available"), "{text}");
@@ -148,6 +152,7 @@ fn corrupt_seed_blob_is_safe_mode_tpm_unseal() {
         (2, 0x0803, false),
         "{st:?}"
     );
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
 }
 
 #[test]
@@ -181,4 +186,5 @@ fn restoring_an_older_database_is_detected() {
     let mut link = t.fx.link(t.emu.ground_path(), BAUD);
     let st = mode_status(&mut link, patient(BAUD));
     assert_eq!((st.mode, st.reason), (2, 0x0806), "{st:?}");
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
 }

@@ -1,7 +1,9 @@
 //! Health system tests: the supervisor's watchdog stream through a real
 //! NOTIFY_SOCKET, the boot-loop rule, each safe-mode trigger with its reason
-//! code, the signed beacon, and leaving safe mode only with a quorum-signed
-//! command (through the real `ground admin` and `ground mode` commands).
+//! code and a sign request refused in it (`MODE_FORBIDS`), the burst of
+//! policy refusals, the signed beacon, and leaving safe mode only with a
+//! quorum-signed command (through the real `ground admin` and `ground mode`
+//! commands).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -11,7 +13,10 @@ use std::time::{Duration, Instant};
 use bitcoin::secp256k1::{Message, Secp256k1, XOnlyPublicKey, schnorr};
 use spacenode_hil::emulator::{Emulator, LinkParams};
 use spacenode_hil::ground::admin;
-use spacenode_system_tests::{Fixture, Node, append_config, mode_status, patient};
+use spacenode_system_tests::cosign::{World, WorldConfig};
+use spacenode_system_tests::{
+    Fixture, Node, append_config, assert_sign_refused_by_mode, mode_status, patient,
+};
 use spacenode_wire::frame;
 use spacenode_wire::msg::{BEACON_TAG, ModeStatus};
 use spacenode_wire::security::{Cipher, Direction, LinkKey};
@@ -181,6 +186,7 @@ fn boot_loop_enters_safe_mode_and_only_a_quorum_leaves_it() {
     let st = mode_status(&mut link, patient(BAUD));
     assert_safe(&st, 0x0802);
     assert_eq!(st.boot_count, 4);
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
     drop(link);
     let shown = ground_ok(&fx, &emu, &["mode"]);
     assert!(
@@ -245,6 +251,7 @@ fn ground_command_trigger_persists() {
     let _node = Node::start(&fx);
     let mut link = fx.link(emu.ground_path(), BAUD);
     assert_safe(&mode_status(&mut link, patient(BAUD)), 0x0801);
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
 }
 
 /// A burst of forged packets (probing) puts the node in safe mode 0x0807.
@@ -262,6 +269,7 @@ fn authentication_failure_burst_trigger() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_safe(&mode_status(&mut link, patient(BAUD)), 0x0807);
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
 }
 
 /// Free storage below the safe threshold: 0x0809.
@@ -272,6 +280,7 @@ fn low_disk_trigger() {
     std::thread::sleep(Duration::from_millis(300));
     let mut link = fx.link(emu.ground_path(), BAUD);
     assert_safe(&mode_status(&mut link, patient(BAUD)), 0x0809);
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
 }
 
 /// No authenticated command for the configured time: 0x080A, and the node
@@ -322,6 +331,7 @@ fn loss_of_contact_trigger_and_signed_beacon() {
     Secp256k1::verification_only()
         .verify_schnorr(&sig, &digest, &identity)
         .expect("beacon signed by the node identity key");
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
 }
 
 /// A database that fails to open comes up in safe mode 0x0805 on a fresh
@@ -341,10 +351,40 @@ fn storage_corruption_trigger_keeps_the_link() {
     let _node = Node::start(&fx);
     let mut link = fx.link(emu.ground_path(), BAUD);
     assert_safe(&mode_status(&mut link, patient(BAUD)), 0x0805);
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
     assert!(std::fs::read_dir(&fx.state_dir).unwrap().any(|e| {
         e.unwrap()
             .file_name()
             .to_string_lossy()
             .contains(".corrupt-")
     }));
+}
+
+/// More than `health.refusal_burst` sign requests refused by the policy
+/// within the window (someone probing the rules): safe mode 0x0808, after
+/// which even a valid request is refused with MODE_FORBIDS.
+#[test]
+fn policy_refusal_burst_trigger() {
+    let w = World::start(&WorldConfig {
+        node_extra: "[health]\nrefusal_burst = 3\nburst_window_s = 60\n".into(),
+        ..WorldConfig::default()
+    });
+    let policy = w.policy();
+    let mut link = w.link();
+    for i in 0..4u8 {
+        // 1.6 BTC over the 1.5 BTC per-transaction cap.
+        let (req, _) = w.request([0x40 + i; 32], &[0, 1], 160_000_000, 2_000, 0);
+        let r = w.sign(&mut link, policy, &req).unwrap();
+        let refused = r.refused.expect("over the cap");
+        assert_eq!(refused.rule.as_deref(), Some("btc-per-tx-cap"), "{refused}");
+    }
+    assert_safe(&mode_status(&mut link, policy), 0x0808);
+    let (valid, _) = w.request([0x50; 32], &[2], 10_000_000, 2_000, 0);
+    let r = w.sign(&mut link, policy, &valid).unwrap();
+    assert_eq!(
+        r.refused.map(|x| x.code),
+        Some(spacenode_wire::ReasonCode::MODE_FORBIDS)
+    );
+    let hk = spacenode_system_tests::housekeeping(&mut link, policy);
+    assert_eq!((hk.sign_refused, hk.sign_refused_mode), (4, 1));
 }

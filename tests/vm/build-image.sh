@@ -17,8 +17,16 @@
 #   image our binary, units, a config with a fresh random link key, the
 #         matching ground config; mkfs.ext4 -d. A few seconds, every run.
 #
+# Two board variants share the base: `--watchdog systemd` (default) is the
+# flight chain, systemd's RuntimeWatchdogSec petting the i6300esb; with
+# `--watchdog device` spacenoded itself holds /dev/watchdog0
+# (health.watchdog = "device") and systemd keeps its hands off it
+# (tests/vm/overlay-device-watchdog).
+#
 # Output in OUT: disk.img, vmlinuz, initrd.img, cmdline, spacenoded.toml (a
-# copy of the guest's config), ground.toml, build.json (timings).
+# copy of the guest's config), ground.toml, admin.toml with admin/ (the
+# administrators' keys, made by `ground admin keygen`), build.json (what was
+# built, timings).
 # Needs root (debootstrap, chroot, file ownership in the image), debootstrap,
 # e2fsprogs, systemd (systemctl/systemd-sysusers --root) and network access
 # to the Debian mirror for the base stage. Never boots anything itself.
@@ -39,6 +47,11 @@ DAEMON_WATCHDOG=on
 TEST_HOOKS=""
 PRINT_KEY=false
 CONFIG_EXTRA=""
+WATCHDOG=systemd
+WDT_TIMEOUT=10
+ADMINS=2
+GROUND=""
+BOOT_LOOP_STARTS=3
 CACHE=${SPACENODE_VM_CACHE:-/var/cache/spacenode-vm}
 MIRROR=${SPACENODE_VM_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
@@ -48,7 +61,8 @@ usage() {
   cat <<EOF
 usage: $0 --binary PATH --out DIR [--profile flight|development] [--seq-block N]
           [--hk-interval S] [--daemon-watchdog on|pending] [--test-hooks on|off]
-          [--cache DIR]
+          [--watchdog systemd|device] [--watchdog-timeout S] [--admins N]
+          [--ground PATH] [--boot-loop-starts N] [--cache DIR]
           [--config-extra FILE] | --print-base-key
 
   --binary           the spacenoded to install (x86_64, built on this host)
@@ -64,10 +78,26 @@ usage: $0 --binary PATH --out DIR [--profile flight|development] [--seq-block N]
   --test-hooks       on: [health] test_hooks = true in the guest's config
                      (the HIL watchdog scenario hangs a task with it);
                      default on for the development profile, off for flight
+  --watchdog         who pets the i6300esb: systemd (default; PID 1 with
+                     RuntimeWatchdogSec=15s, as in flight) or device
+                     (spacenoded itself: health.watchdog = "device" on
+                     /dev/watchdog0; systemd's RuntimeWatchdogSec=0 and the
+                     unit's WatchdogSec=0 by tests/vm/overlay-device-watchdog)
+  --watchdog-timeout health.watchdog_timeout_s with --watchdog device
+                     (default 10)
+  --admins           administrators in the guest's [admin] set, all needed
+                     (threshold = N; default 2; 0: no [admin] table). Their
+                     keys are made with `ground admin keygen` into OUT/admin/,
+                     described for hil-run by OUT/admin.toml
+  --ground           the ground tool for the keys (default: beside --binary)
+  --boot-loop-starts health.boot_loop_starts (default 3: the boot-loop
+                     scenario needs few power cycles; the main suite starts
+                     the daemon exactly 3 times before it)
   --cache            base rootfs cache (default \$SPACENODE_VM_CACHE or
                      /var/cache/spacenode-vm)
   --config-extra     a file appended to the guest's spacenoded.toml (tables
-                     such as [keys] or [health] for a scenario)
+                     such as [keys] for a scenario; not [health], [admin] or
+                     [node], which this script writes)
   --print-base-key   print the base stage's cache key and exit (a CI cache
                      can be keyed by it)
 EOF
@@ -84,6 +114,11 @@ while (($#)); do
     --test-hooks) TEST_HOOKS=$2; shift 2 ;;
     --cache) CACHE=$2; shift 2 ;;
     --config-extra) CONFIG_EXTRA=$2; shift 2 ;;
+    --watchdog) WATCHDOG=$2; shift 2 ;;
+    --watchdog-timeout) WDT_TIMEOUT=$2; shift 2 ;;
+    --admins) ADMINS=$2; shift 2 ;;
+    --ground) GROUND=$2; shift 2 ;;
+    --boot-loop-starts) BOOT_LOOP_STARTS=$2; shift 2 ;;
     --print-base-key) PRINT_KEY=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -95,6 +130,14 @@ if ! $PRINT_KEY; then
   case "$DAEMON_WATCHDOG" in pending|on) ;; *) echo "error: --daemon-watchdog on|pending" >&2; exit 2 ;; esac
   case "$TEST_HOOKS" in "") [ "$PROFILE" = development ] && TEST_HOOKS=on || TEST_HOOKS=off ;; on|off) ;;
     *) echo "error: --test-hooks on|off" >&2; exit 2 ;; esac
+  case "$WATCHDOG" in systemd|device) ;; *) echo "error: --watchdog systemd|device" >&2; exit 2 ;; esac
+  for n in "$WDT_TIMEOUT" "$ADMINS" "$BOOT_LOOP_STARTS"; do
+    case "$n" in ''|*[!0-9]*) echo "error: $n is not a number" >&2; exit 2 ;; esac
+  done
+  if [ "$ADMINS" -gt 0 ]; then
+    [ -n "$GROUND" ] || GROUND=$(dirname "$BINARY")/ground
+    [ -x "$GROUND" ] || { echo "error: $GROUND is not an executable (cargo build -p spacenode-hil --bin ground, or --ground PATH)" >&2; exit 2; }
+  fi
   if [ "$(id -u)" != 0 ]; then
     echo "error: building the virtual board needs root (debootstrap, chroot, file owners in the image)" >&2
     exit 2
@@ -211,7 +254,32 @@ systemd-machine-id-setup --root="$STAGE" >/dev/null
 # that does not pet its watchdog yet) the pending-watchdog drop-in.
 cp -a "$HERE/overlay/." "$STAGE/"
 
+# The daemon-owned watchdog variant: systemd's RuntimeWatchdogSec=0, the
+# unit's drop-in (device access, WatchdogSec=0), the udev rule for
+# /dev/watchdog0 and the board's watchdog check (each file says why;
+# docs/hil.md, "The watchdog chain").
+if [ "$WATCHDOG" = device ]; then
+  cp -a "$HERE/overlay-device-watchdog/." "$STAGE/"
+  systemctl --root="$STAGE" enable spacenode-board-watchdog.service >/dev/null 2>&1
+fi
+
 LINK_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+NODE_ID=$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
+
+# The administrators: keys made by the operators' own tool, so the runner
+# signs exactly as an administrator would (docs/health.md).
+rm -rf "$OUT/admin" "$OUT/admin.toml"
+ADMIN_XONLY=()
+if [ "$ADMINS" -gt 0 ]; then
+  install -d -m 0700 "$OUT/admin"
+  for ((i = 0; i < ADMINS; i++)); do
+    "$GROUND" admin keygen --out "$OUT/admin/admin-$i.json" >/dev/null
+    x=$(sed -n 's/^ *"xonly": *"\([0-9a-f]\{64\}\)".*/\1/p' "$OUT/admin/admin-$i.json")
+    [ -n "$x" ] || { echo "error: no x-only key in $OUT/admin/admin-$i.json" >&2; exit 1; }
+    ADMIN_XONLY+=("\"$x\"")
+  done
+fi
+
 install -d -m 0755 "$STAGE/etc/spacenode"
 cat >"$STAGE/etc/spacenode/spacenoded.toml" <<EOF
 # The virtual board's config, written by tests/vm/build-image.sh with a
@@ -219,6 +287,8 @@ cat >"$STAGE/etc/spacenode/spacenoded.toml" <<EOF
 [node]
 state_dir = "/var/lib/spacenode"
 profile = "$PROFILE"
+# Named by administrator commands (admin.toml beside the image).
+id = "$NODE_ID"
 
 [link]
 # The guest's second serial port, bridged to a host pty by QEMU.
@@ -234,10 +304,31 @@ key = "$LINK_KEY"
 [telemetry]
 hk_interval_s = $HK_INTERVAL
 EOF
-if [ "$TEST_HOOKS" = on ]; then
-  printf '\n[health]\n# The HIL watchdog scenario hangs a task with TC[133,5].\ntest_hooks = true\n' \
-    >>"$STAGE/etc/spacenode/spacenoded.toml"
-fi
+{
+  echo
+  echo "[health]"
+  if [ "$TEST_HOOKS" = on ]; then
+    echo "# The HIL watchdog scenarios hang a task with TC[133,5]."
+    echo "test_hooks = true"
+  fi
+  echo "# More than this many starts within 10 minutes is a boot loop (safe mode"
+  echo "# 0x0802); the HIL boot-loop scenario cuts the power right after READY."
+  echo "boot_loop_starts = $BOOT_LOOP_STARTS"
+  echo "boot_loop_window_s = 600"
+  if [ "$WATCHDOG" = device ]; then
+    echo "# The daemon holds the i6300esb itself (systemd does not: RuntimeWatchdogSec=0)."
+    echo 'watchdog = "device"'
+    echo 'watchdog_device = "/dev/watchdog0"'
+    echo "watchdog_timeout_s = $WDT_TIMEOUT"
+  fi
+  if [ "$ADMINS" -gt 0 ]; then
+    echo
+    echo "[admin]"
+    echo "# Every administrator must sign (admin.toml beside the image has their keys)."
+    echo "threshold = $ADMINS"
+    echo "keys = [$(IFS=,; echo "${ADMIN_XONLY[*]}" | sed 's/,/, /g')]"
+  fi
+} >>"$STAGE/etc/spacenode/spacenoded.toml"
 if [ -n "$CONFIG_EXTRA" ]; then
   { echo; cat "$CONFIG_EXTRA"; } >>"$STAGE/etc/spacenode/spacenoded.toml"
 fi
@@ -259,7 +350,7 @@ if [ "$DAEMON_WATCHDOG" = on ]; then
   rm -f "$STAGE/etc/systemd/system/spacenoded.service.d/50-pending-daemon-watchdog.conf"
   rmdir "$STAGE/etc/systemd/system/spacenoded.service.d" 2>/dev/null || true
 fi
-echo "== daemon watchdog: $DAEMON_WATCHDOG (WatchdogSec=$([ "$DAEMON_WATCHDOG" = on ] && echo 30s || echo 0, pending drop-in)), test hooks: $TEST_HOOKS"
+echo "== daemon watchdog: $DAEMON_WATCHDOG (WatchdogSec=$([ "$DAEMON_WATCHDOG" = on ] && echo 30s || echo 0, pending drop-in)), hardware watchdog held by: $WATCHDOG, test hooks: $TEST_HOOKS, administrators: $ADMINS, node id: $NODE_ID"
 
 cp "$STAGE"/boot/vmlinuz-* "$OUT/vmlinuz"
 cp "$STAGE"/boot/initrd.img-* "$OUT/initrd.img"
@@ -287,12 +378,32 @@ key = "$LINK_KEY"
 EOF
 chmod 0600 "$OUT/ground.toml"
 
+# The administrators for hil-run (--admins; the default for a virtual board
+# is this file beside the image). Signer i is keys[i] of the node's [admin].
+if [ "$ADMINS" -gt 0 ]; then
+  {
+    echo "# The virtual board's administrators, written by tests/vm/build-image.sh."
+    echo "node_id = \"$NODE_ID\""
+    echo "threshold = $ADMINS"
+    echo -n "keys = ["
+    for ((i = 0; i < ADMINS; i++)); do
+      [ "$i" -gt 0 ] && echo -n ", "
+      echo -n "\"admin/admin-$i.json\""
+    done
+    echo "]"
+  } >"$OUT/admin.toml"
+  chmod 0600 "$OUT/admin.toml"
+fi
+
 # Kernel command line: console on the first UART; journald copies every
 # log line (spacenoded's included) to it, so the HIL runner sees READY.
-echo "console=ttyS0,115200 root=/dev/vda ro rootfstype=ext4 panic=10 loglevel=4 systemd.show_status=1 systemd.journald.forward_to_console=1" \
+# loglevel=6 prints up to KERN_NOTICE, which includes the kernel's banner
+# ("Linux version ..."): every boot is visible, also a reset the runner did
+# not cause (the hardware watchdog).
+echo "console=ttyS0,115200 root=/dev/vda ro rootfstype=ext4 panic=10 loglevel=6 systemd.show_status=1 systemd.journald.forward_to_console=1" \
   >"$OUT/cmdline"
 image_seconds=$(elapsed "$t")
 cat >"$OUT/build.json" <<EOF
-{"base_key": "$KEY", "base_cached": $base_cached, "daemon_watchdog": "$DAEMON_WATCHDOG", "test_hooks": $([ "$TEST_HOOKS" = on ] && echo true || echo false), "base_seconds": $base_seconds, "image_seconds": $image_seconds, "total_seconds": $(elapsed "$t_all")}
+{"base_key": "$KEY", "base_cached": $base_cached, "daemon_watchdog": "$DAEMON_WATCHDOG", "watchdog": "$WATCHDOG", "test_hooks": $([ "$TEST_HOOKS" = on ] && echo true || echo false), "admins": $ADMINS, "boot_loop_starts": $BOOT_LOOP_STARTS, "base_seconds": $base_seconds, "image_seconds": $image_seconds, "total_seconds": $(elapsed "$t_all")}
 EOF
 echo "== virtual board image in $OUT (image stage ${image_seconds}s)"

@@ -2,6 +2,9 @@
 //! radio modem, a USB serial bridge to a bench board, or the link emulator)
 //! with the same secured packets the flight link uses.
 
+#[path = "ground/cosign.rs"]
+mod cosign;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,6 +109,38 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The spending policy (PUS 131): sign, verify, diff, upload, status,
+    /// veto. See docs/signing.md.
+    Policy {
+        #[command(subcommand)]
+        command: cosign::PolicyCommand,
+    },
+    /// Multisig wallets the node co-signs for (registered by a quorum).
+    Wallet {
+        #[command(subcommand)]
+        command: cosign::WalletCommand,
+    },
+    /// Bitcoin co-signing (PUS 132): ground keys, sign requests.
+    Btc {
+        #[command(subcommand)]
+        command: cosign::BtcCommand,
+    },
+    /// The node's hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: cosign::AuditCommand,
+    },
+    /// Resumable uploads (PUS 134).
+    Files {
+        #[command(subcommand)]
+        command: cosign::FilesCommand,
+    },
+    /// Offline regtest helpers for the demo and tests: a funded chain,
+    /// PSBTs and SPV proofs, made by our own code (no bitcoind).
+    Demo {
+        #[command(subcommand)]
+        command: cosign::DemoCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,7 +198,8 @@ enum AdminCommand {
     },
     /// Build an unsigned administrator command.
     Command {
-        /// The command: exit-safe-mode.
+        /// The command: exit-safe-mode, veto-policy, clock-resync,
+        /// register-wallet, retire-wallet.
         kind: String,
         /// The node's id (16 hex characters, `node.id` in its config).
         #[arg(long)]
@@ -174,6 +210,10 @@ enum AdminCommand {
         /// Seconds the command stays valid from now.
         #[arg(long, default_value_t = 86_400)]
         valid_for: u64,
+        /// The command's body in hex (veto-policy: the pending policy's
+        /// hash; clock-resync: the time, i64 ms big-endian).
+        #[arg(long, value_name = "HEX")]
+        body_hex: Option<String>,
         /// Where to write the command.
         #[arg(long)]
         out: PathBuf,
@@ -271,6 +311,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Admin { command } = &cli.command {
         return admin(command);
     }
+    match &cli.command {
+        Command::Policy { command } => {
+            if let Some(code) = cosign::policy_offline(command)? {
+                return Ok(code);
+            }
+        }
+        Command::Btc { command } => {
+            if let Some(code) = cosign::btc_offline(command)? {
+                return Ok(code);
+            }
+        }
+        Command::Wallet {
+            command: cosign::WalletCommand::Register { out: Some(_), .. },
+        } => {
+            let policy = RetryPolicy::for_link(115_200, Duration::ZERO, cli.retries);
+            let Command::Wallet { command } = cli.command else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            return cosign::wallet(None, policy, command);
+        }
+        Command::Demo { .. } => {
+            let Command::Demo { command } = cli.command else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            return cosign::demo_cmd(command);
+        }
+        _ => {}
+    }
     let cfg = GroundConfig::load(&cli.config).with_context(|| {
         format!(
             "loading ground config {} (set --config or GROUND_CONFIG)",
@@ -311,7 +379,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode(&mut link, policy, command.unwrap_or(ModeCommand::Status))
         }
         Command::Keys { command } => keys(&mut link, policy, command),
-        Command::Admin { .. } => Ok(ExitCode::SUCCESS),
+        Command::Policy { command } => cosign::policy_online(
+            &mut link,
+            spacenode_hil::ground::cosign::evaluation_policy(policy),
+            command,
+        ),
+        Command::Wallet { command } => cosign::wallet(
+            Some(&mut link),
+            spacenode_hil::ground::cosign::evaluation_policy(policy),
+            command,
+        ),
+        Command::Btc { command } => cosign::btc_sign(
+            &mut link,
+            spacenode_hil::ground::cosign::evaluation_policy(policy),
+            command,
+        ),
+        Command::Audit { command } => cosign::audit(&mut link, policy, command),
+        Command::Files { command } => cosign::files_cmd(&mut link, policy, command),
+        Command::Admin { .. } | Command::Demo { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -328,10 +413,17 @@ fn admin(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             node_id,
             seq,
             valid_for,
+            body_hex,
             out,
         } => {
-            let k = a::kind_by_name(kind)
-                .with_context(|| format!("unknown command {kind:?} (known: exit-safe-mode)"))?;
+            let k = a::kind_by_name(kind).with_context(|| {
+                let known: Vec<&str> = a::KINDS.iter().map(|(n, _, _)| *n).collect();
+                format!("unknown command {kind:?} (known: {})", known.join(", "))
+            })?;
+            let body = match body_hex {
+                Some(h) => hex::decode(h.trim()).context("--body-hex is not hex")?,
+                None => Vec::new(),
+            };
             let target = hex::decode(node_id.trim())
                 .ok()
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
@@ -346,14 +438,7 @@ fn admin(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             let until = now_ms
                 .saturating_add(i64::try_from(valid_for.saturating_mul(1000)).unwrap_or(i64::MAX));
             // Valid from a minute ago: the node's clock may lag the ground's.
-            let cmd = a::build(
-                k,
-                target,
-                *seq,
-                now_ms.saturating_sub(60_000),
-                until,
-                Vec::new(),
-            );
+            let cmd = a::build(k, target, *seq, now_ms.saturating_sub(60_000), until, body);
             a::write(out, &cmd)?;
             print!("{}", a::describe(&cmd)?);
             println!(

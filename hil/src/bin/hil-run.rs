@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use spacenode_hil::emulator::LinkParams;
+use spacenode_hil::hil::admins::Admins;
 use spacenode_hil::hil::board::{Board, SerialBoard};
 use spacenode_hil::hil::report::Outcome;
 use spacenode_hil::hil::runner::{RunOptions, Runner, parse_link_spec};
@@ -67,6 +68,15 @@ struct Args {
     /// (`health.test_hooks = true`, development profile).
     #[arg(long)]
     test_hooks: bool,
+    /// The real board's daemon holds the hardware watchdog itself
+    /// (`health.watchdog = "device"`, systemd's `RuntimeWatchdogSec=0`).
+    #[arg(long)]
+    device_watchdog: bool,
+    /// The administrators' keys and node id (admin.toml, see docs/hil.md;
+    /// gives the `admin` capability; default: VM_DIR/admin.toml for the
+    /// virtual board if it exists).
+    #[arg(long)]
+    admins: Option<PathBuf>,
     /// Ground config with the link keys (default: VM_DIR/ground.toml for the
     /// virtual board).
     #[arg(long)]
@@ -148,9 +158,20 @@ fn run() -> anyhow::Result<ExitCode> {
                 args.power_cut_cmd.clone(),
                 args.power_on_cmd.clone(),
             )
-            .with_test_hooks(args.test_hooks),
+            .with_test_hooks(args.test_hooks)
+            .with_device_watchdog(args.device_watchdog),
         ),
     };
+    let admins_file = match (&args.admins, args.board) {
+        (Some(p), _) => Some(p.clone()),
+        (None, BoardKind::Virtual) => {
+            Some(args.vm_dir.join("admin.toml")).filter(|p| p.exists())
+        }
+        (None, BoardKind::Serial) => None,
+    };
+    let admins = admins_file
+        .map(|p| Admins::load(&p).with_context(|| format!("administrators from {}", p.display())))
+        .transpose()?;
     let ground_config = match (&args.ground_config, args.board) {
         (Some(p), _) => p.clone(),
         (None, BoardKind::Virtual) => args.vm_dir.join("ground.toml"),
@@ -187,6 +208,7 @@ fn run() -> anyhow::Result<ExitCode> {
         ground_config,
         emulate: args.emulate.clone(),
         policy: RunOptions::default_policy(),
+        admins,
     };
     let described = board.describe();
     let mut runner = Runner::new(board.as_mut(), opts)?;

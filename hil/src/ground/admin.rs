@@ -106,13 +106,40 @@ pub fn load_key(path: &Path) -> Result<Keypair, AdminError> {
     Ok(Keypair::from_secret_key(&Secp256k1::new(), &sk))
 }
 
+/// The kinds the tool can build: name, kind, what the body is.
+pub const KINDS: &[(&str, u16, &str)] = &[
+    ("exit-safe-mode", kind::EXIT_SAFE_MODE, "empty"),
+    (
+        "veto-policy",
+        kind::VETO_POLICY,
+        "the pending policy's hash (ground policy status)",
+    ),
+    (
+        "clock-resync",
+        kind::CLOCK_RESYNC,
+        "the node time to accept, i64 ms big-endian",
+    ),
+    (
+        "register-wallet",
+        kind::REGISTER_WALLET,
+        "a wallet registration (ground wallet register builds it)",
+    ),
+    ("retire-wallet", kind::RETIRE_WALLET, "a wallet id"),
+];
+
 /// The kinds the tool can build, by name.
 #[must_use]
 pub fn kind_by_name(name: &str) -> Option<u16> {
-    match name {
-        "exit-safe-mode" => Some(kind::EXIT_SAFE_MODE),
-        _ => None,
-    }
+    KINDS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, k, _)| *k)
+}
+
+/// The name of a kind.
+#[must_use]
+pub fn kind_name(k: u16) -> Option<&'static str> {
+    KINDS.iter().find(|(_, x, _)| *x == k).map(|(n, _, _)| *n)
 }
 
 /// A new unsigned command.
@@ -194,22 +221,28 @@ pub fn write(path: &Path, cmd: &SignedCommand) -> Result<(), AdminError> {
 /// [`AdminError::Command`] if malformed.
 pub fn describe(cmd: &SignedCommand) -> Result<String, AdminError> {
     let c = Command::decode(&cmd.command)?;
-    let kind = match c.kind {
-        kind::EXIT_SAFE_MODE => "exit-safe-mode".to_string(),
-        other => format!("unknown kind {other:#06x}"),
-    };
+    let kind = kind_name(c.kind).map_or_else(
+        || format!("unknown kind {:#06x}", c.kind),
+        ToString::to_string,
+    );
     let signers: Vec<String> = cmd
         .signatures
         .iter()
         .map(|s| s.signer.to_string())
         .collect();
+    let body = if c.body.is_empty() {
+        "empty".to_string()
+    } else if c.body.len() <= 32 {
+        format!("{} bytes: {}", c.body.len(), hex::encode(&c.body))
+    } else {
+        format!("{} bytes", c.body.len())
+    };
     Ok(format!(
-        "command   {kind}\nnode      {}\nsequence  {}\nvalid     {} .. {}\nbody      {} bytes\nsigned by administrators [{}]\n",
+        "command   {kind}\nnode      {}\nsequence  {}\nvalid     {} .. {}\nbody      {body}\nsigned by administrators [{}]\n",
         hex::encode(c.target),
         c.seq,
         crate::ground::display::utc(c.not_before_ms),
         crate::ground::display::utc(c.not_after_ms),
-        c.body.len(),
         signers.join(", ")
     ))
 }

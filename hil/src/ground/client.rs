@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use spacenode_wire::ReasonCode;
 use spacenode_wire::frame::{self, Decoded, FrameDecoder};
-use spacenode_wire::msg::{Event, EventId, Stage, Verification};
+use spacenode_wire::msg::{Event, EventId, FailureNotice, Stage, Verification};
 use spacenode_wire::pus::{PacketError, RequestId, Tc, Tm};
 use spacenode_wire::security::{
     Cipher, Direction, LinkKey, Receiver, RxKey, RxReservation, SecError, SecHeader, TxCounter,
@@ -480,6 +480,30 @@ impl Link {
     /// [`GroundError::Refused`] when the node refuses it,
     /// [`GroundError::Silent`] after the last attempt.
     pub fn request(&mut self, tc: &Tc, policy: RetryPolicy) -> Result<Exchange, GroundError> {
+        let (x, failure) = self.request_keeping_replies(tc, policy)?;
+        match failure {
+            None => Ok(x),
+            Some((stage, f)) => Err(GroundError::Refused {
+                request: x.request_id,
+                stage,
+                code: f.code,
+                detail: printable(&f.data),
+                data: f.data,
+            }),
+        }
+    }
+
+    /// Like [`Link::request`], but a refusal is returned with the replies
+    /// that came before it (a refused sign request carries its audit record
+    /// before the failure report).
+    ///
+    /// # Errors
+    /// [`GroundError::Silent`] after the last attempt, or I/O.
+    pub fn request_keeping_replies(
+        &mut self,
+        tc: &Tc,
+        policy: RetryPolicy,
+    ) -> Result<(Exchange, Option<(Stage, FailureNotice)>), GroundError> {
         let request_id = tc.request_id();
         let start = Instant::now();
         let mut timeout = self.rtt.timeout(&policy);
@@ -506,29 +530,24 @@ impl Link {
                     && let Ok(v) = Verification::decode(tm.subtype, &tm.data)
                     && v.request_id == request_id
                 {
+                    let done = Exchange {
+                        request_id,
+                        attempts: attempt,
+                        elapsed: start.elapsed(),
+                        last_rtt: sent_at.elapsed(),
+                        replies: Vec::new(),
+                        bytes_up,
+                        bytes_down: self.bytes_down,
+                    };
                     if let Some(f) = v.failure {
-                        return Err(GroundError::Refused {
-                            request: request_id,
-                            stage: v.stage,
-                            code: f.code,
-                            detail: printable(&f.data),
-                            data: f.data,
-                        });
+                        return Ok((Exchange { replies, ..done }, Some((v.stage, f))));
                     }
                     if v.stage == Stage::Completion {
                         if attempt == 1 {
                             self.rtt
                                 .sample(sent_at.elapsed().saturating_sub(frame_time));
                         }
-                        return Ok(Exchange {
-                            request_id,
-                            attempts: attempt,
-                            elapsed: start.elapsed(),
-                            last_rtt: sent_at.elapsed(),
-                            replies,
-                            bytes_up,
-                            bytes_down: self.bytes_down,
-                        });
+                        return Ok((Exchange { replies, ..done }, None));
                     }
                     continue;
                 }

@@ -125,13 +125,291 @@ pub const CHAIN_CODES: &[(u16, &str, &str)] = &[
     (0x03A4, "StatusError::NonCanonical", "absent record not zeroed"),
 ];
 
-/// Name and meaning of a reason code: the wire crate's own, or the header
-/// chain's.
+/// Names and meanings of the policy (0x05xx), Bitcoin signing (0x06xx)
+/// and upload (0x09xx) reason codes, as listed in `docs/policy.md` and
+/// `docs/wire.md`.
+const COSIGN_CODES: &[(u16, &str, &str)] = &[
+    (
+        0x0403,
+        "KeyError::PcrMismatch",
+        "the signing seed is not available",
+    ),
+    (
+        0x0501,
+        "QuorumError::NotMet",
+        "fewer valid administrator signatures than the threshold",
+    ),
+    (
+        0x0502,
+        "QuorumError::UnknownSigner",
+        "signer index outside the administrator set",
+    ),
+    (
+        0x0503,
+        "QuorumError::DuplicateSigner",
+        "the same administrator signed twice",
+    ),
+    (
+        0x0504,
+        "QuorumError::BadSignature",
+        "an administrator signature does not verify",
+    ),
+    (
+        0x0505,
+        "QuorumError::InvalidSet",
+        "no or malformed administrator set",
+    ),
+    (
+        0x0520,
+        "CommandError::Malformed",
+        "administrator command not canonical",
+    ),
+    (
+        0x0521,
+        "CommandError::WrongTarget",
+        "command names another node",
+    ),
+    (
+        0x0522,
+        "CommandError::Replayed",
+        "command sequence not above the last executed",
+    ),
+    (
+        0x0523,
+        "CommandError::Expired",
+        "node time outside the command's window",
+    ),
+    (
+        0x0524,
+        "CommandError::WrongKind",
+        "another command kind was expected",
+    ),
+    (
+        0x0540,
+        "DocumentError::Encoding",
+        "policy not canonical, unknown or missing field",
+    ),
+    (
+        0x0541,
+        "DocumentError::UnsupportedFormat",
+        "unknown policy format",
+    ),
+    (
+        0x0542,
+        "DocumentError::Invalid",
+        "inconsistent policy fields",
+    ),
+    (
+        0x0543,
+        "DocumentError::Checkpoint",
+        "policy checkpoint invalid or for another network",
+    ),
+    (0x0545, "DocumentError::TooLarge", "policy above 64 KiB"),
+    (
+        0x0560,
+        "ChangeError::VersionNotNewer",
+        "policy version not above the highest accepted",
+    ),
+    (
+        0x0561,
+        "ChangeError::NetworkChange",
+        "policy for another network",
+    ),
+    (0x0562, "ChangeError::NoPending", "no pending policy change"),
+    (
+        0x0563,
+        "ChangeError::VetoMismatch",
+        "veto for another policy hash",
+    ),
+    (
+        0x0580,
+        "RequestError::Malformed",
+        "sign request does not decode",
+    ),
+    (
+        0x0581,
+        "RequestError::UnsupportedFormat",
+        "unknown request format",
+    ),
+    (0x0582, "RequestError::TooLarge", "request above 4 MiB"),
+    (
+        0x0583,
+        "RequestError::ExpiredTime",
+        "node time outside the request's window",
+    ),
+    (
+        0x0584,
+        "RequestError::ExpiredHeight",
+        "tip height outside the request's window",
+    ),
+    (
+        0x0585,
+        "RequestError::WrongTarget",
+        "request for another node",
+    ),
+    (
+        0x0586,
+        "RequestError::IdReuse",
+        "request id known with another body",
+    ),
+    (
+        0x0587,
+        "RequestError::Approvals",
+        "ground approvals missing or invalid",
+    ),
+    (
+        0x05A0,
+        "ClockError::Backwards",
+        "node clock stepped backwards",
+    ),
+    (
+        0x05A1,
+        "ClockError::Jump",
+        "node clock jumped beyond the policy's bound",
+    ),
+    (
+        0x05A2,
+        "ClockError::BehindChain",
+        "node clock behind the chain's median time",
+    ),
+    (0x0601, "BtcError::PsbtMalformed", "PSBT does not parse"),
+    (
+        0x0602,
+        "BtcError::PsbtV2",
+        "PSBT v2 does not parse or convert",
+    ),
+    (0x0603, "BtcError::Oversize", "PSBT too large"),
+    (
+        0x0604,
+        "BtcError::DuplicateInput",
+        "an outpoint is spent twice",
+    ),
+    (
+        0x0605,
+        "BtcError::Sighash",
+        "sighash other than ALL/DEFAULT",
+    ),
+    (
+        0x0606,
+        "BtcError::UnregisteredWallet",
+        "input not from a registered wallet",
+    ),
+    (
+        0x0607,
+        "BtcError::MissingUtxo",
+        "input without its previous output",
+    ),
+    (
+        0x0608,
+        "BtcError::MissingNonWitnessUtxo",
+        "segwit v0 input without the previous transaction",
+    ),
+    (
+        0x0609,
+        "BtcError::NonWitnessUtxoMismatch",
+        "previous transaction does not hash to the outpoint",
+    ),
+    (
+        0x060A,
+        "BtcError::WitnessUtxoMismatch",
+        "witness_utxo differs from the proven output",
+    ),
+    (
+        0x060B,
+        "BtcError::SpvMissing",
+        "no SPV proof for a funding transaction",
+    ),
+    (
+        0x060C,
+        "BtcError::SpvInvalid",
+        "SPV proof refused by the node's chain",
+    ),
+    (
+        0x060D,
+        "BtcError::InsufficientConfirmations",
+        "funding below the policy's confirmations",
+    ),
+    (
+        0x060E,
+        "BtcError::ForeignChange",
+        "output claims our derivation but is not ours",
+    ),
+    (0x060F, "BtcError::BadAmounts", "outputs exceed inputs"),
+    (0x0610, "BtcError::FeeAboveCap", "fee above the cap"),
+    (
+        0x0611,
+        "BtcError::FeeRateAboveCap",
+        "fee rate above the cap",
+    ),
+    (
+        0x0612,
+        "BtcError::PerTxCap",
+        "amount above the per-transaction cap",
+    ),
+    (
+        0x0613,
+        "BtcError::NotAllowlisted",
+        "destination not in the allowlist",
+    ),
+    (
+        0x0614,
+        "BtcError::Velocity",
+        "a velocity window would exceed its cap",
+    ),
+    (
+        0x0615,
+        "BtcError::Equivocation",
+        "outpoint already signed in another transaction",
+    ),
+    (
+        0x0616,
+        "BtcError::Replacement",
+        "replacement is not a fee bump",
+    ),
+    (
+        0x0617,
+        "BtcError::TimeWindow",
+        "outside the allowed signing windows",
+    ),
+    (
+        0x0618,
+        "BtcError::SighashMismatch",
+        "the two sighash computations differ (fault)",
+    ),
+    (
+        0x0619,
+        "BtcError::SignatureSelfCheck",
+        "a signature does not verify (fault)",
+    ),
+    (0x061A, "BtcError::Signer", "the key store failed"),
+    (
+        0x0901,
+        "FILE_TOO_LARGE",
+        "upload of 0 bytes or above 64 KiB",
+    ),
+    (0x0902, "FILE_UNKNOWN", "no upload with this content id"),
+    (
+        0x0903,
+        "FILE_BAD_CHUNK",
+        "chunk not at a chunk boundary or of the wrong length",
+    ),
+    (
+        0x0904,
+        "FILE_HASH_MISMATCH",
+        "content does not hash to its id",
+    ),
+    (0x0905, "FILE_INCOMPLETE", "upload still missing chunks"),
+    (0x0906, "FILE_CONFLICT", "upload known with other content"),
+];
+
+/// Name and meaning of a reason code: the wire crate's own, the header
+/// chain's, or the policy, signing and upload services'.
 #[must_use]
 pub fn describe(code: ReasonCode) -> Option<(&'static str, &'static str)> {
     code.describe().or_else(|| {
         CHAIN_CODES
             .iter()
+            .chain(COSIGN_CODES)
             .find(|(c, _, _)| *c == code.0)
             .map(|(_, name, text)| (*name, *text))
     })
@@ -291,6 +569,9 @@ pub fn hk_table(hk: &HkCore, tm_time_ms: i64) -> String {
         ),
         ("chain tip height", hk.chain_tip_height.to_string()),
         ("chain flags", chain_flags(hk.chain_flags)),
+        ("sign approved", hk.sign_approved.to_string()),
+        ("sign refused (policy)", hk.sign_refused.to_string()),
+        ("sign refused (mode)", hk.sign_refused_mode.to_string()),
     ];
     table("spacenode housekeeping", rows)
 }
@@ -317,6 +598,38 @@ fn event_details(ev: &Event) -> String {
             (Ok(f), Ok(d), Ok(t)) => Some(format!("fork={f} depth={d} new_tip={t}")),
             _ => None,
         },
+        EventId::SAFE_MODE
+        | EventId::SAFE_TRIGGER
+        | EventId::ADMIN_REFUSED
+        | EventId::SIGN_FAULT => r
+            .u16("code")
+            .map(|c| format!("code={}", reason(ReasonCode(c))))
+            .ok(),
+        EventId::CLOCK_REFUSED => {
+            match (r.u16("code"), r.array::<8>("last"), r.array::<8>("now")) {
+                (Ok(c), Ok(l), Ok(n)) => Some(format!(
+                    "code={c:#06x} last_accepted={} node_time={}",
+                    utc(i64::from_be_bytes(l)),
+                    utc(i64::from_be_bytes(n))
+                )),
+                _ => None,
+            }
+        }
+        EventId::POLICY_PENDING => match (r.u64("version"), r.array::<8>("at")) {
+            (Ok(v), Ok(t)) => Some(format!(
+                "version={v} activates={}",
+                utc(i64::from_be_bytes(t))
+            )),
+            _ => None,
+        },
+        EventId::POLICY_ACTIVE | EventId::POLICY_VETOED => {
+            r.u64("version").map(|v| format!("version={v}")).ok()
+        }
+        EventId::NORMAL_MODE => r.u64("seq").map(|s| format!("admin_seq={s}")).ok(),
+        EventId::WALLET_REGISTERED => r
+            .array::<32>("wallet")
+            .map(|w| format!("wallet={}", hex::encode(w)))
+            .ok(),
         _ => None,
     };
     match text {

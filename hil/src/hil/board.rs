@@ -128,6 +128,7 @@ pub struct SerialBoard {
     powered_on_at: Option<Instant>,
     console_offset: u64,
     test_hooks: bool,
+    device_watchdog: bool,
 }
 
 impl SerialBoard {
@@ -152,6 +153,7 @@ impl SerialBoard {
             powered_on_at: None,
             console_offset: 0,
             test_hooks: false,
+            device_watchdog: false,
         }
     }
 
@@ -159,6 +161,14 @@ impl SerialBoard {
     #[must_use]
     pub fn with_test_hooks(mut self, on: bool) -> Self {
         self.test_hooks = on;
+        self
+    }
+
+    /// Declares that the node's daemon holds the hardware watchdog itself
+    /// (`health.watchdog = "device"`, systemd's `RuntimeWatchdogSec=0`).
+    #[must_use]
+    pub fn with_device_watchdog(mut self, on: bool) -> Self {
+        self.device_watchdog = on;
         self
     }
 
@@ -204,6 +214,9 @@ impl Board for SerialBoard {
         }
         if self.test_hooks {
             caps.insert(Capability::TestHooks);
+        }
+        if self.device_watchdog {
+            caps.insert(Capability::DeviceWatchdog);
         }
         caps
     }

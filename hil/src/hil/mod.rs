@@ -11,11 +11,13 @@
 //! | [`disk`]     | offline checks of the virtual board's disk after a cut    |
 //! | [`relay`]    | bytes between the emulator and a board's port             |
 //! | [`runner`]   | executing steps with the ground client                    |
+//! | [`admins`]   | the administrators' keys the runner signs commands with   |
 //! | [`report`]   | JUnit XML and the summary table                           |
 //!
 //! The binary `hil-run` only parses arguments and wires these. Nothing here
 //! may talk to the node other than over its link, as a ground station does.
 
+pub mod admins;
 pub mod board;
 pub mod disk;
 pub mod relay;

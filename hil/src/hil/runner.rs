@@ -13,17 +13,23 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
+use spacenode_policy::command::SignedCommand;
+use spacenode_wire::ReasonCode;
 use spacenode_wire::frame;
-use spacenode_wire::msg::{HK_CORE, HkCore, HkRequest, Stage, Verification};
+use spacenode_wire::msg::{
+    HK_CORE, HkCore, HkRequest, ModeCode, ModeStatus, Stage, Verification,
+};
 use spacenode_wire::pus::{RequestId, Tc};
 use spacenode_wire::services::{apid, service, subtype};
 
+use super::admins::{Admins, AdminsError};
 use super::board::{Board, BoardError};
 use super::relay::{Relay, RelayError};
 use super::report::{CaseReport, Outcome, SuiteReport};
 use super::scenario::{
-    Capability, CaptureStep, CompareStep, ConsoleStep, CutPlan, HousekeepingStep, LinkStep,
-    PingStep, ReadyStep, ReplayStep, Scenario, Step, StreamStep, hk_value,
+    BoardResetStep, BootLoopStep, Capability, CaptureStep, CompareStep, ConsoleStep, CutPlan,
+    ExitStep, ExpectedMode, HousekeepingStep, LinkStep, ModeStep, PingStep, ReadyStep,
+    ReplayStep, Scenario, Step, StreamStep, hk_value,
 };
 use crate::emulator::{Emulator, EmulatorError, LinkParams};
 use crate::ground::client::{GroundError, Link, RetryPolicy};
@@ -36,6 +42,14 @@ const CONSOLE_FAILURES: &[&str] = &[
     "spacenoded.service: Main process exited",
     "Kernel panic",
 ];
+
+/// The READY line of the daemon on the console.
+const READY_LINE: &str = "spacenoded ready";
+
+/// Tolerance between the ground's clock and the node's when comparing a
+/// node timestamp with a ground instant (the virtual board's clock is the
+/// host's; a bench board's is synchronised).
+const CLOCK_SLACK_MS: i64 = 10_000;
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +66,9 @@ pub enum StepError {
     /// The relay to the emulator could not start.
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// The administrators could not sign.
+    #[error(transparent)]
+    Admins(#[from] AdminsError),
     /// A check did not hold.
     #[error("{0}")]
     Check(String),
@@ -77,6 +94,8 @@ pub struct RunOptions {
     pub emulate: Option<LinkParams>,
     /// Retry policy of ordinary requests.
     pub policy: RetryPolicy,
+    /// The administrators the runner may sign as (the `admin` capability).
+    pub admins: Option<Admins>,
 }
 
 impl RunOptions {
@@ -93,6 +112,15 @@ impl RunOptions {
     }
 }
 
+/// Where later console steps start reading, and since when.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    /// Console bytes of the current power cycle before the mark.
+    offset: usize,
+    /// When the mark was set.
+    at: Instant,
+}
+
 /// What a scenario accumulates while it runs.
 #[derive(Default)]
 struct Ctx {
@@ -100,9 +128,9 @@ struct Ctx {
     measurements: Vec<(String, String)>,
     hk: BTreeMap<String, HkCore>,
     captured: BTreeMap<String, Vec<(RequestId, Vec<u8>)>>,
+    commands: BTreeMap<String, SignedCommand>,
     downlink: Vec<(u16, u64)>,
-    /// Console bytes of the current power cycle before the mark.
-    console_mark: usize,
+    console_mark: Option<Mark>,
 }
 
 impl Ctx {
@@ -142,6 +170,18 @@ impl core::fmt::Debug for Runner<'_> {
 
 fn secs(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64())
+}
+
+/// The ground's wall clock in UNIX ms (administrator commands carry a
+/// validity window in node time).
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn mode_name(mode: u8) -> String {
+    ModeCode::from_u8(mode).map_or_else(|| format!("unknown ({mode})"), |m| m.name().to_string())
 }
 
 fn ping_tc(link: &mut Link) -> Tc {
@@ -229,6 +269,9 @@ impl<'b> Runner<'b> {
         if self.emu.is_some() {
             caps.push(Capability::Emulator);
         }
+        if self.opts.admins.is_some() {
+            caps.push(Capability::Admin);
+        }
         caps
     }
 
@@ -305,7 +348,7 @@ impl<'b> Runner<'b> {
             if !starts_with_ready {
                 let ready = ReadyStep {
                     within_s: 180,
-                    console: "spacenoded ready".into(),
+                    console: READY_LINE.into(),
                 };
                 match self.ready(&ready, ctx) {
                     Ok(summary) => ctx.note(summary),
@@ -321,9 +364,7 @@ impl<'b> Runner<'b> {
         let caps = self.capabilities();
         for (i, step) in s.steps.iter().enumerate() {
             let at = format!("step {} ({})", i + 1, step.kind());
-            if let Some(cap) = step.needs()
-                && !caps.contains(&cap)
-            {
+            if let Some(cap) = step.needs().iter().find(|c| !caps.contains(c)) {
                 ctx.note(format!(
                     "{at} skipped: the board has no `{}` capability",
                     cap.name()
@@ -361,11 +402,31 @@ impl<'b> Runner<'b> {
     fn step(&mut self, step: &Step, ctx: &mut Ctx) -> Result<String, StepError> {
         match step {
             Step::Ready(r) => self.ready(r, ctx),
-            Step::Console(c) => self.console(c, ctx.console_mark),
+            Step::Console(c) => self.console(c, ctx.console_mark.map_or(0, |m| m.offset)),
             Step::ConsoleMark(_) => {
-                ctx.console_mark = self.board.console()?.len();
-                Ok(format!("console marked at byte {}", ctx.console_mark))
+                let offset = self.board.console()?.len();
+                ctx.console_mark = Some(Mark {
+                    offset,
+                    at: Instant::now(),
+                });
+                Ok(format!("console marked at byte {offset}"))
             }
+            Step::ConsoleAbsent(a) => {
+                let text = self.board.console()?;
+                match text.lines().find(|l| l.contains(&a.text)) {
+                    Some(line) => Err(StepError::Check(format!(
+                        "the console shows `{}`: {}",
+                        a.text,
+                        line.trim()
+                    ))),
+                    None => Ok(format!(
+                        "`{}` nowhere on the console of this power cycle ({} bytes)",
+                        a.text,
+                        text.len()
+                    )),
+                }
+            }
+            Step::BoardReset(b) => self.board_reset(b, ctx),
             Step::HangTask(h) => {
                 let policy = self.opts.policy;
                 let link = self.open_link()?;
@@ -392,7 +453,7 @@ impl<'b> Runner<'b> {
             }
             Step::PowerOn(_) => {
                 self.board.power_on()?;
-                ctx.console_mark = 0;
+                ctx.console_mark = None;
                 Ok(format!(
                     "powered on, link at {}",
                     self.board.link_port()?.display()
@@ -428,6 +489,30 @@ impl<'b> Runner<'b> {
                     all.len()
                 ))
             }
+            Step::Mode(m) => self.mode(m),
+            Step::EnterSafeMode(_) => {
+                let policy = self.opts.policy;
+                let link = self.open_link()?;
+                let tc = link.new_tc(
+                    apid::MODE,
+                    service::MODE,
+                    subtype::MODE_ENTER_SAFE,
+                    Vec::new(),
+                );
+                link.request(&tc, policy)?;
+                Ok("safe mode entered on ground command".into())
+            }
+            Step::ExitSafeMode(e) => self.exit_safe_mode(e, ctx),
+            Step::ResendCommand(r) => {
+                let cmd = ctx
+                    .commands
+                    .get(&r.from)
+                    .cloned()
+                    .ok_or_else(|| StepError::Check(format!("no command saved as `{}`", r.from)))?;
+                let outcome = self.send_admin_command(&cmd, Some(r.refused))?;
+                Ok(format!("`{}` sent again in a new telecommand: {outcome}", r.from))
+            }
+            Step::BootLoop(b) => self.boot_loop(b, ctx),
         }
     }
 
@@ -476,32 +561,54 @@ impl<'b> Runner<'b> {
 
     // ------------------------------------------------------------- the steps
 
+    /// Waits for `pattern` on the console after byte `from`; stops early
+    /// on a start-up failure line or a board that went off.
+    fn await_console_ready(
+        &mut self,
+        pattern: &str,
+        from: usize,
+        deadline: Instant,
+        since: &str,
+        within_s: u64,
+    ) -> Result<(), StepError> {
+        loop {
+            let text = self.board.console()?;
+            let fresh = text.get(from..).unwrap_or_default();
+            if fresh.contains(pattern) {
+                return Ok(());
+            }
+            if let Some(f) = CONSOLE_FAILURES.iter().find(|f| fresh.contains(*f)) {
+                return Err(StepError::Check(format!("console shows `{f}`")));
+            }
+            if !self.board.is_on() {
+                return Err(StepError::Check(
+                    "the board powered off while booting".into(),
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(StepError::Check(format!(
+                    "no `{pattern}` on the console within {within_s}s of {since}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     fn ready(&mut self, r: &ReadyStep, ctx: &mut Ctx) -> Result<String, StepError> {
-        let start = self.board.powered_on_at().unwrap_or_else(Instant::now);
+        // After a mark (a restart or reset the runner did not cause), the
+        // line must be new and the deadline counts from the mark.
+        let (start, from, since) = match ctx.console_mark {
+            Some(m) => (m.at, m.offset, "the mark"),
+            None => (
+                self.board.powered_on_at().unwrap_or_else(Instant::now),
+                0,
+                "power-on",
+            ),
+        };
         let deadline = start + Duration::from_secs(r.within_s);
         if self.board.capabilities().contains(&Capability::Console) {
-            loop {
-                let text = self.board.console()?;
-                if text.contains(&r.console) {
-                    ctx.measure("boot_to_ready_s", secs(start.elapsed()));
-                    break;
-                }
-                if let Some(f) = CONSOLE_FAILURES.iter().find(|f| text.contains(*f)) {
-                    return Err(StepError::Check(format!("console shows `{f}`")));
-                }
-                if !self.board.is_on() {
-                    return Err(StepError::Check(
-                        "the board powered off while booting".into(),
-                    ));
-                }
-                if Instant::now() > deadline {
-                    return Err(StepError::Check(format!(
-                        "no `{}` on the console within {}s of power-on",
-                        r.console, r.within_s
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
+            self.await_console_ready(&r.console, from, deadline, since, r.within_s)?;
+            ctx.measure("boot_to_ready_s", secs(start.elapsed()));
         }
         let probe = RetryPolicy {
             attempts: 1,
@@ -535,16 +642,295 @@ impl<'b> Runner<'b> {
             }
             if Instant::now() > deadline {
                 return Err(StepError::Check(format!(
-                    "no answer to {tries} pings within {}s of power-on",
+                    "no answer to {tries} pings within {}s of {since}",
                     r.within_s
                 )));
             }
         }
         ctx.measure("boot_to_first_pong_s", secs(start.elapsed()));
         Ok(format!(
-            "ready {}s after power-on (first pong after {tries} tries)",
+            "ready {}s after {since} (first pong after {tries} tries)",
             secs(start.elapsed())
         ))
+    }
+
+    fn board_reset(&mut self, b: &BoardResetStep, ctx: &mut Ctx) -> Result<String, StepError> {
+        let mark = ctx
+            .console_mark
+            .ok_or_else(|| StepError::Check("board_reset needs a console mark".into()))?;
+        let powered = self.board.powered_on_at();
+        let deadline = mark.at + Duration::from_secs(b.within_s);
+        loop {
+            let text = self.board.console()?;
+            let fresh = text.get(mark.offset..).unwrap_or_default();
+            if let Some(pos) = fresh.find(&b.banner) {
+                // The runner kept the power on: same power cycle, same
+                // power-on instant; the board rebooted by itself.
+                if !self.board.is_on() || self.board.powered_on_at() != powered {
+                    return Err(StepError::Check(
+                        "the board was power-cycled: not a reset by the board itself".into(),
+                    ));
+                }
+                let line = fresh[pos..].lines().next().unwrap_or_default().trim();
+                let after = mark.at.elapsed();
+                ctx.measure("reset_after_s", secs(after));
+                // Later steps see the new boot only.
+                let offset = mark.offset + fresh[..pos].rfind('\n').map_or(0, |n| n + 1);
+                ctx.console_mark = Some(Mark {
+                    offset,
+                    at: Instant::now(),
+                });
+                return Ok(format!(
+                    "the board reset by itself {}s after the mark, power untouched: {line}",
+                    secs(after)
+                ));
+            }
+            if !self.board.is_on() {
+                return Err(StepError::Check(
+                    "the board went off instead of resetting (QEMU needs -action watchdog=reset)"
+                        .into(),
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(StepError::Check(format!(
+                    "no new `{}` on the console within {}s of the mark: the board did not reset",
+                    b.banner, b.within_s
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The node's mode status (TC[133,1] -> TM[133,2]).
+    fn mode_status(&mut self) -> Result<ModeStatus, StepError> {
+        let policy = self.opts.policy;
+        let link = self.open_link()?;
+        let tc = link.new_tc(
+            apid::MODE,
+            service::MODE,
+            subtype::MODE_STATUS_REQUEST,
+            Vec::new(),
+        );
+        let x = link.request(&tc, policy)?;
+        let tm = x
+            .replies
+            .iter()
+            .rev()
+            .find(|t| t.service == service::MODE && t.subtype == subtype::MODE_STATUS)
+            .ok_or_else(|| StepError::Check("completion without a mode status report".into()))?;
+        ModeStatus::decode(&tm.data)
+            .map(|(st, _)| st)
+            .map_err(|e| StepError::Check(format!("mode status does not decode: {e}")))
+    }
+
+    fn mode(&mut self, m: &ModeStep) -> Result<String, StepError> {
+        let st = self.mode_status()?;
+        let want = match m.expect {
+            ExpectedMode::Normal => ModeCode::Normal,
+            ExpectedMode::Safe => ModeCode::Safe,
+        };
+        let got = format!(
+            "mode {}, reason {:#06x}, boot_count {}, admin_seq {}",
+            mode_name(st.mode),
+            st.reason,
+            st.boot_count,
+            st.admin_seq
+        );
+        if st.mode != want as u8 {
+            return Err(StepError::Check(format!(
+                "expected mode {}, the node reports {got}",
+                want.name()
+            )));
+        }
+        if let Some(reason) = m.reason
+            && st.reason != reason
+        {
+            return Err(StepError::Check(format!(
+                "expected reason {reason:#06x}, the node reports {got}"
+            )));
+        }
+        if let Some(admins) = &self.opts.admins
+            && st.node_id != admins.node_id()
+        {
+            return Err(StepError::Check(format!(
+                "the node reports id {}, the administrators command {}",
+                hex::encode(st.node_id),
+                hex::encode(admins.node_id())
+            )));
+        }
+        Ok(got)
+    }
+
+    /// Sends a signed administrator command (TC[133,4]); with `refused`,
+    /// the node must refuse it at completion with that code.
+    fn send_admin_command(
+        &mut self,
+        cmd: &SignedCommand,
+        refused: Option<u16>,
+    ) -> Result<String, StepError> {
+        let policy = self.opts.policy;
+        let link = self.open_link()?;
+        let tc = link.new_tc(apid::MODE, service::MODE, subtype::MODE_EXIT, cmd.encode());
+        match (link.request(&tc, policy), refused) {
+            (Ok(_), None) => Ok("completed".into()),
+            (Ok(_), Some(want)) => Err(StepError::Check(format!(
+                "completed, but a refusal with {} was expected",
+                ReasonCode(want)
+            ))),
+            (
+                Err(GroundError::Refused {
+                    stage: Stage::Completion,
+                    code,
+                    detail,
+                    ..
+                }),
+                Some(want),
+            ) if code.0 == want => Ok(format!("refused at completion: {code} ({detail})")),
+            (
+                Err(GroundError::Refused {
+                    stage,
+                    code,
+                    detail,
+                    ..
+                }),
+                want,
+            ) => Err(StepError::Check(format!(
+                "refused at {stage:?} with {code} ({detail}); expected {}",
+                want.map_or_else(
+                    || "completion".to_string(),
+                    |w| format!("a completion failure {}", ReasonCode(w))
+                )
+            ))),
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+
+    fn exit_safe_mode(&mut self, e: &ExitStep, ctx: &mut Ctx) -> Result<String, StepError> {
+        let admins = self
+            .opts
+            .admins
+            .as_ref()
+            .ok_or_else(|| StepError::Check("no administrators' keys (--admins)".into()))?;
+        let cmd = admins.exit_safe_mode(
+            e.seq,
+            &e.signers,
+            unix_ms(),
+            Duration::from_secs(e.valid_for_s),
+        )?;
+        let of = admins.count();
+        let outcome = self.send_admin_command(&cmd, e.refused)?;
+        if let Some(name) = &e.save_as {
+            ctx.commands.insert(name.clone(), cmd);
+        }
+        Ok(format!(
+            "exit-safe-mode seq {} signed by administrators {:?} of {of}: {outcome}",
+            e.seq, e.signers
+        ))
+    }
+
+    /// Power cut as soon as the node is READY, again and again, until it
+    /// reports safe mode. Checks on the way: every start is counted (boot
+    /// count + 1 although the power went right after READY); no safe mode
+    /// while the node has started at most `starts` times in its life; safe
+    /// mode with the boot-loop reason, entered at this start, once more than
+    /// `starts` starts fell within the window.
+    fn boot_loop(&mut self, b: &BootLoopStep, ctx: &mut Ctx) -> Result<String, StepError> {
+        let first = self.mode_status()?;
+        if first.mode != ModeCode::Normal as u8 {
+            return Err(StepError::Check(format!(
+                "the node must start the boot loop in normal mode, it reports {} ({:#06x})",
+                mode_name(first.mode),
+                first.reason
+            )));
+        }
+        let mut boot_count = first.boot_count;
+        let mut trace = vec![format!("before: boot_count {boot_count}, mode normal")];
+        let t0 = Instant::now();
+        let max = b.starts.saturating_add(1);
+        for n in 1..=max {
+            // The start-up "crash": power gone the moment the node is up.
+            self.board.power_cut()?;
+            self.close_link(ctx);
+            self.board.power_on()?;
+            ctx.console_mark = None;
+            let powered_ms = unix_ms();
+            let start = self.board.powered_on_at().unwrap_or_else(Instant::now);
+            self.await_console_ready(
+                READY_LINE,
+                0,
+                start + Duration::from_secs(b.within_s),
+                "power-on",
+                b.within_s,
+            )?;
+            ctx.measure("boot_to_ready_s", secs(start.elapsed()));
+            let st = self.mode_status()?;
+            let line = format!(
+                "start {n}: READY {}s after power-on, boot_count {}, mode {}, reason {:#06x}",
+                secs(start.elapsed()),
+                st.boot_count,
+                mode_name(st.mode),
+                st.reason
+            );
+            ctx.note(format!("boot loop: {line}"));
+            trace.push(line);
+            if st.boot_count != boot_count.saturating_add(1) {
+                return Err(StepError::Check(format!(
+                    "boot_count went from {boot_count} to {} across one start: every start must be counted before anything else ({})",
+                    st.boot_count,
+                    trace.join("; ")
+                )));
+            }
+            boot_count = st.boot_count;
+            if st.mode == ModeCode::Normal as u8 {
+                continue;
+            }
+            if st.mode != ModeCode::Safe as u8 || st.reason != 0x0802 {
+                return Err(StepError::Check(format!(
+                    "expected safe mode 0x0802 (boot loop), got {} {:#06x} ({})",
+                    mode_name(st.mode),
+                    st.reason,
+                    trace.join("; ")
+                )));
+            }
+            if st.boot_count <= b.starts {
+                return Err(StepError::Check(format!(
+                    "boot loop declared after only {} starts in the node's life; the rule allows {} ({})",
+                    st.boot_count,
+                    b.starts,
+                    trace.join("; ")
+                )));
+            }
+            if st.since_ms < powered_ms.saturating_sub(CLOCK_SLACK_MS) {
+                return Err(StepError::Check(format!(
+                    "safe mode since {} ms, before this start at {powered_ms} ms: it was not this start that tripped the rule",
+                    st.since_ms
+                )));
+            }
+            ctx.measure("boot_loop_power_cycles", n.to_string());
+            return Ok(format!(
+                "safe mode 0x0802 at start {n} of the loop (boot_count {}, more than {} starts within {}s), loop {}s: {}",
+                st.boot_count,
+                b.starts,
+                b.window_s,
+                secs(t0.elapsed()),
+                trace.join("; ")
+            ));
+        }
+        let took = t0.elapsed();
+        Err(StepError::Check(if took <= Duration::from_secs(b.window_s) {
+            format!(
+                "{max} starts within {}s and still normal mode: no boot loop declared ({})",
+                secs(took),
+                trace.join("; ")
+            )
+        } else {
+            format!(
+                "{max} starts took {}s, longer than the {}s window: inconclusive on this machine ({})",
+                secs(took),
+                b.window_s,
+                trace.join("; ")
+            )
+        }))
     }
 
     fn console(&mut self, c: &ConsoleStep, mark: usize) -> Result<String, StepError> {

@@ -1,7 +1,8 @@
 //! HIL scenarios as data: one TOML file per scenario (`hil/scenarios/`),
 //! parsed into typed steps and validated once at load, before any board is
 //! touched. A scenario names the board capabilities it needs (console,
-//! power control, offline disk access, the link emulator); a scenario whose
+//! power control, offline disk access, the link emulator, test hooks, a
+//! daemon-owned hardware watchdog, the administrators' keys); a scenario whose
 //! work has not landed yet is `pending` with the reason and a plan in words,
 //! and is reported as skipped, never as passed.
 //!
@@ -68,6 +69,12 @@ pub enum Capability {
     /// The node's config enables the health test hooks
     /// (`health.test_hooks`, development profile only).
     TestHooks,
+    /// The daemon holds the hardware watchdog itself (`health.watchdog =
+    /// "device"`) and systemd does not (`RuntimeWatchdogSec=0`).
+    DeviceWatchdog,
+    /// The runner holds the administrators' keys (`--admins`) of the node's
+    /// `[admin]` set.
+    Admin,
 }
 
 impl Capability {
@@ -80,6 +87,8 @@ impl Capability {
             Self::Disk => "disk",
             Self::Emulator => "emulator",
             Self::TestHooks => "test-hooks",
+            Self::DeviceWatchdog => "device-watchdog",
+            Self::Admin => "admin",
         }
     }
 }
@@ -134,6 +143,19 @@ fn default_burst() -> u32 {
 fn default_jitter() -> u64 {
     40
 }
+fn default_reset_within() -> u64 {
+    60
+}
+fn default_banner() -> String {
+    // The kernel's banner (KERN_NOTICE: the board's cmdline has loglevel=6).
+    "Linux version".to_string()
+}
+fn default_valid_for() -> u64 {
+    600
+}
+fn default_window() -> u64 {
+    600
+}
 
 /// A step of a scenario. In TOML, each `[[step]]` table has exactly one key,
 /// the step's kind.
@@ -146,8 +168,15 @@ pub enum Step {
     /// Wait for a line on the console (after the mark, if one was set).
     Console(ConsoleStep),
     /// Later console steps only look at output from here on (until the
-    /// next power-on).
+    /// next power-on or board reset).
     ConsoleMark(Empty),
+    /// Text that must not be on the console of the current power cycle
+    /// (all of it, mark or not).
+    ConsoleAbsent(ConsoleAbsentStep),
+    /// The board resets by itself (a hardware watchdog): a new kernel
+    /// banner after the mark while the runner keeps the power on. Moves the
+    /// mark to the new boot.
+    BoardReset(BoardResetStep),
     /// Hang one of the daemon's tasks with the health test hook
     /// (TC[133,5]).
     HangTask(HangStep),
@@ -178,6 +207,19 @@ pub enum Step {
     /// No downlink (key id, sequence number) was received twice during the
     /// scenario, across power cuts.
     DownlinkUnique(Empty),
+    /// The node's mode status (TC[133,1] -> TM[133,2]), checked.
+    Mode(ModeStep),
+    /// Ground command: enter safe mode (TC[133,3], reason 0x0801).
+    EnterSafeMode(Empty),
+    /// An `exit-safe-mode` administrator command signed by some of the
+    /// administrators (TC[133,4]): completed, or refused with a code.
+    ExitSafeMode(ExitStep),
+    /// Sends an earlier signed command again in a new telecommand: it must
+    /// be refused with the code.
+    ResendCommand(ResendStep),
+    /// A start-up that keeps failing: the power is cut as soon as the node
+    /// is READY, again and again, until the node reports safe mode.
+    BootLoop(BootLoopStep),
 }
 
 /// A step without parameters (`power_cut = {}`).
@@ -207,6 +249,26 @@ pub struct ConsoleStep {
     /// How long to wait for it.
     #[serde(default = "default_console_within")]
     pub within_s: u64,
+}
+
+/// Parameters of [`Step::ConsoleAbsent`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleAbsentStep {
+    /// Text that must not appear.
+    pub text: String,
+}
+
+/// Parameters of [`Step::BoardReset`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardResetStep {
+    /// How long after the mark the new boot may take to show.
+    #[serde(default = "default_reset_within")]
+    pub within_s: u64,
+    /// The line that starts a boot.
+    #[serde(default = "default_banner")]
+    pub banner: String,
 }
 
 /// Parameters of [`Step::HangTask`].
@@ -322,6 +384,72 @@ pub struct CutPlan {
     pub jitter_ms: u64,
 }
 
+/// A node mode a scenario can expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectedMode {
+    /// Normal operations.
+    Normal,
+    /// Safe mode.
+    Safe,
+}
+
+/// Parameters of [`Step::Mode`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeStep {
+    /// The mode.
+    pub expect: ExpectedMode,
+    /// The safe-mode reason code (docs/health.md), e.g. `0x0802`.
+    #[serde(default)]
+    pub reason: Option<u16>,
+}
+
+/// Parameters of [`Step::ExitSafeMode`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitStep {
+    /// The command's sequence number (above every one the node executed).
+    pub seq: u64,
+    /// Indices of the administrators who sign (their order in `[admin]`).
+    pub signers: Vec<u8>,
+    /// Expected refusal code at completion (e.g. `0x0501` quorum not met);
+    /// unset: the command must complete.
+    #[serde(default)]
+    pub refused: Option<u16>,
+    /// Keep the signed command for [`Step::ResendCommand`].
+    #[serde(default)]
+    pub save_as: Option<String>,
+    /// Validity window from now (it starts a minute back).
+    #[serde(default = "default_valid_for")]
+    pub valid_for_s: u64,
+}
+
+/// Parameters of [`Step::ResendCommand`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendStep {
+    /// The saved command.
+    pub from: String,
+    /// The refusal code it must get (e.g. `0x0522` replayed).
+    pub refused: u16,
+}
+
+/// Parameters of [`Step::BootLoop`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootLoopStep {
+    /// The node's `health.boot_loop_starts`: more starts than this within
+    /// the window is a boot loop.
+    pub starts: u32,
+    /// The node's `health.boot_loop_window_s`.
+    #[serde(default = "default_window")]
+    pub window_s: u64,
+    /// Deadline of each boot to READY.
+    #[serde(default = "default_ready_within")]
+    pub within_s: u64,
+}
+
 /// Parameters of [`Step::InspectDisk`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -338,6 +466,8 @@ impl Step {
             Self::Ready(_) => "ready",
             Self::Console(_) => "console",
             Self::ConsoleMark(_) => "console_mark",
+            Self::ConsoleAbsent(_) => "console_absent",
+            Self::BoardReset(_) => "board_reset",
             Self::HangTask(_) => "hang_task",
             Self::Ping(_) => "ping",
             Self::Housekeeping(_) => "housekeeping",
@@ -350,20 +480,29 @@ impl Step {
             Self::PowerOn(_) => "power_on",
             Self::InspectDisk(_) => "inspect_disk",
             Self::DownlinkUnique(_) => "downlink_unique",
+            Self::Mode(_) => "mode",
+            Self::EnterSafeMode(_) => "enter_safe_mode",
+            Self::ExitSafeMode(_) => "exit_safe_mode",
+            Self::ResendCommand(_) => "resend_command",
+            Self::BootLoop(_) => "boot_loop",
         }
     }
 
-    /// The capability the step needs, if any.
+    /// The capabilities the step needs.
     #[must_use]
-    pub fn needs(&self) -> Option<Capability> {
+    pub fn needs(&self) -> &'static [Capability] {
         match self {
-            Self::Console(_) | Self::ConsoleMark(_) => Some(Capability::Console),
-            Self::HangTask(_) => Some(Capability::TestHooks),
-            Self::PowerCut(_) | Self::PowerOn(_) => Some(Capability::Power),
-            Self::Stream(s) if s.power_cut.is_some() => Some(Capability::Power),
-            Self::InspectDisk(_) => Some(Capability::Disk),
-            Self::Link(_) => Some(Capability::Emulator),
-            _ => None,
+            Self::Console(_) | Self::ConsoleMark(_) | Self::ConsoleAbsent(_) | Self::BoardReset(_) => {
+                &[Capability::Console]
+            }
+            Self::HangTask(_) => &[Capability::TestHooks],
+            Self::PowerCut(_) | Self::PowerOn(_) => &[Capability::Power],
+            Self::Stream(s) if s.power_cut.is_some() => &[Capability::Power],
+            Self::InspectDisk(_) => &[Capability::Disk],
+            Self::Link(_) => &[Capability::Emulator],
+            Self::ExitSafeMode(_) | Self::ResendCommand(_) => &[Capability::Admin],
+            Self::BootLoop(_) => &[Capability::Power, Capability::Console],
+            _ => &[],
         }
     }
 }
@@ -433,11 +572,14 @@ impl Scenario {
         let fields = hk_fields();
         let mut saved_hk = BTreeSet::new();
         let mut captured = BTreeSet::new();
+        let mut commands = BTreeSet::new();
+        let mut marked = false;
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("step {} ({})", i + 1, step.kind());
-            if let Some(cap) = step.needs()
-                && !self.requires.contains(&cap)
-                && !self.optional.contains(&cap)
+            if let Some(cap) = step
+                .needs()
+                .iter()
+                .find(|c| !self.requires.contains(c) && !self.optional.contains(c))
             {
                 return Err(invalid(format!(
                     "{at} needs the `{}` capability: add it to `requires` or `optional`",
@@ -513,6 +655,43 @@ impl Scenario {
                     if let Some(p) = d.sqlite.iter().find(|p| !p.starts_with('/')) {
                         return Err(invalid(format!("{at}: `{p}` is not an absolute path")));
                     }
+                }
+                Step::ConsoleMark(_) => marked = true,
+                Step::PowerOn(_) => marked = false,
+                Step::BoardReset(_) if !marked => {
+                    return Err(invalid(format!(
+                        "{at}: needs an earlier `console_mark` (set it before the trigger)"
+                    )));
+                }
+                Step::Mode(m) if m.expect == ExpectedMode::Normal && m.reason.is_some() => {
+                    return Err(invalid(format!(
+                        "{at}: `reason` is for safe mode only"
+                    )));
+                }
+                Step::ExitSafeMode(e) => {
+                    let mut seen = BTreeSet::new();
+                    if e.signers.is_empty() || !e.signers.iter().all(|s| seen.insert(*s)) {
+                        return Err(invalid(format!(
+                            "{at}: `signers` must name at least one administrator, each once"
+                        )));
+                    }
+                    if let Some(name) = &e.save_as {
+                        commands.insert(name.clone());
+                    }
+                }
+                Step::ResendCommand(r) if !commands.contains(&r.from) => {
+                    return Err(invalid(format!(
+                        "{at}: no earlier exit_safe_mode saved as `{}`",
+                        r.from
+                    )));
+                }
+                Step::BootLoop(b) => {
+                    if b.starts == 0 || b.window_s == 0 {
+                        return Err(invalid(format!(
+                            "{at}: `starts` and `window_s` must be positive"
+                        )));
+                    }
+                    marked = false;
                 }
                 _ => {}
             }

@@ -1,8 +1,10 @@
 //! The virtual flight board: the image that `tests/vm/build-image.sh` made,
 //! booted in QEMU (TCG) with the parts of the CM4 board that the daemon
 //! meets: a TPM 2.0 (swtpm behind `tpm-tis`, as the SLB9670 is TIS over
-//! SPI), a hardware watchdog (`i6300esb`, reset action, petted by systemd's
-//! `RuntimeWatchdogSec`), a CAN controller (`kvaser_pci` on a QEMU CAN bus)
+//! SPI), a hardware watchdog (`i6300esb`, petted by systemd's
+//! `RuntimeWatchdogSec`, or by the daemon itself in the `--watchdog device`
+//! image; when it fires QEMU resets the guest and keeps running, as a board
+//! reboots on a watchdog reset), a CAN controller (`kvaser_pci` on a QEMU CAN bus)
 //! and two UARTs: ttyS0 is the console, written to a file per power cycle,
 //! and ttyS1 is the link, bridged to a host pty that the ground opens.
 //!
@@ -126,7 +128,15 @@ pub fn qemu_args(opts: &VmOptions, cmdline: &str, boot: u32) -> Vec<String> {
         "-device",
         "tpm-tis,tpmdev=tpm0",
     ]);
-    push(&["-device", "i6300esb", "-action", "watchdog=reset"]);
+    // A watchdog expiry and a guest reboot reset the machine; QEMU keeps
+    // running (never -no-reboot), so the console file, the link pty and the
+    // TPM stay, as on a board that reboots by itself.
+    push(&[
+        "-device",
+        "i6300esb",
+        "-action",
+        "reboot=reset,watchdog=reset",
+    ]);
     push(&[
         "-object",
         "can-bus,id=canbus0",
@@ -200,17 +210,35 @@ pub struct VirtualBoard {
     boot: u32,
     pty: Option<PathBuf>,
     powered_on_at: Option<Instant>,
-    test_hooks: bool,
+    facts: ImageFacts,
 }
 
-/// Whether the image's config enables the health test hooks, from the
-/// `build.json` that `tests/vm/build-image.sh` writes.
-fn image_has_test_hooks(image_dir: &Path) -> bool {
-    std::fs::read(image_dir.join("build.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("test_hooks").and_then(serde_json::Value::as_bool))
-        .unwrap_or(false)
+/// What the image's config enables, from the `build.json` that
+/// `tests/vm/build-image.sh` writes (absent: nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ImageFacts {
+    /// `health.test_hooks = true`.
+    test_hooks: bool,
+    /// `--watchdog device`: the daemon holds the i6300esb.
+    device_watchdog: bool,
+}
+
+impl ImageFacts {
+    fn read(image_dir: &Path) -> Self {
+        let Some(v) = std::fs::read(image_dir.join("build.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            return Self::default();
+        };
+        Self {
+            test_hooks: v
+                .get("test_hooks")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            device_watchdog: v.get("watchdog").and_then(serde_json::Value::as_str) == Some("device"),
+        }
+    }
 }
 
 impl VirtualBoard {
@@ -238,7 +266,7 @@ impl VirtualBoard {
         let cmdline = std::fs::read_to_string(opts.image_dir.join("cmdline"))
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| DEFAULT_CMDLINE.to_string());
-        let test_hooks = image_has_test_hooks(&opts.image_dir);
+        let facts = ImageFacts::read(&opts.image_dir);
         Ok(Self {
             opts,
             cmdline,
@@ -247,7 +275,7 @@ impl VirtualBoard {
             boot: 0,
             pty: None,
             powered_on_at: None,
-            test_hooks,
+            facts,
         })
     }
 
@@ -318,8 +346,11 @@ impl Board for VirtualBoard {
             [Capability::Console, Capability::Power, Capability::Disk]
                 .into_iter()
                 .collect();
-        if self.test_hooks {
+        if self.facts.test_hooks {
             caps.insert(Capability::TestHooks);
+        }
+        if self.facts.device_watchdog {
+            caps.insert(Capability::DeviceWatchdog);
         }
         caps
     }
@@ -467,7 +498,7 @@ mod tests {
             "-chardev pty,id=link -serial chardev:link",
             "socket,id=chrtpm,path=/img/run/swtpm.sock",
             "-device tpm-tis,tpmdev=tpm0",
-            "-device i6300esb -action watchdog=reset",
+            "-device i6300esb -action reboot=reset,watchdog=reset",
             "-object can-bus,id=canbus0 -device kvaser_pci,canbus=canbus0",
         ] {
             assert!(a.contains(part), "{part} not in {a}");
@@ -484,6 +515,26 @@ mod tests {
         assert_eq!(parse_pty(out, "link"), Some(PathBuf::from("/dev/pts/7")));
         assert_eq!(parse_pty(out, "console"), None);
         assert_eq!(parse_pty("", "link"), None);
+    }
+
+    #[test]
+    fn the_image_says_what_its_config_enables() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ImageFacts::read(dir.path()), ImageFacts::default());
+        std::fs::write(
+            dir.path().join("build.json"),
+            r#"{"watchdog": "device", "test_hooks": true, "admins": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ImageFacts::read(dir.path()),
+            ImageFacts {
+                test_hooks: true,
+                device_watchdog: true
+            }
+        );
+        std::fs::write(dir.path().join("build.json"), r#"{"watchdog": "systemd"}"#).unwrap();
+        assert_eq!(ImageFacts::read(dir.path()), ImageFacts::default());
     }
 
     #[test]

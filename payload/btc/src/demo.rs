@@ -254,6 +254,7 @@ pub fn demo_policy(
             max_psbt_bytes: 1_000_000,
         },
         checkpoint: Checkpoint::genesis(Network::Regtest),
+        eth: None,
     };
     doc.validate().map_err(de)?;
     Ok(doc)

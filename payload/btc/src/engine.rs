@@ -193,6 +193,7 @@ fn audit<S: BtcSigner + ?Sized>(
         txid: d.txid,
         signatures: d.signatures,
         prev_hash: [0; 32],
+        eth: None,
     });
     let receipt = signer.sign_schnorr(&receipt_path(), &entry.receipt_message())?;
     Ok(AuditRecord {

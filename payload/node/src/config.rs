@@ -182,6 +182,8 @@ struct RawHealth {
     auth_failure_burst: u32,
     #[serde(default = "default_burst_window")]
     burst_window_s: u32,
+    #[serde(default = "default_refusal_burst")]
+    refusal_burst: u32,
     #[serde(default)]
     contact_timeout_s: u64,
     #[serde(default = "default_safe_free")]
@@ -203,6 +205,7 @@ impl Default for RawHealth {
             boot_loop_window_s: default_boot_loop_window(),
             auth_failure_burst: default_auth_burst(),
             burst_window_s: default_burst_window(),
+            refusal_burst: default_refusal_burst(),
             contact_timeout_s: 0,
             safe_free_bytes: default_safe_free(),
             beacon_interval_s: default_beacon(),
@@ -238,6 +241,9 @@ fn default_auth_burst() -> u32 {
 }
 fn default_burst_window() -> u32 {
     300
+}
+fn default_refusal_burst() -> u32 {
+    20
 }
 fn default_safe_free() -> u64 {
     4 * 1024 * 1024
@@ -415,6 +421,9 @@ pub struct HealthConfig {
     pub auth_failure_burst: u32,
     /// Window of the burst rules.
     pub burst_window: Duration,
+    /// Policy refusals of sign requests within `burst_window` that mean
+    /// probing (0: off).
+    pub refusal_burst: u32,
     /// Loss of contact after this long without an authenticated command
     /// (zero: off).
     pub contact_timeout: Duration,
@@ -875,6 +884,7 @@ fn validate_health(raw: &RawHealth, profile: Profile) -> Result<HealthConfig, Co
         boot_loop_window: secs(raw.boot_loop_window_s),
         auth_failure_burst: raw.auth_failure_burst,
         burst_window: secs(raw.burst_window_s),
+        refusal_burst: raw.refusal_burst,
         contact_timeout: Duration::from_secs(raw.contact_timeout_s),
         safe_free_bytes: raw.safe_free_bytes,
         beacon_interval: secs(raw.beacon_interval_s),

@@ -5,16 +5,26 @@
 //!                 4: decision (0 refused, 1 approved, 2 replayed), 5: rule tag text,
 //!                 6: reason code (0 when approved), 7: policy version, 8: policy hash bytes32,
 //!                 9: counters { 0: amount sat, 1: fee sat, 2: [window totals sat] },
-//!                 10: txid bytes (32, or empty), 11: [signature bytes ...], 12: prev_hash bytes32 }
+//!                 10: txid bytes (32, or empty), 11: [signature bytes ...], 12: prev_hash bytes32,
+//!                 13: eth counters (only in Ethereum entries, see below) }
+//! eth    := { 0: chain id, 1: native amount wei (16-byte BE), 2: max fee wei (16),
+//!             3: [window totals wei (16)], 4: [{0: token address 20, 1: amount (16),
+//!             2: [window totals (16)]}] }
 //! entry_hash := BIP340 tagged hash "spacenode/audit-entry/v1" of entry
 //! receipt    := BIP340 signature by the node receipt key over
 //!               tagged hash "spacenode/audit-receipt/v1" of entry_hash
 //! ```
 //!
 //! The first entry's `prev_hash` is 32 zero bytes. The receipt key is a
-//! dedicated BIP32 key of the node seed (`spacenode_btc::signer::RECEIPT_PATH`,
-//! `m/21326'/1'/0'`, untweaked x-only), so a receipt can never be confused
-//! with a spending signature.
+//! dedicated BIP32 key of the node seed ([`RECEIPT_PATH`], equal to
+//! `spacenode_btc::signer::RECEIPT_PATH`, `m/21326'/1'/0'`, untweaked
+//! x-only), so a receipt can never be confused with a spending signature.
+//!
+//! Bitcoin and Ethereum decisions share one log. An Ethereum entry carries
+//! key 13 (amounts in wei and token units do not fit the sat counters of
+//! key 9, which it leaves at zero), the transaction hash or SafeTx hash in
+//! key 10 and 65-byte `r || s || v` signatures in key 11. Entries without
+//! key 13 encode exactly as before it existed.
 //!
 //! Owns: [`AuditEntry`], its encoding and hash, [`AuditLog`] (persisted
 //! head: next seq + last hash), [`verify_receipt`], [`verify_chain`]. Must
@@ -25,12 +35,17 @@ use bitcoin::secp256k1::{Message, Secp256k1, Verification, XOnlyPublicKey, schno
 
 use crate::cbor::{self, CborError, Fields, Value, as_bytes, bytes, uint};
 use crate::quorum::tagged_hash;
-use crate::units::{Sats, TimeMs};
+use crate::units::{Sats, TimeMs, TokenAmount, Wei};
+use alloy_primitives::Address;
 
 /// Tag of entry hashes.
 pub const ENTRY_TAG: &str = "spacenode/audit-entry/v1";
 /// Tag of receipt messages.
 pub const RECEIPT_TAG: &str = "spacenode/audit-receipt/v1";
+/// Hardened BIP32 indexes of the node's receipt key, `m/21326'/1'/0'`
+/// (purpose 0x534E "SN", 1' receipts, 0' key generation). Both signing
+/// crates sign receipts with this key.
+pub const RECEIPT_PATH: [u32; 3] = [21326, 1, 0];
 
 /// Errors verifying audit data. Codes 0x05C0..=0x05CF (ground side).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +110,115 @@ pub struct Counters {
     pub window_totals: Vec<Sats>,
 }
 
+/// What an Ethereum decision moved, per token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenCounters {
+    /// Token contract.
+    pub token: Address,
+    /// Amount transferred (and refunds paid in it).
+    pub amount: TokenAmount,
+    /// Velocity totals per window after this spend (policy order).
+    pub window_totals: Vec<TokenAmount>,
+}
+
+/// Numbers an Ethereum decision was based on (key 13).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EthCounters {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Native coin leaving the account or Safe: values, maximum fee and
+    /// native refunds.
+    pub native: Wei,
+    /// Maximum fee of the signed transaction (`gas_limit * max_fee`).
+    pub fee: Wei,
+    /// Velocity totals per window after this spend (policy order).
+    pub window_totals: Vec<Wei>,
+    /// Tokens moved.
+    pub tokens: Vec<TokenCounters>,
+}
+
+fn wei16(v: u128) -> Value {
+    bytes(&v.to_be_bytes())
+}
+
+fn as_u128(v: Value, field: &'static str) -> Result<u128, CborError> {
+    Ok(u128::from_be_bytes(cbor::as_array::<16>(v, field)?))
+}
+
+impl EthCounters {
+    fn to_value(&self) -> Value {
+        Value::Map(vec![
+            (0, uint(self.chain_id)),
+            (1, wei16(self.native.0)),
+            (2, wei16(self.fee.0)),
+            (
+                3,
+                Value::Array(self.window_totals.iter().map(|w| wei16(w.0)).collect()),
+            ),
+            (
+                4,
+                Value::Array(
+                    self.tokens
+                        .iter()
+                        .map(|t| {
+                            Value::Map(vec![
+                                (0, bytes(t.token.as_slice())),
+                                (1, wei16(t.amount.0)),
+                                (
+                                    2,
+                                    Value::Array(
+                                        t.window_totals.iter().map(|w| wei16(w.0)).collect(),
+                                    ),
+                                ),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ])
+    }
+
+    fn from_value(v: Value) -> Result<Self, CborError> {
+        let mut f = Fields::new("eth counters", v)?;
+        let chain_id = f.uint(0, "eth.chain_id")?;
+        let native = Wei(as_u128(f.req(1, "eth.native")?, "eth.native")?);
+        let fee = Wei(as_u128(f.req(2, "eth.fee")?, "eth.fee")?);
+        let window_totals = f
+            .list(3, "eth.window_totals")?
+            .into_iter()
+            .map(|v| as_u128(v, "eth.window_totals").map(Wei))
+            .collect::<Result<_, _>>()?;
+        let tokens = f
+            .list(4, "eth.tokens")?
+            .into_iter()
+            .map(|t| {
+                let mut g = Fields::new("eth token", t)?;
+                let token = Address::from(g.array::<20>(0, "eth.tokens.token")?);
+                let amount = TokenAmount(as_u128(g.req(1, "eth.tokens.amount")?, "amount")?);
+                let window_totals = g
+                    .list(2, "eth.tokens.window_totals")?
+                    .into_iter()
+                    .map(|v| as_u128(v, "eth.tokens.window_totals").map(TokenAmount))
+                    .collect::<Result<_, _>>()?;
+                g.finish()?;
+                Ok(TokenCounters {
+                    token,
+                    amount,
+                    window_totals,
+                })
+            })
+            .collect::<Result<_, CborError>>()?;
+        f.finish()?;
+        Ok(Self {
+            chain_id,
+            native,
+            fee,
+            window_totals,
+            tokens,
+        })
+    }
+}
+
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -124,13 +248,15 @@ pub struct AuditEntry {
     pub signatures: Vec<Vec<u8>>,
     /// Hash of the previous entry (zeros for the first).
     pub prev_hash: [u8; 32],
+    /// Ethereum counters (key 13), `None` in Bitcoin entries.
+    pub eth: Option<EthCounters>,
 }
 
 impl AuditEntry {
     /// Canonical bytes.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        cbor::encode(&Value::Map(vec![
+        let mut map = vec![
             (0, uint(self.seq)),
             (1, uint(u64::try_from(self.time.0).unwrap_or(0))),
             (2, bytes(&self.request_id)),
@@ -163,7 +289,11 @@ impl AuditEntry {
                 Value::Array(self.signatures.iter().map(|s| bytes(s)).collect()),
             ),
             (12, bytes(&self.prev_hash)),
-        ]))
+        ];
+        if let Some(eth) = &self.eth {
+            map.push((13, eth.to_value()));
+        }
+        cbor::encode(&Value::Map(map))
     }
 
     /// Strict decoding.
@@ -212,6 +342,7 @@ impl AuditEntry {
             .map(|v| as_bytes(v, "signatures"))
             .collect::<Result<_, _>>()?;
         let prev_hash = f.array(12, "prev_hash")?;
+        let eth = f.opt(13, "eth")?.map(EthCounters::from_value).transpose()?;
         f.finish()?;
         let e = Self {
             seq,
@@ -227,6 +358,7 @@ impl AuditEntry {
             txid,
             signatures,
             prev_hash,
+            eth,
         };
         if e.encode() != b {
             return Err(CborError::NonCanonical("entry does not re-encode").into());
@@ -356,6 +488,17 @@ mod tests {
             txid: (i.is_multiple_of(2)).then_some([3; 32]),
             signatures: vec![vec![0x30, 1, 2]],
             prev_hash: [0; 32],
+            eth: (i % 3 == 2).then(|| EthCounters {
+                chain_id: 11_155_111,
+                native: Wei(10u128.pow(20)),
+                fee: Wei(21_000 * 30_000_000_000),
+                window_totals: vec![Wei(u128::MAX)],
+                tokens: vec![TokenCounters {
+                    token: Address::repeat_byte(0xaa),
+                    amount: TokenAmount(5),
+                    window_totals: vec![TokenAmount(5), TokenAmount(7)],
+                }],
+            }),
         }
     }
 
@@ -370,6 +513,21 @@ mod tests {
                 (e, secp.sign_schnorr_no_aux_rand(&m, &key).serialize())
             })
             .collect()
+    }
+
+    #[test]
+    fn bitcoin_entries_encode_as_before_and_eth_counters_round_trip() {
+        // A Bitcoin entry has no key 13: its bytes end with key 12.
+        let b = entry(0).encode();
+        assert_eq!(b[0], 0xad, "map of 13 entries");
+        let e = entry(2);
+        let bytes = e.encode();
+        assert_eq!(bytes[0], 0xae, "map of 14 entries");
+        assert_eq!(AuditEntry::decode(&bytes).unwrap(), e);
+        // Tampering with a wei counter changes the hash.
+        let mut t = e.clone();
+        t.eth.as_mut().unwrap().native = Wei(1);
+        assert_ne!(t.hash(), e.hash());
     }
 
     #[test]

@@ -333,6 +333,22 @@ impl Fields {
         }
     }
 
+    /// The value of optional key `key`, `None` if the map does not hold it
+    /// (keys must be requested in ascending order). An absent optional key
+    /// has exactly one encoding: the key is left out.
+    ///
+    /// # Errors
+    /// [`CborError::UnknownKey`] if a key below it was not requested.
+    pub fn opt(&mut self, key: u64, field: &'static str) -> Result<Option<Value>, CborError> {
+        match self.req(key, field) {
+            Ok(v) => Ok(Some(v)),
+            Err(CborError::Shape {
+                detail: "missing", ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Refuses keys not consumed.
     ///
     /// # Errors

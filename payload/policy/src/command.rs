@@ -47,6 +47,15 @@ pub mod kind {
     pub const REGISTER_WALLET: u16 = 0x0010;
     /// Retire a registered wallet (body: 32-byte wallet id).
     pub const RETIRE_WALLET: u16 = 0x0011;
+    /// Register a Safe (body: `spacenode_eth::safe::SafeRegistration`
+    /// encoding).
+    pub const REGISTER_SAFE: u16 = 0x0012;
+    /// Retire a registered Safe (body: chain id u64 BE | Safe address 20).
+    pub const RETIRE_SAFE: u16 = 0x0013;
+    /// Authorise one Ethereum sign request whose Safe transaction calls the
+    /// Safe itself (owners, threshold, guard, modules, fallback handler):
+    /// body = the request hash (32). Checked by `spacenode_eth::engine`.
+    pub const SAFE_ADMIN_TX: u16 = 0x0014;
 }
 
 /// Errors authorising a command. Codes 0x0520..=0x053F.

@@ -25,6 +25,7 @@ use spacenode_chain::Checkpoint;
 use spacenode_chain::params::{network_from_id, network_id};
 
 use crate::cbor::{self, CborError, Fields, Value, as_array, as_list, bytes, uint};
+use crate::eth::{ETH_LIST_FIELDS, EthRules, TomlEth};
 use crate::quorum::{AdminSet, QuorumError, Signature, tagged_hash};
 use crate::units::{FeeRate, Sats};
 
@@ -110,13 +111,14 @@ impl KeySet {
     }
 }
 
-/// Spending cap over a rolling window.
+/// Spending cap over a rolling window (in sats unless another
+/// [`crate::units::Amount`] is named: wei and token units for Ethereum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VelocityWindow {
+pub struct VelocityWindow<A = Sats> {
     /// Window length, ms.
     pub window_ms: u64,
     /// Most that may leave the wallets within any window of that length.
-    pub cap: Sats,
+    pub cap: A,
 }
 
 /// A destination the policy allows.
@@ -231,6 +233,10 @@ pub struct PolicyDocument {
     pub rules: BtcRules,
     /// Trusted checkpoint of the header chain.
     pub checkpoint: Checkpoint,
+    /// Ethereum rules (key 10). `None`: the node signs nothing for
+    /// Ethereum, and the document encodes exactly as before the key existed
+    /// (format 1 unchanged, hashes of existing policies unchanged).
+    pub eth: Option<EthRules>,
 }
 
 fn keys_value(keys: &[XOnlyPublicKey]) -> Value {
@@ -308,7 +314,7 @@ impl PolicyDocument {
             ),
             (8, uint(r.max_psbt_bytes)),
         ]);
-        Value::Map(vec![
+        let mut top = vec![
             (0, uint(FORMAT)),
             (1, uint(self.version)),
             (2, uint(network_id(self.network))),
@@ -325,7 +331,11 @@ impl PolicyDocument {
             ),
             (8, rules),
             (9, bytes(&self.checkpoint.encode())),
-        ])
+        ];
+        if let Some(eth) = &self.eth {
+            top.push((10, eth.to_value()));
+        }
+        Value::Map(top)
     }
 
     /// The canonical bytes administrators sign.
@@ -373,6 +383,7 @@ impl PolicyDocument {
         c.finish()?;
         let rules = rules_from(f.req(8, "rules")?)?;
         let cp_bytes = f.bytes(9, "checkpoint")?;
+        let eth = f.opt(10, "eth")?.map(EthRules::from_value).transpose()?;
         f.finish()?;
         let checkpoint =
             Checkpoint::decode(&cp_bytes).map_err(|e| DocumentError::Checkpoint(e.to_string()))?;
@@ -386,6 +397,7 @@ impl PolicyDocument {
             clock,
             rules,
             checkpoint,
+            eth,
         };
         doc.validate()?;
         // Belt and braces: exactly one encoding per document.
@@ -468,6 +480,9 @@ impl PolicyDocument {
                 }
                 _ => {}
             }
+        }
+        if let Some(eth) = &self.eth {
+            eth.validate()?;
         }
         if self.checkpoint.network != self.network {
             return Err(DocumentError::Checkpoint(
@@ -703,6 +718,9 @@ struct TomlPolicy {
     approvers: TomlKeySet,
     clock: TomlClock,
     rules: TomlRules,
+    /// Optional `[eth]` table (`policy::eth`).
+    #[serde(default)]
+    eth: Option<TomlEth>,
 }
 
 #[derive(Deserialize)]
@@ -938,6 +956,7 @@ impl PolicyDocument {
                 max_psbt_bytes: t.rules.max_psbt_bytes,
             },
             checkpoint,
+            eth: t.eth.as_ref().map(TomlEth::compile).transpose()?,
         };
         doc.validate()?;
         Ok(doc)
@@ -1067,6 +1086,11 @@ fn flatten(d: &PolicyDocument) -> BTreeMap<&'static str, Vec<String>> {
     );
     m.insert("rules.max_psbt_bytes", vec![r.max_psbt_bytes.to_string()]);
     m.insert(
+        "eth",
+        vec![if d.eth.is_some() { "present" } else { "absent" }.into()],
+    );
+    d.eth.clone().unwrap_or_default().flatten(&mut m);
+    m.insert(
         "checkpoint",
         vec![format!(
             "height {} block {}",
@@ -1095,7 +1119,7 @@ pub fn diff(old: &PolicyDocument, new: &PolicyDocument) -> Vec<String> {
     let mut out = Vec::new();
     for (k, va) in &a {
         let vb = b.get(k).cloned().unwrap_or_default();
-        if LIST_FIELDS.contains(k) {
+        if LIST_FIELDS.contains(k) || ETH_LIST_FIELDS.contains(k) {
             for x in va.iter().filter(|x| !vb.contains(x)) {
                 out.push(format!("- {k}: {x}"));
             }
@@ -1231,16 +1255,22 @@ max_fee_rate_sat_vb = 200
         let d = sample(2);
         let mut v = d.to_value();
         if let Value::Map(m) = &mut v {
-            m.push((10, Value::Uint(1)));
+            m.push((11, Value::Uint(1)));
         }
         let e = PolicyDocument::decode(&cbor::encode(&v)).unwrap_err();
         assert!(
             matches!(
                 e,
-                DocumentError::Encoding(CborError::UnknownKey { key: 10, .. })
+                DocumentError::Encoding(CborError::UnknownKey { key: 11, .. })
             ),
             "{e}"
         );
+        // Key 10 (Ethereum rules) must have its shape.
+        let mut v = d.to_value();
+        if let Value::Map(m) = &mut v {
+            m.push((10, Value::Uint(1)));
+        }
+        assert!(PolicyDocument::decode(&cbor::encode(&v)).is_err());
         let mut v = d.to_value();
         if let Value::Map(m) = &mut v {
             m.remove(4);
@@ -1351,6 +1381,161 @@ max_fee_rate_sat_vb = 200
             "{text}"
         );
         assert!(diff(&a, &a).is_empty());
+    }
+
+    pub(crate) const ETH_TOML: &str = r#"
+[[eth.chains]]
+chain_id = 11155111
+per_tx_cap = "1 ether"
+max_gas_limit = 500000
+max_fee_per_gas = "100 gwei"
+max_priority_fee_per_gas = "5 gwei"
+[[eth.chains.velocity]]
+window_s = 86400
+cap = "5 ether"
+
+[[eth.allow]]
+label = "exchange"
+chain_id = 11155111
+address = "0xe1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1"
+selectors = ["0xd0e30db0", "withdraw(uint256)"]
+
+[[eth.tokens]]
+label = "USDC"
+chain_id = 11155111
+address = "0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7238"
+per_tx_cap = "10000000000"
+[[eth.tokens.velocity]]
+window_s = 86400
+cap = 25000000000
+[[eth.tokens.spenders]]
+label = "permit2"
+address = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+unlimited = true
+
+[[eth.delegatecall]]
+label = "MultiSendCallOnly 1.4.1"
+chain_id = 11155111
+address = "0x9641d764fc13c8B624c04430C7356C1C7C8102e2"
+kind = "multisend-call-only"
+
+[[eth.safe_refunds]]
+label = "relayer"
+chain_id = 11155111
+gas_token = "0x0000000000000000000000000000000000000000"
+refund_receiver = "0x7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e"
+max_gas_price = "20 gwei"
+"#;
+
+    #[test]
+    fn documents_without_eth_rules_keep_their_encoding() {
+        // Ten top-level keys (0..=9), exactly the format-1 layout: existing
+        // signed policies keep their bytes and hashes.
+        let d = sample(2);
+        assert!(d.eth.is_none());
+        assert_eq!(d.encode()[0], 0xaa);
+        let e = PolicyDocument::from_toml(&(sample_toml(2) + ETH_TOML)).unwrap();
+        assert_eq!(e.encode()[0], 0xab);
+        assert_eq!(PolicyDocument::decode(&e.encode()).unwrap(), e);
+        // Same document otherwise: only key 10 differs.
+        let mut no_eth = e.clone();
+        no_eth.eth = None;
+        assert_eq!(no_eth.encode(), d.encode());
+    }
+
+    #[test]
+    fn eth_toml_compiles_round_trips_and_diffs() {
+        use crate::eth::{DelegateKind, selector};
+        let e = PolicyDocument::from_toml(&(sample_toml(2) + ETH_TOML)).unwrap();
+        let r = e.eth.as_ref().unwrap();
+        assert_eq!(r.chains[0].per_tx_cap.0, 10u128.pow(18));
+        assert_eq!(r.chains[0].max_fee_per_gas.0, 100_000_000_000);
+        assert_eq!(r.chains[0].velocity[0].window_ms, 86_400_000);
+        assert_eq!(
+            r.allowlist[0].selectors,
+            vec![selector("deposit()"), selector("withdraw(uint256)")]
+        );
+        assert!(r.tokens[0].spenders[0].unlimited);
+        assert_eq!(r.delegatecall[0].kind, DelegateKind::MultiSendCallOnly);
+        assert_eq!(r.safe_refunds[0].max_gas_price, 20_000_000_000);
+        let text = diff(&sample(2), &e).join("\n");
+        assert!(text.contains("~ eth: absent -> present"), "{text}");
+        assert!(
+            text.contains("+ eth.chains: 11155111: cap 1000000000000000000 wei"),
+            "{text}"
+        );
+        assert!(text.contains("+ eth.spenders: USDC -> permit2"), "{text}");
+        let mut f = e.clone();
+        f.eth.as_mut().unwrap().chains[0].max_gas_limit = 1;
+        let text = diff(&e, &f).join("\n");
+        assert!(text.contains("- eth.chains: 11155111: cap"), "{text}");
+        assert!(text.contains("gas limit 1,"), "{text}");
+    }
+
+    #[test]
+    fn inconsistent_eth_rules_refused() {
+        let base = sample_toml(2) + ETH_TOML;
+        // An entry for a chain that is not allowed.
+        let bad = base.replacen(
+            "chain_id = 11155111\naddress = \"0xe1",
+            "chain_id = 1\naddress = \"0xe1",
+            1,
+        );
+        assert!(
+            matches!(
+                PolicyDocument::from_toml(&bad),
+                Err(DocumentError::Invalid(_))
+            ),
+            "{bad}"
+        );
+        // A refund in a token the policy does not cap.
+        let bad = base.replace(
+            "gas_token = \"0x0000000000000000000000000000000000000000\"",
+            "gas_token = \"0x1111111111111111111111111111111111111111\"",
+        );
+        assert!(matches!(
+            PolicyDocument::from_toml(&bad),
+            Err(DocumentError::Invalid(_))
+        ));
+        // A checksum typo.
+        let bad = base.replace(
+            "0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7238",
+            "0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7239",
+        );
+        assert!(matches!(
+            PolicyDocument::from_toml(&bad),
+            Err(DocumentError::Toml(_))
+        ));
+        // Unknown keys are errors in [eth] too.
+        let bad = base.replace("max_gas_limit = 500000", "max_gas_limit = 500000\ngas = 1");
+        assert!(matches!(
+            PolicyDocument::from_toml(&bad),
+            Err(DocumentError::Toml(_))
+        ));
+        // Priority fee above the max fee, and a zero chain id, via the
+        // canonical decoder.
+        let e = PolicyDocument::from_toml(&base).unwrap();
+        let mut d = e.clone();
+        d.eth.as_mut().unwrap().chains[0].max_priority_fee_per_gas.0 = u128::MAX;
+        assert!(matches!(
+            PolicyDocument::decode(&d.encode()),
+            Err(DocumentError::Invalid(_))
+        ));
+        let mut d = e.clone();
+        let rules = d.eth.as_mut().unwrap();
+        rules.chains.push(rules.chains[0].clone());
+        assert!(matches!(
+            PolicyDocument::decode(&d.encode()),
+            Err(DocumentError::Invalid(_))
+        ));
+        let mut d = e;
+        d.eth.as_mut().unwrap().delegatecall[0]
+            .selectors
+            .push([1, 2, 3, 4]);
+        assert!(matches!(
+            PolicyDocument::decode(&d.encode()),
+            Err(DocumentError::Invalid(_))
+        ));
     }
 
     proptest! {

@@ -9,6 +9,8 @@
 //! - [`rules`]: the stable rule tags (docs/policy.md).
 //! - [`document`]: the policy document (TOML authoring, canonical encoding,
 //!   signed wrapper, readable diff).
+//! - [`eth`]: the Ethereum section of the policy document (chains, caps,
+//!   allowlist, tokens, spenders, DELEGATECALL targets, Safe refunds).
 //! - [`change`]: the policy change state machine (propose, veto, activate).
 //! - [`request`]: the sign-request envelope, validity windows, approvals,
 //!   seen request ids.
@@ -26,6 +28,7 @@ pub mod change;
 pub mod clock;
 pub mod command;
 pub mod document;
+pub mod eth;
 pub mod quorum;
 pub mod request;
 pub mod rules;
@@ -33,4 +36,4 @@ pub mod units;
 pub mod velocity;
 
 pub use rules::Rule;
-pub use units::{FeeRate, Sats, TimeMs};
+pub use units::{Amount, FeeRate, Sats, TimeMs, TokenAmount, Wei};

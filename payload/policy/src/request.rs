@@ -14,6 +14,22 @@
 //! request_hash := BIP340 tagged hash "spacenode/sign-request/v1" of body
 //! ```
 //!
+//! Ethereum requests use the same signed envelope and hash with another
+//! body format (the format number is the first key, so a Bitcoin decoder
+//! refuses an Ethereum body and vice versa, and [`body_format`] tells the
+//! node which signer a request is for):
+//!
+//! ```text
+//! eth body := CBOR { 0: format (2), 1: request_id bytes32, 2: target node id bytes8,
+//!                    3: not_before_ms, 4: not_after_ms,
+//!                    5: kind (0 transaction, 1 Safe owner signature, 2 Safe approveHash),
+//!                    6: account index i of m/44'/60'/0'/0/i (< 2^31),
+//!                    7: unsigned transaction (EIP-2718 type-2 or EIP-155 legacy signing
+//!                       payload; empty for kind 1),
+//!                    8: Safe transaction (`spacenode_eth::safe::SafeTx` encoding; empty
+//!                       for kind 0) }
+//! ```
+//!
 //! Approvals sign `request_hash` (the body), so a retry with more or other
 //! approvals is the same request: the seen-ids table stores
 //! `(request_id, request_hash)` and a retry returns the stored result.
@@ -34,8 +50,13 @@ use crate::units::TimeMs;
 
 /// BIP340 tag of request hashes and approvals.
 pub const REQUEST_TAG: &str = "spacenode/sign-request/v1";
-/// Format number.
+/// Format number of Bitcoin request bodies.
 pub const FORMAT: u64 = 1;
+/// Format number of Ethereum request bodies.
+pub const ETH_FORMAT: u64 = 2;
+/// Largest unsigned transaction or Safe transaction in an Ethereum request
+/// (geth's transaction pool refuses transactions above 128 KiB).
+pub const MAX_ETH_PAYLOAD: usize = 128 * 1024;
 /// Largest encoded request (PSBT + proofs) the decoder accepts; the policy's
 /// `max_psbt_bytes` is usually lower.
 pub const MAX_REQUEST_LEN: usize = 4 * 1024 * 1024;
@@ -335,18 +356,13 @@ impl SignedRequest {
         tip_height: u32,
     ) -> Result<CheckedRequest, RequestError> {
         let request = SignRequest::decode(&self.body)?;
-        if request.target != node {
-            return Err(RequestError::WrongTarget);
-        }
-        let now_ok = u64::try_from(now.0)
-            .is_ok_and(|n| n >= request.not_before_ms && n <= request.not_after_ms);
-        if !now_ok {
-            return Err(RequestError::ExpiredTime {
-                not_before_ms: request.not_before_ms,
-                not_after_ms: request.not_after_ms,
-                now_ms: now.0,
-            });
-        }
+        check_target_and_time(
+            node,
+            request.target,
+            request.not_before_ms,
+            request.not_after_ms,
+            now,
+        )?;
         if tip_height < request.not_before_height || tip_height > request.not_after_height {
             return Err(RequestError::ExpiredHeight {
                 not_before: request.not_before_height,
@@ -354,20 +370,230 @@ impl SignedRequest {
                 tip: tip_height,
             });
         }
-        let approvers_ok = if approvers.threshold == 0 {
-            Vec::new()
-        } else {
-            let set = AdminSet::new(approvers.keys.clone(), usize::from(approvers.threshold))
-                .map_err(RequestError::Approvals)?;
-            set.verify(secp, REQUEST_TAG, &self.body, &self.approvals)
-                .map_err(RequestError::Approvals)?
-        };
+        let approvers_ok = self.check_approvals(secp, approvers)?;
         Ok(CheckedRequest {
             request,
             hash: self.hash(),
             approvers: approvers_ok,
         })
     }
+
+    /// The Ethereum counterpart of [`SignedRequest::check_envelope`]:
+    /// decodes an [`EthSignRequest`] body and checks target node, node-time
+    /// window and approvals (Ethereum requests carry no height window).
+    ///
+    /// # Errors
+    /// The first [`RequestError`].
+    pub fn check_eth_envelope<C: Verification>(
+        &self,
+        secp: &Secp256k1<C>,
+        node: [u8; 8],
+        approvers: &KeySet,
+        now: TimeMs,
+    ) -> Result<CheckedEthRequest, RequestError> {
+        let request = EthSignRequest::decode(&self.body)?;
+        check_target_and_time(
+            node,
+            request.target,
+            request.not_before_ms,
+            request.not_after_ms,
+            now,
+        )?;
+        let approvers_ok = self.check_approvals(secp, approvers)?;
+        Ok(CheckedEthRequest {
+            request,
+            hash: self.hash(),
+            approvers: approvers_ok,
+        })
+    }
+
+    fn check_approvals<C: Verification>(
+        &self,
+        secp: &Secp256k1<C>,
+        approvers: &KeySet,
+    ) -> Result<Vec<u8>, RequestError> {
+        if approvers.threshold == 0 {
+            return Ok(Vec::new());
+        }
+        let set = AdminSet::new(approvers.keys.clone(), usize::from(approvers.threshold))
+            .map_err(RequestError::Approvals)?;
+        set.verify(secp, REQUEST_TAG, &self.body, &self.approvals)
+            .map_err(RequestError::Approvals)
+    }
+}
+
+fn check_target_and_time(
+    node: [u8; 8],
+    target: [u8; 8],
+    not_before_ms: u64,
+    not_after_ms: u64,
+    now: TimeMs,
+) -> Result<(), RequestError> {
+    if target != node {
+        return Err(RequestError::WrongTarget);
+    }
+    let now_ok = u64::try_from(now.0).is_ok_and(|n| n >= not_before_ms && n <= not_after_ms);
+    if !now_ok {
+        return Err(RequestError::ExpiredTime {
+            not_before_ms,
+            not_after_ms,
+            now_ms: now.0,
+        });
+    }
+    Ok(())
+}
+
+/// The format number of a request body (key 0): [`FORMAT`] for Bitcoin,
+/// [`ETH_FORMAT`] for Ethereum. Tells the node which signer to hand a
+/// request to; each signer's decoder then checks the whole body.
+///
+/// # Errors
+/// [`RequestError::Malformed`] if the body is not a canonical CBOR map
+/// starting with key 0, [`RequestError::TooLarge`].
+pub fn body_format(body: &[u8]) -> Result<u64, RequestError> {
+    if body.len() > MAX_REQUEST_LEN {
+        return Err(RequestError::TooLarge(body.len()));
+    }
+    let mut f = Fields::new("request", cbor::decode(body)?)?;
+    Ok(f.uint(0, "format")?)
+}
+
+/// What an Ethereum request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EthKind {
+    /// Sign an Ethereum transaction from the node's account.
+    Transaction,
+    /// Sign a registered Safe's SafeTx hash (EIP-712) as an owner.
+    SafeSignature,
+    /// Sign a transaction from the node's owner account calling the Safe's
+    /// `approveHash(safeTxHash)`.
+    SafeApproveHash,
+}
+
+impl EthKind {
+    /// Wire number.
+    #[must_use]
+    pub fn id(self) -> u8 {
+        match self {
+            Self::Transaction => 0,
+            Self::SafeSignature => 1,
+            Self::SafeApproveHash => 2,
+        }
+    }
+
+    /// From the wire number.
+    #[must_use]
+    pub fn from_id(v: u64) -> Option<Self> {
+        match v {
+            0 => Some(Self::Transaction),
+            1 => Some(Self::SafeSignature),
+            2 => Some(Self::SafeApproveHash),
+            _ => None,
+        }
+    }
+}
+
+/// The signed part of an Ethereum request (module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EthSignRequest {
+    /// Ground-chosen id (random 32 bytes).
+    pub request_id: [u8; 32],
+    /// Node id.
+    pub target: [u8; 8],
+    /// Earliest node time, UNIX ms.
+    pub not_before_ms: u64,
+    /// Latest node time, UNIX ms.
+    pub not_after_ms: u64,
+    /// What to sign.
+    pub kind: EthKind,
+    /// Account index `i` of `m/44'/60'/0'/0/i`.
+    pub account: u32,
+    /// Unsigned transaction (kinds 0 and 2).
+    pub transaction: Vec<u8>,
+    /// Safe transaction (kinds 1 and 2).
+    pub safe_tx: Vec<u8>,
+}
+
+impl EthSignRequest {
+    /// Canonical body bytes.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        cbor::encode(&Value::Map(vec![
+            (0, uint(ETH_FORMAT)),
+            (1, bytes(&self.request_id)),
+            (2, bytes(&self.target)),
+            (3, uint(self.not_before_ms)),
+            (4, uint(self.not_after_ms)),
+            (5, uint(self.kind.id())),
+            (6, uint(self.account)),
+            (7, bytes(&self.transaction)),
+            (8, bytes(&self.safe_tx)),
+        ]))
+    }
+
+    /// Strict decoding of body bytes; the payloads present must match the
+    /// kind (the payloads themselves are decoded by `spacenode-eth`).
+    ///
+    /// # Errors
+    /// [`RequestError`].
+    pub fn decode(b: &[u8]) -> Result<Self, RequestError> {
+        if b.len() > MAX_REQUEST_LEN {
+            return Err(RequestError::TooLarge(b.len()));
+        }
+        let mut f = Fields::new("eth request", cbor::decode(b)?)?;
+        let format = f.uint(0, "format")?;
+        if format != ETH_FORMAT {
+            return Err(RequestError::UnsupportedFormat(format));
+        }
+        let request_id = f.array(1, "request_id")?;
+        let target = f.array(2, "target")?;
+        let not_before_ms = f.uint(3, "not_before_ms")?;
+        let not_after_ms = f.uint(4, "not_after_ms")?;
+        let kind = EthKind::from_id(f.uint(5, "kind")?)
+            .ok_or_else(|| RequestError::Malformed(cbor::shape("kind", "unknown")))?;
+        let account = u32::try_from(f.uint(6, "account")?)
+            .ok()
+            .filter(|a| *a < 0x8000_0000)
+            .ok_or_else(|| RequestError::Malformed(cbor::shape("account", "not below 2^31")))?;
+        let transaction = f.bytes(7, "transaction")?;
+        let safe_tx = f.bytes(8, "safe_tx")?;
+        f.finish()?;
+        if transaction.len() > MAX_ETH_PAYLOAD || safe_tx.len() > MAX_ETH_PAYLOAD {
+            return Err(RequestError::TooLarge(b.len()));
+        }
+        let (want_tx, want_safe) = match kind {
+            EthKind::Transaction => (true, false),
+            EthKind::SafeSignature => (false, true),
+            EthKind::SafeApproveHash => (true, true),
+        };
+        if want_tx == transaction.is_empty() || want_safe == safe_tx.is_empty() {
+            return Err(RequestError::Malformed(cbor::shape(
+                "payload",
+                "transaction / safe_tx presence does not match the kind",
+            )));
+        }
+        Ok(Self {
+            request_id,
+            target,
+            not_before_ms,
+            not_after_ms,
+            kind,
+            account,
+            transaction,
+            safe_tx,
+        })
+    }
+}
+
+/// An Ethereum request that passed the envelope checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedEthRequest {
+    /// The decoded body.
+    pub request: EthSignRequest,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// Approver indexes that signed.
+    pub approvers: Vec<u8>,
 }
 
 /// What to do with a request id given the seen-ids table.
@@ -518,11 +744,105 @@ mod tests {
         assert_eq!(e.rule(), Rule::RequestIdReuse);
     }
 
+    fn eth_req(kind: EthKind) -> EthSignRequest {
+        EthSignRequest {
+            request_id: [3; 32],
+            target: NODE,
+            not_before_ms: 1_000,
+            not_after_ms: 2_000,
+            kind,
+            account: 7,
+            transaction: if kind == EthKind::SafeSignature {
+                vec![]
+            } else {
+                vec![0x02, 0xc0]
+            },
+            safe_tx: if kind == EthKind::Transaction {
+                vec![]
+            } else {
+                vec![0xa0]
+            },
+        }
+    }
+
+    fn signed_eth(r: &EthSignRequest, by: &[u8]) -> SignedRequest {
+        let secp = Secp256k1::new();
+        let body = r.encode();
+        let m = Message::from_digest(request_hash(&body));
+        SignedRequest {
+            approvals: by
+                .iter()
+                .map(|&i| Signature {
+                    signer: i,
+                    sig: secp
+                        .sign_schnorr_no_aux_rand(&m, &kp(if i == 0 { 9 } else { 8 }))
+                        .serialize(),
+                })
+                .collect(),
+            body,
+        }
+    }
+
+    #[test]
+    fn eth_envelope_round_trip_accept_and_refuse() {
+        let secp = Secp256k1::verification_only();
+        for kind in [
+            EthKind::Transaction,
+            EthKind::SafeSignature,
+            EthKind::SafeApproveHash,
+        ] {
+            let r = eth_req(kind);
+            assert_eq!(EthSignRequest::decode(&r.encode()).unwrap(), r);
+            let s = SignedRequest::decode(&signed_eth(&r, &[1]).encode()).unwrap();
+            assert_eq!(body_format(&s.body), Ok(ETH_FORMAT));
+            let c = s
+                .check_eth_envelope(&secp, NODE, &approvers(), TimeMs(1_500))
+                .unwrap();
+            assert_eq!(c.request, r);
+            assert_eq!(c.approvers, vec![1]);
+            for now in [999, 2_001, -1] {
+                let e = s
+                    .check_eth_envelope(&secp, NODE, &approvers(), TimeMs(now))
+                    .unwrap_err();
+                assert_eq!(e.rule(), Rule::RequestExpired);
+            }
+            let e = signed_eth(&r, &[])
+                .check_eth_envelope(&secp, NODE, &approvers(), TimeMs(1_500))
+                .unwrap_err();
+            assert_eq!(e.rule(), Rule::Approvals);
+            // A Bitcoin decoder refuses the Ethereum body and vice versa.
+            assert_eq!(
+                SignRequest::decode(&r.encode()),
+                Err(RequestError::UnsupportedFormat(ETH_FORMAT))
+            );
+        }
+        assert_eq!(body_format(&req().encode()), Ok(FORMAT));
+        assert_eq!(
+            EthSignRequest::decode(&req().encode()),
+            Err(RequestError::UnsupportedFormat(FORMAT))
+        );
+        // Payloads must match the kind.
+        let mut r = eth_req(EthKind::Transaction);
+        r.safe_tx = vec![1];
+        assert_eq!(
+            EthSignRequest::decode(&r.encode()).unwrap_err().rule(),
+            Rule::RequestMalformed
+        );
+        let mut r = eth_req(EthKind::SafeApproveHash);
+        r.transaction.clear();
+        assert!(EthSignRequest::decode(&r.encode()).is_err());
+        let mut r = eth_req(EthKind::Transaction);
+        r.account = 0x8000_0000;
+        assert!(EthSignRequest::decode(&r.encode()).is_err());
+    }
+
     proptest! {
         #[test]
         fn decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = SignedRequest::decode(&b);
             let _ = SignRequest::decode(&b);
+            let _ = EthSignRequest::decode(&b);
+            let _ = body_format(&b);
         }
     }
 }

@@ -67,11 +67,51 @@ pub enum Rule {
     WalletRegistration,
     /// Allowed and approved.
     Approved,
+    /// Enough ground approvals over an Ethereum request.
+    EthApprovals,
+    /// The chain id is allowlisted (and present: no pre-EIP-155 transaction).
+    EthChainId,
+    /// Every call destination and token recipient is allowlisted on its chain; no contract creation.
+    EthAllowlist,
+    /// Native coin leaving per request stays under the chain's cap.
+    EthValueCap,
+    /// Native coin leaving per rolling window stays under each cap.
+    EthVelocity,
+    /// ERC-20 transfers stay under the token's per-request and window caps.
+    EthErc20Cap,
+    /// ERC-20 approvals name an allowlisted spender within its allowance.
+    EthSpender,
+    /// The gas limit stays under the chain's cap.
+    EthGasLimit,
+    /// Fee per gas and priority fee stay under the chain's caps.
+    EthMaxFee,
+    /// DELEGATECALL only to an allowlisted target.
+    EthDelegatecall,
+    /// Calldata only with a selector the policy allows for that destination.
+    EthUnknownCalldata,
+    /// Never two different transactions for one (chain, account, nonce).
+    EthNonceReuse,
+    /// The transaction, calldata, MultiSend batch or Safe transaction decodes strictly.
+    EthMalformed,
+    /// Both signing-hash computations agree and every signature recovers to the node's address.
+    EthSelfCheck,
+    /// Safe refund parameters (gasPrice, gasToken, refundReceiver) only when allowlisted.
+    SafeRefund,
+    /// No Safe call to itself (owners, threshold, guard, modules, fallback handler) outside the quorum path.
+    SafeSelfCall,
+    /// Safe requests only for a registered Safe, signed with its registered owner key.
+    SafeUnregistered,
+    /// Never two different SafeTx hashes for one (Safe, Safe nonce).
+    SafeNonceReuse,
+    /// Only Safe contract versions whose EIP-712 domain the node knows.
+    SafeVersion,
+    /// A Safe registration is consistent and names the node as an owner.
+    SafeRegistration,
 }
 
 impl Rule {
     /// Every rule, in table order.
-    pub const ALL: [Rule; 28] = [
+    pub const ALL: [Rule; 48] = [
         Rule::PolicyQuorum,
         Rule::PolicyVersion,
         Rule::PolicyEncoding,
@@ -100,6 +140,26 @@ impl Rule {
         Rule::SelfCheck,
         Rule::WalletRegistration,
         Rule::Approved,
+        Rule::EthApprovals,
+        Rule::EthChainId,
+        Rule::EthAllowlist,
+        Rule::EthValueCap,
+        Rule::EthVelocity,
+        Rule::EthErc20Cap,
+        Rule::EthSpender,
+        Rule::EthGasLimit,
+        Rule::EthMaxFee,
+        Rule::EthDelegatecall,
+        Rule::EthUnknownCalldata,
+        Rule::EthNonceReuse,
+        Rule::EthMalformed,
+        Rule::EthSelfCheck,
+        Rule::SafeRefund,
+        Rule::SafeSelfCall,
+        Rule::SafeUnregistered,
+        Rule::SafeNonceReuse,
+        Rule::SafeVersion,
+        Rule::SafeRegistration,
     ];
 
     /// The stable tag.
@@ -134,6 +194,26 @@ impl Rule {
             Rule::SelfCheck => "btc-self-check",
             Rule::WalletRegistration => "wallet-registration",
             Rule::Approved => "approved",
+            Rule::EthApprovals => "eth-approvals",
+            Rule::EthChainId => "eth-chain-id",
+            Rule::EthAllowlist => "eth-allowlist",
+            Rule::EthValueCap => "eth-value-cap",
+            Rule::EthVelocity => "eth-velocity",
+            Rule::EthErc20Cap => "eth-erc20-cap",
+            Rule::EthSpender => "eth-spender",
+            Rule::EthGasLimit => "eth-gas-limit",
+            Rule::EthMaxFee => "eth-max-fee",
+            Rule::EthDelegatecall => "eth-delegatecall",
+            Rule::EthUnknownCalldata => "eth-unknown-calldata",
+            Rule::EthNonceReuse => "eth-nonce-reuse",
+            Rule::EthMalformed => "eth-malformed",
+            Rule::EthSelfCheck => "eth-self-check",
+            Rule::SafeRefund => "safe-refund",
+            Rule::SafeSelfCall => "safe-self-call",
+            Rule::SafeUnregistered => "safe-unregistered",
+            Rule::SafeNonceReuse => "safe-nonce-reuse",
+            Rule::SafeVersion => "safe-version",
+            Rule::SafeRegistration => "safe-registration",
         }
     }
 

@@ -1,8 +1,17 @@
 //! Checked newtypes for money and time.
 //!
-//! Owns: [`Sats`] (amounts), [`FeeRate`] (sat per 1000 vbytes) and
-//! [`TimeMs`] (node time, UNIX milliseconds). Arithmetic on them is checked:
-//! an overflow is `None`, never a wrap.
+//! Owns: [`Sats`] (amounts), [`Wei`] (Ethereum native amounts),
+//! [`TokenAmount`] (ERC-20 base units), the [`Amount`] trait the velocity
+//! ledger is generic over, [`FeeRate`] (sat per 1000 vbytes) and [`TimeMs`]
+//! (node time, UNIX milliseconds). Arithmetic on them is checked: an
+//! overflow is `None`, never a wrap.
+//!
+//! Why `u128` for Ethereum amounts (not `U256`): every cap the policy can
+//! state fits (2^128 wei is 3.4e20 ETH, the supply is ~1.2e8 ETH; 2^128 base
+//! units covers any real token's supply), and a transaction value that does
+//! not fit is above every cap, so the Ethereum crate converts checked `U256`
+//! sums into these types only after comparing them with the cap. This keeps
+//! the policy crate free of a big-integer library.
 //!
 //! Must never: wrap, saturate silently where a limit depends on the result,
 //! or convert a negative into an amount.
@@ -35,6 +44,89 @@ impl Sats {
         it.into_iter().try_fold(Sats::ZERO, Sats::checked_add)
     }
 }
+
+/// An amount the velocity ledger can add up: zero, a maximum and checked
+/// addition. Implemented by [`Sats`], [`Wei`] and [`TokenAmount`], so one
+/// ledger design serves Bitcoin, ETH per chain and every token.
+pub trait Amount: Copy + Ord + Default + fmt::Debug + fmt::Display {
+    /// Zero.
+    const ZERO: Self;
+    /// Largest representable amount (what an overflowing sum reports).
+    const MAX: Self;
+    /// `self + o`, `None` on overflow.
+    #[must_use]
+    fn add_checked(self, o: Self) -> Option<Self>;
+}
+
+impl Amount for Sats {
+    const ZERO: Self = Sats(0);
+    const MAX: Self = Sats(u64::MAX);
+    fn add_checked(self, o: Self) -> Option<Self> {
+        self.checked_add(o)
+    }
+}
+
+macro_rules! u128_amount {
+    ($(#[$m:meta])* $name:ident, $unit:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub u128);
+
+        impl $name {
+            /// Zero.
+            pub const ZERO: $name = $name(0);
+
+            /// `self + o`, `None` on overflow.
+            #[must_use]
+            pub fn checked_add(self, o: $name) -> Option<$name> {
+                self.0.checked_add(o.0).map($name)
+            }
+
+            /// `self - o`, `None` if negative.
+            #[must_use]
+            pub fn checked_sub(self, o: $name) -> Option<$name> {
+                self.0.checked_sub(o.0).map($name)
+            }
+
+            /// Sum of amounts, `None` on overflow.
+            pub fn sum(it: impl IntoIterator<Item = $name>) -> Option<$name> {
+                it.into_iter().try_fold($name::ZERO, $name::checked_add)
+            }
+
+            /// Big-endian bytes (the canonical CBOR form is a 16-byte string).
+            #[must_use]
+            pub fn to_be_bytes(self) -> [u8; 16] {
+                self.0.to_be_bytes()
+            }
+        }
+
+        impl Amount for $name {
+            const ZERO: Self = $name(0);
+            const MAX: Self = $name(u128::MAX);
+            fn add_checked(self, o: Self) -> Option<Self> {
+                self.checked_add(o)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{} {}", self.0, $unit)
+            }
+        }
+    };
+}
+
+u128_amount!(
+    /// An amount of a chain's native coin in wei (10^-18 ETH on Ethereum).
+    Wei,
+    "wei"
+);
+
+u128_amount!(
+    /// An amount of an ERC-20 token in its base units (no decimals applied).
+    TokenAmount,
+    "units"
+);
 
 impl fmt::Display for Sats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,6 +230,16 @@ mod tests {
         assert_eq!(Sats(1).checked_sub(Sats(2)), None);
         assert_eq!(Sats::sum([Sats(1), Sats(2)]), Some(Sats(3)));
         assert_eq!(Sats::sum([Sats(u64::MAX), Sats(1)]), None);
+    }
+
+    #[test]
+    fn u128_amounts_are_checked() {
+        assert_eq!(Wei(u128::MAX).checked_add(Wei(1)), None);
+        assert_eq!(TokenAmount(1).checked_sub(TokenAmount(2)), None);
+        assert_eq!(Wei::sum([Wei(1), Wei(2)]), Some(Wei(3)));
+        assert_eq!(Wei(5).to_string(), "5 wei");
+        assert_eq!(<Wei as Amount>::MAX.add_checked(Wei(1)), None);
+        assert_eq!(<Sats as Amount>::ZERO.add_checked(Sats(2)), Some(Sats(2)));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Velocity: caps on what leaves the wallets over rolling windows.
 //!
 //! Owns: [`VelocityLedger`], the pure view of the persisted spend records
-//! (`velocity(at_ms, sats, request_id)` rows) and the check/record/prune
-//! operations. Accounting time is `max(now, high_water)`, the highest time
+//! (`velocity(at_ms, sats, request_id)` rows for Bitcoin; one ledger per
+//! chain and per token for Ethereum, see `spacenode-eth`) and the
+//! check/record/prune operations. The ledger is generic over the
+//! [`Amount`] (sats, wei, token units); `VelocityLedger` alone means sats. Accounting time is `max(now, high_water)`, the highest time
 //! the ledger has seen, so a clock that steps backwards can never reopen a
 //! window (and the clock guard refuses such steps anyway).
 //!
@@ -11,48 +13,49 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 use crate::document::VelocityWindow;
-use crate::units::{Sats, TimeMs};
+use crate::units::{Amount, Sats, TimeMs};
 
 /// One persisted spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VelocityEntry {
+pub struct VelocityEntry<A = Sats> {
     /// Accounting time of the spend.
     pub at: TimeMs,
     /// Amount that left the wallets.
-    pub amount: Sats,
+    pub amount: A,
 }
 
-/// A window over its cap. Code 0x0614 (a Bitcoin spending rule, reported by
-/// `spacenode-btc`'s refusal).
+/// A window over its cap. Code 0x0614 for Bitcoin (reported by
+/// `spacenode-btc`'s refusal), 0x0718 / 0x071A for ETH / tokens
+/// (`spacenode-eth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
     "velocity: {spent} already spent in the last {window_ms} ms, {amount} more exceeds the cap of {cap}"
 )]
-pub struct VelocityExceeded {
+pub struct VelocityExceeded<A: Amount = Sats> {
     /// Window length.
     pub window_ms: u64,
     /// Cap.
-    pub cap: Sats,
+    pub cap: A,
     /// Already spent in the window.
-    pub spent: Sats,
+    pub spent: A,
     /// Requested.
-    pub amount: Sats,
+    pub amount: A,
 }
 
 /// The spend records that may still count.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct VelocityLedger {
+pub struct VelocityLedger<A = Sats> {
     /// Records, any order.
-    pub entries: Vec<VelocityEntry>,
+    pub entries: Vec<VelocityEntry<A>>,
     /// Highest accounting time seen (persist with the records; it is also
     /// the maximum of their times when loaded from rows).
     pub high_water: TimeMs,
 }
 
-impl VelocityLedger {
+impl<A: Amount> VelocityLedger<A> {
     /// From persisted rows.
     #[must_use]
-    pub fn from_entries(entries: Vec<VelocityEntry>, high_water: TimeMs) -> Self {
+    pub fn from_entries(entries: Vec<VelocityEntry<A>>, high_water: TimeMs) -> Self {
         let hw = entries
             .iter()
             .map(|e| e.at)
@@ -71,14 +74,12 @@ impl VelocityLedger {
     }
 
     /// Spent within `(t - window, t]`.
-    fn spent_in(&self, t: TimeMs, window_ms: u64) -> Option<Sats> {
+    fn spent_in(&self, t: TimeMs, window_ms: u64) -> Option<A> {
         let start = t.checked_sub_ms(window_ms).unwrap_or(TimeMs(i64::MIN));
-        Sats::sum(
-            self.entries
-                .iter()
-                .filter(|e| e.at > start && e.at <= t)
-                .map(|e| e.amount),
-        )
+        self.entries
+            .iter()
+            .filter(|e| e.at > start && e.at <= t)
+            .try_fold(A::ZERO, |acc, e| acc.add_checked(e.amount))
     }
 
     /// Checks `amount` against every window; returns the totals per window
@@ -89,16 +90,16 @@ impl VelocityLedger {
     /// counts as over).
     pub fn check(
         &self,
-        windows: &[VelocityWindow],
+        windows: &[VelocityWindow<A>],
         now: TimeMs,
-        amount: Sats,
-    ) -> Result<Vec<Sats>, VelocityExceeded> {
+        amount: A,
+    ) -> Result<Vec<A>, VelocityExceeded<A>> {
         let t = self.accounting_time(now);
         windows
             .iter()
             .map(|w| {
-                let spent = self.spent_in(t, w.window_ms).unwrap_or(Sats(u64::MAX));
-                match spent.checked_add(amount) {
+                let spent = self.spent_in(t, w.window_ms).unwrap_or(A::MAX);
+                match spent.add_checked(amount) {
                     Some(total) if total <= w.cap => Ok(total),
                     _ => Err(VelocityExceeded {
                         window_ms: w.window_ms,
@@ -113,7 +114,7 @@ impl VelocityLedger {
 
     /// Records an approved spend at the accounting time of `now`; returns
     /// the entry the node persists (before releasing the signature).
-    pub fn record(&mut self, now: TimeMs, amount: Sats) -> VelocityEntry {
+    pub fn record(&mut self, now: TimeMs, amount: A) -> VelocityEntry<A> {
         let at = self.accounting_time(now);
         let e = VelocityEntry { at, amount };
         self.entries.push(e);
@@ -123,7 +124,7 @@ impl VelocityLedger {
 
     /// Drops records older than the longest window; returns the cut-off time
     /// (the node deletes rows with `at_ms <= cutoff`).
-    pub fn prune(&mut self, windows: &[VelocityWindow], now: TimeMs) -> Option<TimeMs> {
+    pub fn prune(&mut self, windows: &[VelocityWindow<A>], now: TimeMs) -> Option<TimeMs> {
         let longest = windows.iter().map(|w| w.window_ms).max()?;
         let cutoff = self.accounting_time(now).checked_sub_ms(longest)?;
         self.entries.retain(|e| e.at > cutoff);
@@ -198,5 +199,21 @@ mod tests {
         let mut huge = VelocityLedger::default();
         huge.record(TimeMs(0), Sats(u64::MAX));
         assert!(huge.check(&windows(), TimeMs(0), Sats(1)).is_err());
+    }
+
+    #[test]
+    fn the_same_ledger_counts_wei_without_overflow() {
+        use crate::units::Wei;
+        let w = [VelocityWindow {
+            window_ms: 1_000,
+            cap: Wei(u128::MAX),
+        }];
+        let mut l: VelocityLedger<Wei> = VelocityLedger::default();
+        l.record(TimeMs(10), Wei(u128::MAX));
+        // Any more would overflow u128: refused, never wrapped.
+        let e = l.check(&w, TimeMs(10), Wei(1)).unwrap_err();
+        assert_eq!(e.spent, Wei(u128::MAX));
+        // The window rolls.
+        assert_eq!(l.check(&w, TimeMs(1_010), Wei(1)), Ok(vec![Wei(1)]));
     }
 }

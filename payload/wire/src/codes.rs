@@ -54,6 +54,9 @@ reason_codes! {
     STORAGE = 0x0007, "storage operation failed";
     /// The TC's APID is not one the node serves.
     UNKNOWN_APID = 0x0008, "APID not served by the node";
+    /// Signing (or a wallet registration) needs a quorum-signed policy and
+    /// none is active yet.
+    NO_POLICY = 0x0009, "no active policy: upload a quorum-signed policy first";
 
     /// The security header is malformed or truncated.
     SEC_MALFORMED = 0x0101, "security header malformed";

@@ -11,12 +11,14 @@
 //! | [`services`] | APIDs and PUS service/subtype numbers                        |
 //! | [`msg`]      | typed application data of each service                       |
 //! | [`codes`]    | reason codes that reach the ground in failure reports        |
+//! | [`cosign`]   | uploads, policy, signing and audit payload layouts, fragments |
 //!
 //! Everything here is pure: bytes and state in, bytes and decisions out. This
 //! crate must never depend on tokio, a TPM, SQLite or a clock; time is always
 //! an argument.
 
 pub mod codes;
+pub mod cosign;
 pub mod frame;
 pub mod msg;
 pub mod pus;

@@ -386,6 +386,13 @@ hk_report! {
     chain_tip_height: u32, "";
     /// Chain flags: [`CHAIN_FLAG_DEEP_REORG`], [`CHAIN_FLAG_UNAVAILABLE`].
     chain_flags: u8, "";
+    /// Sign requests approved since start (replays included).
+    sign_approved: u32, "";
+    /// Sign requests refused by the policy since start.
+    sign_refused: u32, "";
+    /// Sign requests refused because of the mode (safe mode), or because no
+    /// policy or seed is available, since start.
+    sign_refused_mode: u32, "";
 }
 
 /// `chain_flags` bit: a reorg deeper than the kept window was refused (set
@@ -531,6 +538,23 @@ events! {
     SAFE_TRIGGER = 0x0052, Medium, "another safe-mode trigger fired";
     /// An administrator command was refused. Aux: reason code u16.
     ADMIN_REFUSED = 0x0053, Medium, "administrator command refused";
+    /// The clock guard refused the node's time (a backwards step, a jump
+    /// beyond the policy's bound, or behind the chain); signing is denied
+    /// until the clock is sane or an administrator resyncs it. Aux: reason
+    /// code u16, last accepted time i64 ms, node time i64 ms.
+    CLOCK_REFUSED = 0x0060, High, "node clock refused by the clock guard";
+    /// A signature failed its self-check or the key store failed: nothing
+    /// was released (a fault, e.g. a bit flip). Aux: reason code u16.
+    SIGN_FAULT = 0x0061, High, "signing fault: signature withheld";
+    /// A quorum-signed policy change is pending. Aux: version u64,
+    /// activation time i64 ms.
+    POLICY_PENDING = 0x0062, Info, "policy change pending";
+    /// A policy became active (bound to the TPM counter). Aux: version u64.
+    POLICY_ACTIVE = 0x0063, Info, "policy activated";
+    /// The pending policy change was vetoed. Aux: version u64.
+    POLICY_VETOED = 0x0064, Info, "pending policy change vetoed";
+    /// A wallet was registered. Aux: wallet id 32.
+    WALLET_REGISTERED = 0x0065, Info, "wallet registered";
 }
 
 /// A PUS 5 event report.

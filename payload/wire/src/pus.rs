@@ -35,6 +35,17 @@ pub const TC_OVERHEAD: usize = 6 + 5 + 2;
 pub const MAX_TC_APP_DATA: usize =
     crate::frame::MAX_PAYLOAD - crate::security::OVERHEAD - TC_OVERHEAD;
 
+/// Bytes a TM adds around its source data: primary header 6, PUS-C TM
+/// secondary header 7 (version and time reference, service, subtype, message
+/// counter u16, destination id u16), the CDS timestamp
+/// ([`TIMESTAMP_LEN`]), CRC-16 2.
+pub const TM_OVERHEAD: usize = 6 + 7 + TIMESTAMP_LEN + 2;
+
+/// Largest TM source data that still fits one frame once sealed (1999
+/// bytes). Replies larger than this travel in fragments
+/// (`crate::cosign::Fragment`).
+pub const MAX_TM_DATA: usize = crate::frame::MAX_PAYLOAD - crate::security::OVERHEAD - TM_OVERHEAD;
+
 /// Errors decoding or building a packet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
@@ -328,11 +339,26 @@ mod tests {
     #[test]
     fn largest_tc_fills_exactly_one_frame() {
         assert_eq!(MAX_TC_APP_DATA, 2008);
+        assert_eq!(MAX_TM_DATA, 1999);
         let tc = Tc::new(0x030, 1, 129, 1, vec![0xA5; MAX_TC_APP_DATA]);
         let bytes = tc.encode().unwrap();
         assert_eq!(bytes.len(), MAX_TC_APP_DATA + TC_OVERHEAD);
         assert_eq!(
             bytes.len() + crate::security::OVERHEAD,
+            crate::frame::MAX_PAYLOAD
+        );
+        let tm = Tm {
+            apid: 0x060,
+            seq_count: 1,
+            service: 132,
+            subtype: 2,
+            msg_counter: 0,
+            dest_id: 1,
+            time_unix_ms: 1_700_000_000_000,
+            data: vec![0x5A; MAX_TM_DATA],
+        };
+        assert_eq!(
+            tm.encode().unwrap().len() + crate::security::OVERHEAD,
             crate::frame::MAX_PAYLOAD
         );
     }

@@ -47,8 +47,14 @@ pub mod service {
     pub const CHAIN: u8 = 129;
     /// Mission: key custody and attestation.
     pub const KEYS: u8 = 130;
+    /// Mission: spending policy, wallets and the audit log.
+    pub const POLICY: u8 = 131;
+    /// Mission: signing requests.
+    pub const SIGN: u8 = 132;
     /// Mission: modes and health.
     pub const MODE: u8 = 133;
+    /// Mission: resumable uploads of payloads larger than one frame.
+    pub const FILES: u8 = 134;
 }
 
 /// Message subtypes, per service.
@@ -109,6 +115,41 @@ pub mod subtype {
     /// TM[130,4] fingerprint and xpub.
     pub const KEYS_XPUB: u8 = 4;
 
+    /// TC[131,1] propose a quorum-signed policy document (payload
+    /// reference: inline or a completed upload).
+    pub const POLICY_PROPOSE: u8 = 1;
+    /// TC[131,2] veto the pending policy change: an administrator command
+    /// of kind `VETO_POLICY`.
+    pub const POLICY_VETO: u8 = 2;
+    /// TC[131,3] request the policy status.
+    pub const POLICY_STATUS_REQUEST: u8 = 3;
+    /// TM[131,4] policy status: active and pending version, hash and times,
+    /// wallets, audit head.
+    pub const POLICY_STATUS: u8 = 4;
+    /// TC[131,5] register a wallet: an administrator command of kind
+    /// `REGISTER_WALLET` (payload reference).
+    pub const POLICY_REGISTER_WALLET: u8 = 5;
+    /// TC[131,6] request audit entries from a sequence number.
+    pub const POLICY_AUDIT_REQUEST: u8 = 6;
+    /// TM[131,7] one audit entry with its receipt (fragmented if large).
+    pub const POLICY_AUDIT_ENTRY: u8 = 7;
+    /// TC[131,8] request the active (0) or pending (1) policy document.
+    pub const POLICY_DOCUMENT_REQUEST: u8 = 8;
+    /// TM[131,9] a policy document's canonical bytes (fragmented).
+    pub const POLICY_DOCUMENT: u8 = 9;
+    /// TC[131,10] accept a node time the clock guard refused: an
+    /// administrator command of kind `CLOCK_RESYNC`.
+    pub const POLICY_CLOCK_RESYNC: u8 = 10;
+
+    /// TC[132,1] a sign request (payload reference: inline or a completed
+    /// upload).
+    pub const SIGN_REQUEST: u8 = 1;
+    /// TM[132,2] the node's partial signatures (fragmented if large).
+    pub const SIGN_RESULT: u8 = 2;
+    /// TM[132,3] the audit entry of the decision with its receipt
+    /// (fragmented if large).
+    pub const SIGN_AUDIT_RECORD: u8 = 3;
+
     /// TC[133,1] request the mode status.
     pub const MODE_STATUS_REQUEST: u8 = 1;
     /// TM[133,2] mode status.
@@ -122,6 +163,15 @@ pub mod subtype {
     pub const HEALTH_TEST_HANG: u8 = 5;
     /// TM[133,6] safe-mode beacon, signed by the node's receipt key.
     pub const MODE_BEACON: u8 = 6;
+
+    /// TC[134,1] begin (or resume) an upload: content id and length.
+    pub const FILES_BEGIN: u8 = 1;
+    /// TC[134,2] one chunk of an upload.
+    pub const FILES_CHUNK: u8 = 2;
+    /// TC[134,3] request the status of an upload.
+    pub const FILES_STATUS_REQUEST: u8 = 3;
+    /// TM[134,4] upload status with the missing ranges.
+    pub const FILES_STATUS: u8 = 4;
 }
 
 /// Direction of a message.
@@ -319,6 +369,108 @@ pub const MESSAGES: &[MessageDef] = &[
         service::MODE,
         subtype::MODE_BEACON,
         "mode.beacon",
+    ),
+    tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_PROPOSE,
+        "policy.propose",
+    ),
+    tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_VETO,
+        "policy.veto",
+    ),
+    tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_STATUS_REQUEST,
+        "policy.status-request",
+    ),
+    tm(
+        Some(apid::POLICY),
+        service::POLICY,
+        subtype::POLICY_STATUS,
+        "policy.status",
+    ),
+    tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_REGISTER_WALLET,
+        "policy.register-wallet",
+    ),
+    tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_AUDIT_REQUEST,
+        "policy.audit-request",
+    ),
+    tm(
+        Some(apid::POLICY),
+        service::POLICY,
+        subtype::POLICY_AUDIT_ENTRY,
+        "policy.audit-entry",
+    ),
+    tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_DOCUMENT_REQUEST,
+        "policy.document-request",
+    ),
+    tm(
+        Some(apid::POLICY),
+        service::POLICY,
+        subtype::POLICY_DOCUMENT,
+        "policy.document",
+    ),
+    tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_CLOCK_RESYNC,
+        "policy.clock-resync",
+    ),
+    tc(
+        apid::SIGN,
+        service::SIGN,
+        subtype::SIGN_REQUEST,
+        "sign.request",
+    ),
+    tm(
+        Some(apid::SIGN),
+        service::SIGN,
+        subtype::SIGN_RESULT,
+        "sign.result",
+    ),
+    tm(
+        Some(apid::SIGN),
+        service::SIGN,
+        subtype::SIGN_AUDIT_RECORD,
+        "sign.audit-record",
+    ),
+    tc(
+        apid::FILES,
+        service::FILES,
+        subtype::FILES_BEGIN,
+        "files.begin",
+    ),
+    tc(
+        apid::FILES,
+        service::FILES,
+        subtype::FILES_CHUNK,
+        "files.chunk",
+    ),
+    tc(
+        apid::FILES,
+        service::FILES,
+        subtype::FILES_STATUS_REQUEST,
+        "files.status-request",
+    ),
+    tm(
+        Some(apid::FILES),
+        service::FILES,
+        subtype::FILES_STATUS,
+        "files.status",
     ),
 ];
 

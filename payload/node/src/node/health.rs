@@ -7,7 +7,6 @@
 
 use bitcoin::secp256k1::Secp256k1;
 use spacenode_policy::command::{CommandError, kind};
-use spacenode_policy::quorum::QuorumError;
 use spacenode_wire::ReasonCode;
 use spacenode_wire::msg::{EventId, FailureNotice, ModeStatus};
 use spacenode_wire::services::{apid, service, subtype};
@@ -132,12 +131,11 @@ impl Node {
                 data: e.to_string().into_bytes(),
             }
         };
-        let Some(admins) = self.cfg.admin.clone() else {
-            return Err(refuse(
-                self,
-                CommandError::Quorum(QuorumError::InvalidSet("no administrator set configured")),
-                out,
-            ));
+        // The active policy's administrators, or the config's set until
+        // the first policy.
+        let admins = match self.admin_set() {
+            Ok(a) => a,
+            Err(e) => return Err(refuse(self, e, out)),
         };
         let last = self.store.admin_seq().map_err(|e| store_failure(&e))?;
         let secp = Secp256k1::verification_only();

@@ -35,11 +35,13 @@ impl Node {
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
+        // The quote binds the active policy's hash (zeros before the first
+        // policy), so the ground sees which policy the node enforces.
+        let policy_hash = self.policy.as_ref().map_or([0; 32], |p| p.active.hash);
         let keys = self.keys.as_mut().ok_or_else(unavailable)?;
         let path: DerivationPath = IDENTITY_PATH.parse().map_err(|_| unavailable())?;
-        // The policy issue binds the active policy's hash here.
         let attestation = keys
-            .attest(nonce, [0; 32], &[path])
+            .attest(nonce, policy_hash, &[path])
             .map_err(|e| FailureNotice {
                 code: ReasonCode(e.code()),
                 data: e.to_string().into_bytes(),

@@ -7,13 +7,19 @@
 //! It must never panic on an uplinked byte and never stop the link because a
 //! packet was bad: every refusal is counted, rate-limited and reported.
 
+mod files;
 mod health;
 mod keys;
+mod policy;
+mod sign;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bitcoin::secp256k1::{All, Secp256k1};
+use spacenode_btc::wallet::{AllowMatcher, Wallet};
 use spacenode_keys::{KeyStore, SoftKeyStore, Tpm};
+use spacenode_policy::change::PolicyState;
 use spacenode_wire::ReasonCode;
 use spacenode_wire::frame::{self, DecoderStats};
 use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, Stage, Verification};
@@ -113,6 +119,12 @@ pub struct Node {
     next_hk: Option<Instant>,
     next_storage_check: Instant,
     frame_stats: DecoderStats,
+    secp: Secp256k1<All>,
+    policy: Option<PolicyState>,
+    allow: Option<AllowMatcher>,
+    wallets: Vec<Wallet>,
+    refusal_burst: BurstDetector,
+    next_policy_poll: Instant,
 }
 
 impl Node {
@@ -141,6 +153,10 @@ impl Node {
         }
         if let Some(f) = &custody.fault {
             faults.push((f.reason, f.detail.clone()));
+        }
+        let loaded = policy::load(&store, custody.keys.as_ref(), cfg.key_network);
+        if let Some(detail) = loaded.fault {
+            faults.push((SafeReason::StorageCorrupt, detail));
         }
         if boot_loop {
             faults.push((
@@ -190,6 +206,15 @@ impl Node {
                 usize::try_from(cfg.health.auth_failure_burst).unwrap_or(usize::MAX),
                 cfg.health.burst_window,
             ),
+            refusal_burst: BurstDetector::new(
+                usize::try_from(cfg.health.refusal_burst).unwrap_or(usize::MAX),
+                cfg.health.burst_window,
+            ),
+            secp: Secp256k1::new(),
+            policy: loaded.policy,
+            allow: loaded.allow,
+            wallets: loaded.wallets,
+            next_policy_poll: now.mono,
             cfg,
             store,
             sec,
@@ -444,6 +469,17 @@ impl Node {
             }
             Request::ModeExit(cmd) => self.exit_safe(&cmd, now, out),
             Request::TestHang(task) => self.test_hang(task),
+            Request::PolicyPropose(p) => self.policy_propose(p, tc.source_id, now, out),
+            Request::PolicyVeto(cmd) => self.policy_veto(&cmd, tc.source_id, now, out),
+            Request::PolicyStatus => self.policy_status(tc.source_id, now, out),
+            Request::PolicyRegisterWallet(p) => self.register_wallet(p, now, out),
+            Request::PolicyAudit(req) => self.audit_fetch(req, tc.source_id, now, out),
+            Request::PolicyDocument(which) => self.policy_document(which, tc.source_id, now, out),
+            Request::PolicyClockResync(cmd) => self.clock_resync(&cmd, now, out),
+            Request::SignRequest(p) => self.sign_request(p, tc.source_id, now, out),
+            Request::FilesBegin(b) => self.files_begin(b, tc.source_id, now, out),
+            Request::FilesChunk(c) => self.files_chunk(c, tc.source_id, now, out),
+            Request::FilesStatus(id) => self.files_status(id, tc.source_id, now, out),
         };
         let failure = result.err();
         if let Some(f) = &failure {
@@ -539,6 +575,10 @@ impl Node {
     pub fn tick(&mut self, now: Now) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         self.health_tick(now, &mut out);
+        if now.mono >= self.next_policy_poll {
+            self.next_policy_poll = now.mono + policy::POLL_INTERVAL;
+            self.poll_policy(now, &mut out);
+        }
         for (id, aux) in self.limiter.flush(now.mono) {
             out.extend(self.raise(id, aux, now));
         }

@@ -222,6 +222,61 @@ impl ChainService {
         }
     }
 
+    /// The validated chain state signing decisions read.
+    ///
+    /// # Errors
+    /// The failure notice when the chain is unavailable.
+    pub fn state(&self) -> Result<&spacenode_chain::ChainState, FailureNotice> {
+        match &self.chain {
+            Ok(c) => Ok(c.state()),
+            Err(e) => Err(Self::unavailable(e)),
+        }
+    }
+
+    /// Makes a quorum-signed policy's checkpoint the chain's trust anchor,
+    /// unless the chain already holds that very block (or was anchored
+    /// above it: a checkpoint below the kept window cannot be checked and
+    /// the later anchor is kept). Returns whether the chain was reset (its
+    /// headers dropped; the ground re-syncs from the checkpoint).
+    ///
+    /// # Errors
+    /// The failure notice when the chain is unavailable, the checkpoint is
+    /// for another network, or the store fails.
+    pub fn adopt_checkpoint(
+        &mut self,
+        checkpoint: &spacenode_chain::Checkpoint,
+    ) -> Result<bool, FailureNotice> {
+        let chain = match &mut self.chain {
+            Ok(c) => c,
+            Err(e) => return Err(Self::unavailable(e)),
+        };
+        let st = chain.state();
+        let want = checkpoint.header.block_hash();
+        if st
+            .header_at(checkpoint.height)
+            .is_some_and(|(h, _)| h == want)
+        {
+            return Ok(false);
+        }
+        if checkpoint.height < st.lowest_height() && checkpoint.network == st.params().network {
+            tracing::warn!(
+                checkpoint_height = checkpoint.height,
+                lowest_kept = st.lowest_height(),
+                "policy checkpoint below the kept window: keeping the chain's later anchor"
+            );
+            return Ok(false);
+        }
+        chain
+            .replace_checkpoint(checkpoint.clone())
+            .map_err(|e| failure(&e, checkpoint.height))?;
+        tracing::warn!(
+            height = checkpoint.height,
+            hash = %want,
+            "header chain re-anchored at the policy's checkpoint"
+        );
+        Ok(true)
+    }
+
     /// Clears the deep-reorg flag (the ground acknowledged it).
     ///
     /// # Errors

@@ -56,6 +56,12 @@ pub struct NodeCounters {
     pub tm_sent: u64,
     /// Reports merged by rate limiting or dropped on a full queue.
     pub tm_suppressed: u64,
+    /// Sign requests approved (replays of approvals included).
+    pub sign_approved: u64,
+    /// Sign requests refused by the policy.
+    pub sign_refused: u64,
+    /// Sign requests refused by the mode, for lack of a policy or a seed.
+    pub sign_refused_mode: u64,
 }
 
 /// Everything a core report is made of.
@@ -121,6 +127,9 @@ pub fn build(s: &Snapshot) -> HkCore {
         cpu_temp_milli_c: s.readings.cpu_temp_milli_c.unwrap_or(NO_TEMPERATURE),
         chain_tip_height: s.chain_tip_height,
         chain_flags: s.chain_flags,
+        sign_approved: sat32(s.node.sign_approved),
+        sign_refused: sat32(s.node.sign_refused),
+        sign_refused_mode: sat32(s.node.sign_refused_mode),
     }
 }
 

@@ -7,10 +7,12 @@
 
 pub mod chain;
 pub mod events;
+pub mod files;
 pub mod hk;
 
 use spacenode_chain::HeaderBatch;
 use spacenode_wire::ReasonCode;
+use spacenode_wire::cosign::{AuditRequest, FileBegin, FileChunk, Payload};
 use spacenode_wire::msg::{EventDump, FailureNotice, HkRequest, MsgError, Rekey};
 use spacenode_wire::pus::Tc;
 use spacenode_wire::services::{apid, service, subtype};
@@ -45,6 +47,28 @@ pub enum Request {
     ModeExit(spacenode_policy::command::SignedCommand),
     /// TC[133,5]: the task to hang (0: the node task).
     TestHang(u8),
+    /// TC[131,1]: a signed policy (authorised at execution).
+    PolicyPropose(Payload),
+    /// TC[131,2]: a veto command.
+    PolicyVeto(spacenode_policy::command::SignedCommand),
+    /// TC[131,3].
+    PolicyStatus,
+    /// TC[131,5]: a wallet registration command.
+    PolicyRegisterWallet(Payload),
+    /// TC[131,6].
+    PolicyAudit(AuditRequest),
+    /// TC[131,8]: 0 active, 1 pending.
+    PolicyDocument(u8),
+    /// TC[131,10]: a clock resync command.
+    PolicyClockResync(spacenode_policy::command::SignedCommand),
+    /// TC[132,1]: a sign request (evaluated at execution).
+    SignRequest(Payload),
+    /// TC[134,1].
+    FilesBegin(FileBegin),
+    /// TC[134,2].
+    FilesChunk(FileChunk),
+    /// TC[134,3]: content id.
+    FilesStatus([u8; 32]),
 }
 
 /// A TM to send, before sequence counts and time are assigned.
@@ -89,6 +113,9 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
         apid::CHAIN,
         apid::KEYS,
         apid::MODE,
+        apid::POLICY,
+        apid::SIGN,
+        apid::FILES,
     ];
     if !known_apids.contains(&tc.apid) {
         return Err(refuse(ReasonCode::UNKNOWN_APID));
@@ -167,8 +194,70 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
                 value: tc.app_data.len() as u64,
             })),
         },
+        (apid::POLICY, service::POLICY, subtype::POLICY_PROPOSE) => Payload::decode(&tc.app_data)
+            .map(Request::PolicyPropose)
+            .map_err(|e| bad_data(&e)),
+        (apid::POLICY, service::POLICY, subtype::POLICY_VETO) => {
+            signed_command(&tc.app_data).map(Request::PolicyVeto)
+        }
+        (apid::POLICY, service::POLICY, subtype::POLICY_CLOCK_RESYNC) => {
+            signed_command(&tc.app_data).map(Request::PolicyClockResync)
+        }
+        (apid::POLICY, service::POLICY, subtype::POLICY_STATUS_REQUEST)
+            if !tc.app_data.is_empty() =>
+        {
+            Err(bad_data(&MsgError::Trailing(tc.app_data.len())))
+        }
+        (apid::POLICY, service::POLICY, subtype::POLICY_STATUS_REQUEST) => {
+            Ok(Request::PolicyStatus)
+        }
+        (apid::POLICY, service::POLICY, subtype::POLICY_REGISTER_WALLET) => {
+            Payload::decode(&tc.app_data)
+                .map(Request::PolicyRegisterWallet)
+                .map_err(|e| bad_data(&e))
+        }
+        (apid::POLICY, service::POLICY, subtype::POLICY_AUDIT_REQUEST) => {
+            AuditRequest::decode(&tc.app_data)
+                .map(Request::PolicyAudit)
+                .map_err(|e| bad_data(&e))
+        }
+        (apid::POLICY, service::POLICY, subtype::POLICY_DOCUMENT_REQUEST) => {
+            match tc.app_data.as_slice() {
+                [which @ (0 | 1)] => Ok(Request::PolicyDocument(*which)),
+                _ => Err(bad_data(&MsgError::Invalid {
+                    field: "document (0 active, 1 pending)",
+                    value: tc.app_data.first().copied().unwrap_or(0xFF).into(),
+                })),
+            }
+        }
+        (apid::SIGN, service::SIGN, subtype::SIGN_REQUEST) => Payload::decode(&tc.app_data)
+            .map(Request::SignRequest)
+            .map_err(|e| bad_data(&e)),
+        (apid::FILES, service::FILES, subtype::FILES_BEGIN) => FileBegin::decode(&tc.app_data)
+            .map(Request::FilesBegin)
+            .map_err(|e| bad_data(&e)),
+        (apid::FILES, service::FILES, subtype::FILES_CHUNK) => FileChunk::decode(&tc.app_data)
+            .map(Request::FilesChunk)
+            .map_err(|e| bad_data(&e)),
+        (apid::FILES, service::FILES, subtype::FILES_STATUS_REQUEST) => {
+            <[u8; 32]>::try_from(tc.app_data.as_slice())
+                .map(Request::FilesStatus)
+                .map_err(|_| {
+                    bad_data(&MsgError::Invalid {
+                        field: "content id length",
+                        value: tc.app_data.len() as u64,
+                    })
+                })
+        }
         _ => Err(refuse(ReasonCode::UNKNOWN_SERVICE)),
     }
+}
+
+fn signed_command(data: &[u8]) -> Result<spacenode_policy::command::SignedCommand, FailureNotice> {
+    spacenode_policy::command::SignedCommand::decode(data).map_err(|e| FailureNotice {
+        code: ReasonCode(e.code()),
+        data: e.to_string().into_bytes(),
+    })
 }
 
 #[cfg(test)]
@@ -216,6 +305,59 @@ mod tests {
                 .unwrap_err()
                 .code,
             ReasonCode::BAD_APP_DATA
+        );
+    }
+
+    #[test]
+    fn cosign_requests_decode_at_acceptance() {
+        let inline = Payload::Inline(vec![1, 2, 3]).encode();
+        assert_eq!(
+            accept(&Tc::new(apid::SIGN, 1, 132, 1, inline.clone())),
+            Ok(Request::SignRequest(Payload::Inline(vec![1, 2, 3])))
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::POLICY, 1, 131, 1, inline)),
+            Ok(Request::PolicyPropose(Payload::Inline(vec![1, 2, 3])))
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::SIGN, 1, 132, 1, vec![9]))
+                .unwrap_err()
+                .code,
+            ReasonCode::BAD_APP_DATA
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::POLICY, 1, 131, 3, vec![])),
+            Ok(Request::PolicyStatus)
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::POLICY, 1, 131, 8, vec![2]))
+                .unwrap_err()
+                .code,
+            ReasonCode::BAD_APP_DATA
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::POLICY, 1, 131, 2, vec![0, 1]))
+                .unwrap_err()
+                .code,
+            ReasonCode(0x0520)
+        );
+        let begin = FileBegin {
+            content_id: [5; 32],
+            total_len: 3000,
+        };
+        assert_eq!(
+            accept(&Tc::new(apid::FILES, 1, 134, 1, begin.encode())),
+            Ok(Request::FilesBegin(begin))
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::FILES, 1, 134, 3, vec![5; 32])),
+            Ok(Request::FilesStatus([5; 32]))
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::FILES, 1, 134, 4, vec![]))
+                .unwrap_err()
+                .code,
+            ReasonCode::UNKNOWN_SERVICE
         );
     }
 

@@ -72,6 +72,70 @@ const MIGRATIONS: &[&str] = &[
         key_id     INTEGER PRIMARY KEY CHECK (key_id BETWEEN 1 AND 65535),
         created_ms INTEGER NOT NULL
      ) STRICT;",
+    // 4: co-signing (`store::cosign`) — resumable uploads (chunks until the
+    // content hashes to its id, then the content), the policy state
+    // (`PolicyState::encode`), registered wallets, and what limits money:
+    // seen request ids with their stored results, spends and the outpoints
+    // they bind, velocity records, the hash-chained audit log and its head.
+    // The clock guard's last accepted time and the velocity high-water mark
+    // live in `meta`.
+    "CREATE TABLE uploads (
+        content_id BLOB PRIMARY KEY CHECK (length(content_id) = 32),
+        total_len  INTEGER NOT NULL CHECK (total_len BETWEEN 1 AND 65536),
+        created_ms INTEGER NOT NULL,
+        content    BLOB CHECK (content IS NULL OR length(content) = total_len)
+     ) STRICT;
+     CREATE TABLE upload_chunks (
+        content_id BLOB NOT NULL REFERENCES uploads(content_id) ON DELETE CASCADE,
+        idx        INTEGER NOT NULL CHECK (idx >= 0),
+        data       BLOB NOT NULL,
+        PRIMARY KEY (content_id, idx)
+     ) STRICT;
+     CREATE TABLE policy_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        state      BLOB NOT NULL,
+        updated_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE wallets (
+        id               BLOB PRIMARY KEY CHECK (length(id) = 32),
+        body             BLOB NOT NULL,
+        registered_at_ms INTEGER NOT NULL,
+        command_seq      INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE seen_requests (
+        request_id   BLOB PRIMARY KEY CHECK (length(request_id) = 32),
+        request_hash BLOB NOT NULL CHECK (length(request_hash) = 32),
+        result       BLOB NOT NULL,
+        time_ms      INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE spends (
+        txid         BLOB PRIMARY KEY CHECK (length(txid) = 32),
+        request_id   BLOB NOT NULL CHECK (length(request_id) = 32),
+        destinations BLOB NOT NULL,
+        fee_sat      INTEGER NOT NULL CHECK (fee_sat >= 0),
+        amount_sat   INTEGER NOT NULL CHECK (amount_sat >= 0),
+        time_ms      INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE spent_outpoints (
+        outpoint BLOB PRIMARY KEY CHECK (length(outpoint) = 36),
+        txid     BLOB NOT NULL REFERENCES spends(txid)
+     ) STRICT;
+     CREATE TABLE velocity (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms      INTEGER NOT NULL,
+        sats       INTEGER NOT NULL CHECK (sats > 0),
+        request_id BLOB NOT NULL CHECK (length(request_id) = 32)
+     ) STRICT;
+     CREATE TABLE audit (
+        seq     INTEGER PRIMARY KEY CHECK (seq >= 0),
+        entry   BLOB NOT NULL,
+        receipt BLOB NOT NULL CHECK (length(receipt) = 64)
+     ) STRICT;
+     CREATE TABLE audit_head (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        next_seq  INTEGER NOT NULL CHECK (next_seq >= 0),
+        last_hash BLOB NOT NULL CHECK (length(last_hash) = 32)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

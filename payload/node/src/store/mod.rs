@@ -1,7 +1,9 @@
 //! Persistent state in one SQLite database (WAL mode, full sync): boot
 //! count, link sequence reservations, link keys installed by rekey, the
-//! event log, and the pruned Bitcoin header chain ([`chain`], on its own
-//! connection). Later services add their tables through [`migrations`].
+//! event log, the pruned Bitcoin header chain ([`chain`], on its own
+//! connection), and the co-signing tables ([`cosign`]: uploads, policy,
+//! wallets, spends, velocity, audit). Later services add their tables
+//! through [`migrations`].
 //!
 //! Every write that protects against reuse (sequence reservations) is
 //! committed before the caller acts on it. This module owns the schema and
@@ -9,6 +11,7 @@
 //! issue SQL.
 
 pub mod chain;
+pub mod cosign;
 mod migrations;
 
 use std::path::{Path, PathBuf};

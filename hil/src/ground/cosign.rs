@@ -1,0 +1,525 @@
+//! The ground side of the policy (PUS 131) and signing (PUS 132) services:
+//! documents go inline or through an upload ([`super::files`]), replies are
+//! reassembled from fragments, refusals come back with their reason code,
+//! rule tag and the node's audit record.
+//!
+//! Decisions are the node's; this module only carries documents and checks
+//! what comes back (receipts against the pinned receipt key, signatures
+//! against the PSBT when finalising). It must never treat a lost reply as
+//! a refusal: a request is repeated (the node answers a repeated sign
+//! request from its stored result).
+
+use bitcoin::secp256k1::{Secp256k1, XOnlyPublicKey};
+use spacenode_policy::audit::{AuditEntry, verify_chain, verify_receipt};
+use spacenode_wire::ReasonCode;
+use spacenode_wire::cosign::{
+    AuditRecord, AuditRequest, Fragment, MAX_AUDIT_PER_REQUEST, MAX_INLINE, Payload, PolicyStatus,
+    SignResult, refusal_rule,
+};
+use spacenode_wire::msg::Stage;
+use spacenode_wire::pus::Tm;
+use spacenode_wire::services::{apid, service, subtype};
+
+use super::client::{GroundError, Link, RetryPolicy};
+use super::files::{self, UploadError, UploadEvent};
+
+/// Errors of the co-signing commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CosignError {
+    /// Link failure or refusal.
+    #[error(transparent)]
+    Link(#[from] GroundError),
+    /// Upload failure.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// A reply was lost on every attempt, or does not decode.
+    #[error("{0}")]
+    Reply(String),
+    /// The audit log does not verify.
+    #[error("audit log REJECTED: {0}")]
+    Audit(String),
+}
+
+/// A refusal as the node reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Stage (acceptance or completion).
+    pub stage: Stage,
+    /// Reason code.
+    pub code: ReasonCode,
+    /// The rule tag, when a policy rule refused.
+    pub rule: Option<String>,
+    /// The node's text.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            super::display::reason(self.code),
+            if self.detail.is_empty() {
+                String::new()
+            } else {
+                format!("— {}", self.detail)
+            }
+        )
+    }
+}
+
+fn refused(stage: Stage, f: &spacenode_wire::msg::FailureNotice) -> Refused {
+    Refused {
+        stage,
+        code: f.code,
+        rule: refusal_rule(&f.data).map(str::to_string),
+        detail: String::from_utf8_lossy(&f.data).into_owned(),
+    }
+}
+
+/// The retry policy for requests the node evaluates and commits before it
+/// answers (a sign request, a policy, a wallet): waits at least 400 ms
+/// before the first repeat, so a slow decision is not asked twice. The
+/// functions of this module use the policy they are given; the CLI passes
+/// this one.
+#[must_use]
+pub fn evaluation_policy(policy: RetryPolicy) -> RetryPolicy {
+    use std::time::Duration;
+    RetryPolicy {
+        first_timeout: policy.first_timeout.max(Duration::from_millis(400)),
+        min_timeout: policy.min_timeout.max(Duration::from_millis(400)),
+        max_timeout: policy.max_timeout.max(Duration::from_millis(1600)),
+        ..policy
+    }
+}
+
+/// Sends `bytes` inline when they fit one TC, else uploads them.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn send_payload(
+    link: &mut Link,
+    policy: RetryPolicy,
+    bytes: &[u8],
+    on_event: &mut dyn FnMut(UploadEvent),
+) -> Result<Payload, CosignError> {
+    if bytes.len() <= MAX_INLINE {
+        return Ok(Payload::Inline(bytes.to_vec()));
+    }
+    Ok(Payload::Upload(files::upload(
+        link, policy, bytes, on_event,
+    )?))
+}
+
+fn fragments(replies: &[Tm], sub: u8) -> Vec<Fragment> {
+    replies
+        .iter()
+        .filter(|t| t.subtype == sub)
+        .filter_map(|t| Fragment::decode(&t.data).ok())
+        .collect()
+}
+
+/// The node's policy status.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn policy_status(link: &mut Link, policy: RetryPolicy) -> Result<PolicyStatus, CosignError> {
+    for _ in 0..3 {
+        let tc = link.new_tc(
+            apid::POLICY,
+            service::POLICY,
+            subtype::POLICY_STATUS_REQUEST,
+            Vec::new(),
+        );
+        let x = link.request(&tc, policy)?;
+        if let Some(tm) = x
+            .replies
+            .iter()
+            .rev()
+            .find(|t| t.subtype == subtype::POLICY_STATUS)
+        {
+            return PolicyStatus::decode(&tm.data)
+                .map_err(|e| CosignError::Reply(format!("policy status: {e}")));
+        }
+    }
+    Err(CosignError::Reply(
+        "the policy status report was lost three times".into(),
+    ))
+}
+
+/// The node's active (`pending = false`) or pending policy document bytes,
+/// `None` if there is none.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn policy_document(
+    link: &mut Link,
+    policy: RetryPolicy,
+    pending: bool,
+) -> Result<Option<Vec<u8>>, CosignError> {
+    for _ in 0..3 {
+        let tc = link.new_tc(
+            apid::POLICY,
+            service::POLICY,
+            subtype::POLICY_DOCUMENT_REQUEST,
+            vec![u8::from(pending)],
+        );
+        let (x, failure) = link.request_keeping_replies(&tc, policy)?;
+        if let Some((_, f)) = failure {
+            if f.code == ReasonCode::NO_POLICY || f.code == ReasonCode(0x0562) {
+                return Ok(None);
+            }
+            return Err(CosignError::Reply(format!(
+                "policy document refused: {}",
+                refused(Stage::Completion, &f)
+            )));
+        }
+        if let Some((_, bytes)) =
+            Fragment::reassemble(&fragments(&x.replies, subtype::POLICY_DOCUMENT)).pop()
+        {
+            return Ok(Some(bytes));
+        }
+    }
+    Err(CosignError::Reply(
+        "the policy document was lost three times".into(),
+    ))
+}
+
+/// Result of a policy or wallet request.
+#[derive(Debug, Clone)]
+pub enum Answer<T> {
+    /// Done.
+    Ok(T),
+    /// Refused by the node.
+    Refused(Refused),
+}
+
+/// Proposes a signed policy (TC[131,1]); the node answers with its status.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn propose(
+    link: &mut Link,
+    policy: RetryPolicy,
+    signed: &[u8],
+    on_event: &mut dyn FnMut(UploadEvent),
+) -> Result<Answer<Option<PolicyStatus>>, CosignError> {
+    let payload = send_payload(link, policy, signed, on_event)?;
+    let tc = link.new_tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_PROPOSE,
+        payload.encode(),
+    );
+    let (x, failure) = link.request_keeping_replies(&tc, policy)?;
+    if let Some((stage, f)) = failure {
+        return Ok(Answer::Refused(refused(stage, &f)));
+    }
+    Ok(Answer::Ok(
+        x.replies
+            .iter()
+            .rev()
+            .find(|t| t.subtype == subtype::POLICY_STATUS)
+            .and_then(|t| PolicyStatus::decode(&t.data).ok()),
+    ))
+}
+
+/// Sends an administrator command to the policy service (`sub`: veto,
+/// register wallet, clock resync).
+///
+/// # Errors
+/// [`CosignError`].
+pub fn admin_command(
+    link: &mut Link,
+    policy: RetryPolicy,
+    sub: u8,
+    command: &[u8],
+    on_event: &mut dyn FnMut(UploadEvent),
+) -> Result<Answer<()>, CosignError> {
+    let data = if sub == subtype::POLICY_REGISTER_WALLET {
+        send_payload(link, policy, command, on_event)?.encode()
+    } else {
+        command.to_vec()
+    };
+    let tc = link.new_tc(apid::POLICY, service::POLICY, sub, data);
+    let (_, failure) = link.request_keeping_replies(&tc, policy)?;
+    Ok(match failure {
+        Some((stage, f)) => Answer::Refused(refused(stage, &f)),
+        None => Answer::Ok(()),
+    })
+}
+
+/// An audit entry as downlinked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audited {
+    /// The decoded entry.
+    pub entry: AuditEntry,
+    /// Its receipt.
+    pub receipt: [u8; 64],
+}
+
+fn audited(bytes: &[u8]) -> Result<Audited, CosignError> {
+    let r = AuditRecord::decode(bytes).map_err(|e| CosignError::Reply(e.to_string()))?;
+    Ok(Audited {
+        entry: AuditEntry::decode(&r.entry)
+            .map_err(|e| CosignError::Reply(format!("audit entry: {e}")))?,
+        receipt: r.receipt,
+    })
+}
+
+/// What the node decided on a sign request.
+#[derive(Debug, Clone)]
+pub struct SignOutcome {
+    /// The partial signatures (approved, or a replay of an approval).
+    pub result: Option<SignResult>,
+    /// The refusal.
+    pub refused: Option<Refused>,
+    /// The decision's audit entry and receipt (absent for refusals before
+    /// evaluation: safe mode, no policy, a missing upload).
+    pub audit: Option<Audited>,
+    /// TCs it took (a lost reply is repeated; the node answers a repeat
+    /// from its stored result).
+    pub exchanges: u32,
+    /// Whether the request travelled as an upload.
+    pub uploaded: bool,
+}
+
+/// Sends a signed sign request (TC[132,1]) and collects the answer.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn sign(
+    link: &mut Link,
+    policy: RetryPolicy,
+    request: &[u8],
+    on_event: &mut dyn FnMut(UploadEvent),
+) -> Result<SignOutcome, CosignError> {
+    let payload = send_payload(link, policy, request, on_event)?;
+    let uploaded = matches!(payload, Payload::Upload(_));
+    let mut frags_result = Vec::new();
+    for exchange in 1..=5u32 {
+        let tc = link.new_tc(
+            apid::SIGN,
+            service::SIGN,
+            subtype::SIGN_REQUEST,
+            payload.encode(),
+        );
+        let (x, failure) = link.request_keeping_replies(&tc, policy)?;
+        frags_result.extend(fragments(&x.replies, subtype::SIGN_RESULT));
+        // The audit record of THIS exchange (a repeat adds a replay entry).
+        let frags_audit = fragments(&x.replies, subtype::SIGN_AUDIT_RECORD);
+        let audit = Fragment::reassemble(&frags_audit)
+            .pop()
+            .map(|(_, b)| audited(&b))
+            .transpose()?;
+        if let Some((stage, f)) = failure {
+            return Ok(SignOutcome {
+                result: None,
+                refused: Some(refused(stage, &f)),
+                audit,
+                exchanges: exchange,
+                uploaded,
+            });
+        }
+        if let Some((_, bytes)) = Fragment::reassemble(&frags_result).pop() {
+            let result = SignResult::decode(&bytes)
+                .map_err(|e| CosignError::Reply(format!("sign result: {e}")))?;
+            return Ok(SignOutcome {
+                result: Some(result),
+                refused: None,
+                audit,
+                exchanges: exchange,
+                uploaded,
+            });
+        }
+    }
+    Err(CosignError::Reply(
+        "the node approved but its signatures were lost five times; run the same request again"
+            .into(),
+    ))
+}
+
+/// Fetches audit entries `from..` up to the node's head.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn audit_entries(
+    link: &mut Link,
+    policy: RetryPolicy,
+    from: u64,
+    until: u64,
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<Vec<Audited>, CosignError> {
+    let mut out: Vec<Audited> = Vec::new();
+    let mut next = from;
+    let mut stalls = 0;
+    while next < until {
+        let max = u16::try_from((until - next).min(u64::from(MAX_AUDIT_PER_REQUEST)))
+            .unwrap_or(MAX_AUDIT_PER_REQUEST);
+        let tc = link.new_tc(
+            apid::POLICY,
+            service::POLICY,
+            subtype::POLICY_AUDIT_REQUEST,
+            AuditRequest {
+                from_seq: next,
+                max,
+            }
+            .encode(),
+        );
+        let x = link.request(&tc, policy)?;
+        let mut got = Fragment::reassemble(&fragments(&x.replies, subtype::POLICY_AUDIT_ENTRY));
+        got.sort_by_key(|(k, _)| *k);
+        let before = next;
+        for (seq, bytes) in got {
+            if seq != next {
+                // A lost fragment: ask again from the gap.
+                break;
+            }
+            out.push(audited(&bytes)?);
+            next = next.saturating_add(1);
+        }
+        on_progress(next);
+        if next == before {
+            stalls += 1;
+            if stalls >= 5 {
+                return Err(CosignError::Reply(format!(
+                    "audit entry {next} lost five times"
+                )));
+            }
+        } else {
+            stalls = 0;
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies a run of entries from the log's start: sequence continuity,
+/// hash links, every receipt against `receipt_key`; returns the last hash.
+///
+/// # Errors
+/// [`CosignError::Audit`] with the first problem.
+pub fn verify_audit(
+    entries: &[Audited],
+    receipt_key: &XOnlyPublicKey,
+    expected_head: Option<[u8; 32]>,
+) -> Result<[u8; 32], CosignError> {
+    let secp = Secp256k1::verification_only();
+    if let Some(first) = entries.first()
+        && first.entry.seq != 0
+    {
+        return Err(CosignError::Audit(format!(
+            "log starts at seq {}, not 0",
+            first.entry.seq
+        )));
+    }
+    let pairs: Vec<(AuditEntry, [u8; 64])> = entries
+        .iter()
+        .map(|a| (a.entry.clone(), a.receipt))
+        .collect();
+    let last = verify_chain(&secp, receipt_key, &pairs, [0; 32])
+        .map_err(|e| CosignError::Audit(format!("{e} (code {:#06x})", e.code())))?;
+    if let Some(head) = expected_head
+        && head != last
+    {
+        return Err(CosignError::Audit(
+            "the last entry's hash differs from the node's audit head".into(),
+        ));
+    }
+    Ok(last)
+}
+
+/// Checks one decision's receipt.
+///
+/// # Errors
+/// [`CosignError::Audit`].
+pub fn verify_one(a: &Audited, receipt_key: &XOnlyPublicKey) -> Result<(), CosignError> {
+    verify_receipt(
+        &Secp256k1::verification_only(),
+        receipt_key,
+        &a.entry,
+        &a.receipt,
+    )
+    .map_err(|e| CosignError::Audit(e.to_string()))
+}
+
+/// The node's receipt key (`m/21326'/1'/0'`, x-only) asked over the link:
+/// trust on first use; pin it with `--receipt-key`.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn fetch_receipt_key(
+    link: &mut Link,
+    policy: RetryPolicy,
+) -> Result<XOnlyPublicKey, CosignError> {
+    let xpub = fetch_xpub(link, policy, "m/21326'/1'/0'")?.1;
+    Ok(XOnlyPublicKey::from(xpub.public_key))
+}
+
+/// Master fingerprint and xpub of the node at `path`.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn fetch_xpub(
+    link: &mut Link,
+    policy: RetryPolicy,
+    path: &str,
+) -> Result<(bitcoin::bip32::Fingerprint, bitcoin::bip32::Xpub), CosignError> {
+    for _ in 0..3 {
+        let tc = link.new_tc(
+            apid::KEYS,
+            service::KEYS,
+            subtype::KEYS_XPUB_REQUEST,
+            path.as_bytes().to_vec(),
+        );
+        let x = link.request(&tc, policy)?;
+        if let Some(tm) = x.replies.iter().find(|t| t.subtype == subtype::KEYS_XPUB) {
+            let (fp, xpub) = tm
+                .data
+                .split_at_checked(4)
+                .ok_or_else(|| CosignError::Reply("short xpub report".into()))?;
+            let fp = <[u8; 4]>::try_from(fp)
+                .map(bitcoin::bip32::Fingerprint::from)
+                .map_err(|_| CosignError::Reply("fingerprint".into()))?;
+            let xpub = std::str::from_utf8(xpub)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| CosignError::Reply("the node's xpub does not parse".into()))?;
+            return Ok((fp, xpub));
+        }
+    }
+    Err(CosignError::Reply(
+        "the xpub report was lost three times".into(),
+    ))
+}
+
+/// The node's id and mode (for request targets and command builders).
+///
+/// # Errors
+/// [`CosignError`].
+pub fn mode_status(
+    link: &mut Link,
+    policy: RetryPolicy,
+) -> Result<spacenode_wire::msg::ModeStatus, CosignError> {
+    for _ in 0..3 {
+        let tc = link.new_tc(
+            apid::MODE,
+            service::MODE,
+            subtype::MODE_STATUS_REQUEST,
+            Vec::new(),
+        );
+        let x = link.request(&tc, policy)?;
+        if let Some(tm) = x
+            .replies
+            .iter()
+            .rev()
+            .find(|t| t.subtype == subtype::MODE_STATUS)
+        {
+            return spacenode_wire::msg::ModeStatus::decode(&tm.data)
+                .map(|(s, _)| s)
+                .map_err(|e| CosignError::Reply(e.to_string()));
+        }
+    }
+    Err(CosignError::Reply(
+        "the mode status report was lost three times".into(),
+    ))
+}

@@ -1,0 +1,352 @@
+//! Co-signing system tests: the real daemon (keys in swtpm where they
+//! matter) behind the link emulator, driven by the ground library and the
+//! `ground` binary: the README's demo end to end, replays and reused request
+//! ids, persistence across kill -9, safe mode, resumable uploads across a
+//! restart, and policy changes bound to the TPM counter.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use spacenode_btc::sign::decode_sigs;
+use spacenode_hil::ground::client::GroundError;
+use spacenode_hil::ground::cosign::{self, Answer};
+use spacenode_hil::ground::files::{self, UploadError};
+use spacenode_hil::ground::{admin, btc};
+use spacenode_policy::audit::Decision;
+use spacenode_policy::command::kind;
+use spacenode_policy::document::PolicyDocument;
+use spacenode_system_tests::cosign::{World, WorldConfig, policy_toml, sign_policy};
+use spacenode_system_tests::{Fixture, Node, assert_sign_refused_by_mode, bin, mode_status, repo_root};
+use spacenode_wire::ReasonCode;
+use spacenode_wire::cosign::{FileBegin, FileChunk, FileState, Payload};
+use spacenode_wire::services::{apid, service, subtype};
+
+/// `scripts/demo.sh` (the README's first command, without its build step):
+/// swtpm, the emulator at 115200 Bd with byte errors, a 2-of-3 wallet with
+/// the node's TPM-backed key, a quorum-signed policy, a signed and
+/// finalised transaction, a refused over-limit request, a verified audit log.
+#[test]
+fn the_demo_runs_unattended_end_to_end() {
+    let bin_dir = bin("ground").parent().unwrap().to_path_buf();
+    let started = Instant::now();
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/demo.sh"))
+        .env("SPACENODE_DEMO_BIN", &bin_dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "demo failed:\n{text}");
+    for needle in [
+        "policy version 1 ACTIVE",
+        "wallet registered on the node",
+        "APPROVED: the node signed 1 input(s)",
+        "every input's script verified",
+        "fully signed transaction",
+        "request uploaded in chunks",
+        "REFUSED by the node: 0x0612",
+        "[rule btc-per-tx-cap]",
+        "audit log VERIFIED: 2 entries (1 approved, 1 refused, 0 replayed)",
+    ] {
+        assert!(text.contains(needle), "demo output lacks {needle:?}:\n{text}");
+    }
+    // The printed transaction decodes and spends the wallet's first output.
+    let hex_tx = text
+        .lines()
+        .skip_while(|l| !l.starts_with("fully signed transaction"))
+        .nth(1)
+        .unwrap();
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize(&hex::decode(hex_tx.trim()).unwrap()).unwrap();
+    assert_eq!(tx.input.len(), 1);
+    assert_eq!(tx.input[0].witness.len(), 4, "empty, two signatures, script");
+    println!("demo ran in {:?}", started.elapsed());
+}
+
+/// Approve; a retry of the same request returns the same signatures, also
+/// after kill -9; the same id with another body is refused; another
+/// transaction over a signed outpoint is refused; in safe mode a valid
+/// request is refused and after the quorum exit approved; the audit log
+/// verifies with `ground audit verify`.
+#[test]
+fn retries_return_the_stored_signatures_and_ids_are_never_reused() {
+    let mut w = World::start(&WorldConfig {
+        tpm: true,
+        ..WorldConfig::default()
+    });
+    let policy = w.policy();
+    let mut link = w.link();
+    let (req, psbt) = w.request([1; 32], &[0], 50_000_000, 2_000, 0);
+    let first = w.sign(&mut link, policy, &req).unwrap();
+    let result = first
+        .result
+        .clone()
+        .unwrap_or_else(|| panic!("refused: {:?}", first.refused));
+    assert_eq!(first.audit.as_ref().unwrap().entry.decision, Decision::Approved);
+    cosign::verify_one(first.audit.as_ref().unwrap(), &w.receipt_key).unwrap();
+    let sigs = decode_sigs(&result.signatures).unwrap();
+    let (tx, added) = btc::complete(psbt.clone(), &sigs, &[btc::load_key(&w.ground_keys[0].0).unwrap()]).unwrap();
+    assert_eq!(added, 1);
+    assert_eq!(tx.compute_txid().to_byte_array(), result.txid);
+
+    let again = w.sign(&mut link, policy, &req).unwrap();
+    assert_eq!(again.result.as_ref().unwrap().signatures, result.signatures);
+    assert_eq!(again.audit.unwrap().entry.decision, Decision::Replayed);
+    drop(link);
+    w.restart();
+    let mut link = w.link();
+    let after = w.sign(&mut link, policy, &req).unwrap();
+    assert_eq!(
+        after.result.unwrap().signatures,
+        result.signatures,
+        "the stored result survives kill -9"
+    );
+
+    // Same id, another body.
+    let (other, _) = w.request([1; 32], &[1], 50_000_000, 2_000, 0);
+    let r = w.sign(&mut link, policy, &other).unwrap();
+    let refused = r.refused.expect("id reuse refused");
+    assert_eq!(refused.code, ReasonCode(0x0586), "{refused}");
+    assert_eq!(refused.rule.as_deref(), Some("request-id-reuse"));
+    assert_eq!(r.audit.unwrap().entry.code, 0x0586);
+    // Another transaction over outpoint 0.
+    let (conflict, _) = w.request([2; 32], &[0], 40_000_000, 2_000, 0);
+    let r = w.sign(&mut link, policy, &conflict).unwrap();
+    let refused = r.refused.expect("equivocation refused");
+    assert_eq!(
+        (refused.code, refused.rule.as_deref()),
+        (ReasonCode(0x0615), Some("btc-equivocation")),
+        "{refused}"
+    );
+
+    // Safe mode: a valid request is refused, counted; after the quorum
+    // exit (by the ACTIVE policy's administrators) it is approved.
+    let (valid, _) = w.request([3; 32], &[2], 30_000_000, 2_000, 1);
+    let tc = link.new_tc(apid::MODE, service::MODE, subtype::MODE_ENTER_SAFE, vec![]);
+    link.request(&tc, policy).unwrap();
+    let r = w.sign(&mut link, policy, &valid).unwrap();
+    let refused = r.refused.expect("refused in safe mode");
+    assert_eq!(refused.code, ReasonCode::MODE_FORBIDS, "{refused}");
+    assert!(r.audit.is_none(), "refused before evaluation");
+    let hk = spacenode_system_tests::housekeeping(&mut link, policy);
+    assert_eq!(hk.sign_refused_mode, 1);
+    let st = mode_status(&mut link, policy);
+    let mut exit = admin::build(kind::EXIT_SAFE_MODE, st.node_id, st.admin_seq + 1, 0, i64::MAX, vec![]);
+    admin::sign(&mut exit, &w.admins[1].1, 1).unwrap();
+    admin::sign(&mut exit, &w.admins[2].1, 2).unwrap();
+    let tc = link.new_tc(apid::MODE, service::MODE, subtype::MODE_EXIT, exit.encode());
+    link.request(&tc, policy).unwrap();
+    let r = w.sign(&mut link, policy, &valid).unwrap();
+    assert!(r.result.is_some(), "approved after the exit: {:?}", r.refused);
+    drop(link);
+
+    let (ok, text) = w.ground(&[
+        "audit",
+        "verify",
+        "--receipt-key",
+        &w.receipt_key.to_string(),
+    ]);
+    assert!(ok, "{text}");
+    // Approved A, its two retries, the reused id, the equivocation, the
+    // request after the exit (safe mode refuses before evaluating: no entry).
+    // A reply lost under load adds replays, never approvals.
+    assert!(text.contains("audit log VERIFIED"), "{text}");
+    assert!(text.contains("(2 approved, 2 refused,"), "{text}");
+}
+
+fn snapshot(state: &std::path::Path, to: &std::path::Path) {
+    std::fs::copy(state.join("spacenode.db"), to.join("snap.db")).unwrap();
+    let _ = std::fs::remove_file(to.join("snap.db-wal"));
+    let _ = std::fs::copy(state.join("spacenode.db-wal"), to.join("snap.db-wal"));
+}
+
+fn restore(from: &std::path::Path, state: &std::path::Path) {
+    std::fs::copy(from.join("snap.db"), state.join("spacenode.db")).unwrap();
+    let _ = std::fs::remove_file(state.join("spacenode.db-wal"));
+    let _ = std::fs::remove_file(state.join("spacenode.db-shm"));
+    let _ = std::fs::copy(from.join("snap.db-wal"), state.join("spacenode.db-wal"));
+}
+
+use bitcoin::hashes::Hash as _;
+
+/// An upload interrupted by kill -9 resumes with exactly the missing
+/// chunks; conflicts and content that does not hash to its id are refused;
+/// a payload reference to an unknown upload is refused.
+#[test]
+fn uploads_resume_across_a_restart() {
+    let emu = spacenode_hil::emulator::Emulator::start(
+        spacenode_hil::emulator::LinkParams::clean(921_600),
+    )
+    .unwrap();
+    let fx = Fixture::new(emu.node_path(), 921_600, Fixture::QUIET);
+    let mut node = Node::start(&fx);
+    let policy = spacenode_system_tests::patient(921_600);
+    let content: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let id = files::content_id(&content);
+    let mut link = fx.link(emu.ground_path(), 921_600);
+    let partial = files::upload_partial(&mut link, policy, &content, Some(3), &mut |_| {}).unwrap();
+    assert!(partial.is_none());
+    drop(link);
+    node.kill9();
+    let _node = Node::start(&fx);
+    let mut link = fx.link(emu.ground_path(), 921_600);
+    let st = files::status(&mut link, policy, id).unwrap();
+    assert_eq!(st.state, FileState::Receiving);
+    assert_eq!(st.received, 3 * 1972);
+    assert_eq!(st.missing, vec![(3 * 1972, 10_000 - 3 * 1972)]);
+    let mut chunks = 0;
+    let done = files::upload(&mut link, policy, &content, &mut |e| {
+        if let files::UploadEvent::Chunk { .. } = e {
+            chunks += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!((done, chunks), (id, 3), "only the missing chunks are sent");
+    assert_eq!(files::status(&mut link, policy, id).unwrap().state, FileState::Complete);
+
+    // Same id, another length.
+    let tc = link.new_tc(
+        apid::FILES,
+        service::FILES,
+        subtype::FILES_BEGIN,
+        FileBegin {
+            content_id: id,
+            total_len: 9_999,
+        }
+        .encode(),
+    );
+    let e = link.request(&tc, policy).unwrap_err();
+    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0906), .. }), "{e}");
+    // Content that is not what its id says.
+    let liar = [0x42u8; 32];
+    let tc = link.new_tc(
+        apid::FILES,
+        service::FILES,
+        subtype::FILES_BEGIN,
+        FileBegin {
+            content_id: liar,
+            total_len: 100,
+        }
+        .encode(),
+    );
+    link.request(&tc, policy).unwrap();
+    let tc = link.new_tc(
+        apid::FILES,
+        service::FILES,
+        subtype::FILES_CHUNK,
+        FileChunk {
+            content_id: liar,
+            offset: 0,
+            data: vec![1; 100],
+        }
+        .encode(),
+    );
+    let e = link.request(&tc, policy).unwrap_err();
+    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0904), .. }), "{e}");
+    let st = files::status(&mut link, policy, liar).unwrap();
+    assert_eq!((st.state, st.received), (FileState::Receiving, 0));
+    // A chunk at a position that is not a chunk boundary.
+    let tc = link.new_tc(
+        apid::FILES,
+        service::FILES,
+        subtype::FILES_CHUNK,
+        FileChunk {
+            content_id: liar,
+            offset: 1,
+            data: vec![1; 99],
+        }
+        .encode(),
+    );
+    let e = link.request(&tc, policy).unwrap_err();
+    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0903), .. }), "{e}");
+    // A sign request naming an upload the node does not have.
+    let tc = link.new_tc(
+        apid::SIGN,
+        service::SIGN,
+        subtype::SIGN_REQUEST,
+        Payload::Upload([9; 32]).encode(),
+    );
+    let e = link.request(&tc, policy).unwrap_err();
+    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0902), .. }), "{e}");
+    // Too large for the service.
+    assert!(matches!(
+        files::upload(&mut link, policy, &vec![0; 70_000], &mut |_| {}),
+        Err(UploadError::Size(70_000))
+    ));
+}
+
+/// A policy change waits for the active policy's delay and a veto cancels
+/// it; a vetoed or older version never returns; an activation is an epoch
+/// bump of the TPM counter, so restoring the database from before it is
+/// detected as a rollback.
+#[test]
+fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
+    let mut w = World::start(&WorldConfig {
+        tpm: true,
+        activation_delay_s: 2,
+        ..WorldConfig::default()
+    });
+    let policy = w.policy();
+    let link = w.link();
+    let rules_v2 = WorldConfig::default().rules.replace("150000000", "50000000");
+    let v2 = PolicyDocument::from_toml(&policy_toml(2, 2, &w.admins, &w.approver.1, &rules_v2)).unwrap();
+    let signed_v2 = sign_policy(&v2, &[(&w.admins[0].1, 0), (&w.admins[2].1, 2)]);
+    let file = w.fx.dir.path().join("v2.signed");
+    spacenode_hil::ground::policyfile::write(&file, &signed_v2).unwrap();
+    drop(link);
+    let (ok, text) = w.ground(&["policy", "upload", file.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("~ rules.per_tx_cap") || text.contains("per_tx_cap"),
+        "the upload shows the change: {text}"
+    );
+    assert!(text.contains("PENDING"), "{text}");
+    // A veto by one administrator (veto threshold 1) cancels it.
+    let key = format!("{}:1", w.admins[1].0.display());
+    let (ok, text) = w.ground(&["policy", "veto", "--key", &key]);
+    assert!(ok, "{text}");
+    assert!(text.contains("pending policy  none"), "{text}");
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut link = w.link();
+    let st = cosign::policy_status(&mut link, policy).unwrap();
+    assert_eq!((st.active_version, st.pending), (1, false), "vetoed, not activated");
+    // The vetoed version cannot come back.
+    match cosign::propose(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap() {
+        Answer::Refused(r) => assert_eq!(r.code, ReasonCode(0x0560), "{r}"),
+        Answer::Ok(_) => panic!("vetoed version accepted again"),
+    }
+    // Version 3 activates after the delay, bound to the counter.
+    drop(link);
+    w.node.take().unwrap().kill9();
+    snapshot(&w.fx.state_dir, w.fx.dir.path());
+    w.node = Some(Node::start(&w.fx));
+    let mut link = w.link();
+    let v3 = PolicyDocument::from_toml(&policy_toml(3, 2, &w.admins, &w.approver.1, &rules_v2)).unwrap();
+    let signed_v3 = sign_policy(&v3, &[(&w.admins[0].1, 0), (&w.admins[1].1, 1)]);
+    let Answer::Ok(Some(st)) = cosign::propose(&mut link, policy, &signed_v3.encode(), &mut |_| {}).unwrap()
+    else {
+        panic!("v3 refused")
+    };
+    assert!(st.pending && st.pending_version == 3);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let st = cosign::policy_status(&mut link, policy).unwrap();
+    assert_eq!((st.active_version, st.pending), (3, false));
+    // The new cap applies at once.
+    let (req, _) = w.request([7; 32], &[0], 60_000_000, 2_000, 0);
+    let r = w.sign(&mut link, policy, &req).unwrap();
+    assert_eq!(r.refused.map(|x| x.code), Some(ReasonCode(0x0612)));
+    drop(link);
+    // Restoring the database from before the activation is a rollback.
+    w.node.take().unwrap().kill9();
+    restore(w.fx.dir.path(), &w.fx.state_dir);
+    w.node = Some(Node::start(&w.fx));
+    let mut link = w.link();
+    let st = mode_status(&mut link, policy);
+    assert_eq!((st.mode, st.reason), (2, 0x0806), "rollback detected: {st:?}");
+    assert_sign_refused_by_mode(&mut link, policy);
+}
