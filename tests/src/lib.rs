@@ -21,6 +21,7 @@ use spacenode_wire::msg::{HK_CORE, HkCore, HkRequest};
 use spacenode_wire::services::{apid, service, subtype};
 
 pub mod cosign;
+pub mod eth;
 
 /// The repository root.
 #[must_use]

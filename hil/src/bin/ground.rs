@@ -4,6 +4,8 @@
 
 #[path = "ground/cosign.rs"]
 mod cosign;
+#[path = "ground/eth.rs"]
+mod eth;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -124,6 +126,18 @@ enum Command {
     Btc {
         #[command(subcommand)]
         command: cosign::BtcCommand,
+    },
+    /// Ethereum co-signing (PUS 132): the node's addresses, EIP-1559 and
+    /// legacy transactions under the policy. See docs/ethereum.md.
+    Eth {
+        #[command(subcommand)]
+        command: eth::EthCommand,
+    },
+    /// Safe multisig co-signing: register a Safe (administrator quorum),
+    /// sign a SafeTx as an owner or approve its hash on chain.
+    Safe {
+        #[command(subcommand)]
+        command: eth::SafeCommand,
     },
     /// The node's hash-chained audit log.
     Audit {
@@ -322,6 +336,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(code);
             }
         }
+        Command::Safe { command } => {
+            if let Some(code) = eth::safe_offline(command)? {
+                return Ok(code);
+            }
+        }
         Command::Wallet {
             command: cosign::WalletCommand::Register { out: Some(_), .. },
         } => {
@@ -390,6 +409,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         ),
         Command::Btc { command } => cosign::btc_sign(
+            &mut link,
+            spacenode_hil::ground::cosign::evaluation_policy(policy),
+            command,
+        ),
+        Command::Eth { command } => eth::eth_cmd(
+            &mut link,
+            spacenode_hil::ground::cosign::evaluation_policy(policy),
+            command,
+        ),
+        Command::Safe { command } => eth::safe_cmd(
             &mut link,
             spacenode_hil::ground::cosign::evaluation_policy(policy),
             command,

@@ -125,6 +125,16 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         "a wallet registration (ground wallet register builds it)",
     ),
     ("retire-wallet", kind::RETIRE_WALLET, "a wallet id"),
+    (
+        "register-safe",
+        kind::REGISTER_SAFE,
+        "a Safe registration (ground safe register builds it)",
+    ),
+    (
+        "safe-admin-tx",
+        kind::SAFE_ADMIN_TX,
+        "the request hash of one Ethereum request whose Safe calls itself",
+    ),
 ];
 
 /// The kinds the tool can build, by name.

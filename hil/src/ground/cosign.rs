@@ -68,7 +68,7 @@ impl std::fmt::Display for Refused {
     }
 }
 
-fn refused(stage: Stage, f: &spacenode_wire::msg::FailureNotice) -> Refused {
+pub(crate) fn refused(stage: Stage, f: &spacenode_wire::msg::FailureNotice) -> Refused {
     Refused {
         stage,
         code: f.code,
@@ -111,7 +111,7 @@ pub fn send_payload(
     )?))
 }
 
-fn fragments(replies: &[Tm], sub: u8) -> Vec<Fragment> {
+pub(crate) fn fragments(replies: &[Tm], sub: u8) -> Vec<Fragment> {
     replies
         .iter()
         .filter(|t| t.subtype == sub)
@@ -258,7 +258,7 @@ pub struct Audited {
     pub receipt: [u8; 64],
 }
 
-fn audited(bytes: &[u8]) -> Result<Audited, CosignError> {
+pub(crate) fn audited(bytes: &[u8]) -> Result<Audited, CosignError> {
     let r = AuditRecord::decode(bytes).map_err(|e| CosignError::Reply(e.to_string()))?;
     Ok(Audited {
         entry: AuditEntry::decode(&r.entry)

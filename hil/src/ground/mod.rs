@@ -3,7 +3,8 @@
 //! ([`client`]), the chain service's header sync ([`chain`]), resumable
 //! uploads ([`files`]), the policy, signing and audit services
 //! ([`cosign`]), offline policy files ([`policyfile`]), Bitcoin ground
-//! tooling ([`btc`]), the regtest demo world ([`demo`]), and human-readable
+//! tooling ([`btc`]), Ethereum and Safe requests with readable decoding
+//! ([`eth`]), the regtest demo world ([`demo`]), and human-readable
 //! rendering of telemetry ([`display`]).
 
 pub mod admin;
@@ -14,5 +15,6 @@ pub mod config;
 pub mod cosign;
 pub mod demo;
 pub mod display;
+pub mod eth;
 pub mod files;
 pub mod policyfile;

@@ -629,6 +629,98 @@ impl SignResult {
     }
 }
 
+/// The node's answer to an approved Ethereum sign request (TM[132,4]
+/// content, in fragments with key 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EthSignResult {
+    /// The request's id (from the signed envelope).
+    pub request_id: [u8; 32],
+    /// `spacenode_eth::engine::EthResult` canonical CBOR (kind, chain id,
+    /// signed raw transaction, transaction hash, signature, SafeTx hash).
+    pub result: Vec<u8>,
+}
+
+impl EthSignResult {
+    /// `request id 32 | result`.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.result.len());
+        out.extend_from_slice(&self.request_id);
+        out.extend_from_slice(&self.result);
+        out
+    }
+
+    /// Decodes the reassembled content.
+    ///
+    /// # Errors
+    /// [`MsgError`] if shorter than a request id.
+    pub fn decode(data: &[u8]) -> Result<Self, MsgError> {
+        let mut r = Reader::new(data);
+        Ok(Self {
+            request_id: r.array("request id")?,
+            result: r.rest().to_vec(),
+        })
+    }
+}
+
+/// Longest administrator command carried with a sign request.
+pub const MAX_ADMIN_COMMAND: usize = 8192;
+
+/// TC[132,5] content (through a payload reference): an Ethereum sign
+/// request with the signed administrator command (`SAFE_ADMIN_TX`, body =
+/// the request hash) that authorises its Safe self-calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSignRequest {
+    /// `SignedCommand` wire form.
+    pub command: Vec<u8>,
+    /// `SignedRequest` wire form.
+    pub request: Vec<u8>,
+}
+
+impl AdminSignRequest {
+    /// `command length u16 | command | request`.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let len = u16::try_from(self.command.len()).unwrap_or(u16::MAX);
+        let mut out = Vec::with_capacity(2 + self.command.len() + self.request.len());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.command);
+        out.extend_from_slice(&self.request);
+        out
+    }
+
+    /// Decodes the content.
+    ///
+    /// # Errors
+    /// [`MsgError`] for a command above [`MAX_ADMIN_COMMAND`], a truncated
+    /// command or an empty request.
+    pub fn decode(data: &[u8]) -> Result<Self, MsgError> {
+        let mut r = Reader::new(data);
+        let len = usize::from(r.u16("command length")?);
+        if len == 0 || len > MAX_ADMIN_COMMAND {
+            return Err(MsgError::Invalid {
+                field: "command length",
+                value: len as u64,
+            });
+        }
+        let rest = r.rest();
+        let (command, request) = rest.split_at_checked(len).ok_or(MsgError::Truncated {
+            field: "command",
+            need: len,
+        })?;
+        if request.is_empty() {
+            return Err(MsgError::Truncated {
+                field: "request",
+                need: 1,
+            });
+        }
+        Ok(Self {
+            command: command.to_vec(),
+            request: request.to_vec(),
+        })
+    }
+}
+
 /// Longest refusal message in a failure report after the rule tag.
 pub const MAX_REFUSAL_TEXT: usize = 240;
 
@@ -766,6 +858,29 @@ mod tests {
             signatures: vec![0x80],
         };
         assert_eq!(SignResult::decode(&s.encode()).unwrap(), s);
+        let e = EthSignResult {
+            request_id: [3; 32],
+            result: vec![0xA6, 0],
+        };
+        assert_eq!(EthSignResult::decode(&e.encode()).unwrap(), e);
+        assert!(EthSignResult::decode(&[0; 31]).is_err());
+        let a = AdminSignRequest {
+            command: vec![1, 2, 3],
+            request: vec![4, 5],
+        };
+        assert_eq!(AdminSignRequest::decode(&a.encode()).unwrap(), a);
+        assert!(
+            AdminSignRequest::decode(&[0, 3, 1, 2, 3]).is_err(),
+            "no request"
+        );
+        assert!(
+            AdminSignRequest::decode(&[0, 9, 1, 2, 3]).is_err(),
+            "truncated"
+        );
+        assert!(
+            AdminSignRequest::decode(&[0, 0, 1]).is_err(),
+            "empty command"
+        );
         let r = AuditRequest {
             from_seq: 5,
             max: 64,
@@ -789,6 +904,8 @@ mod tests {
             let _ = AuditRequest::decode(&data);
             let _ = AuditRecord::decode(&data);
             let _ = SignResult::decode(&data);
+            let _ = EthSignResult::decode(&data);
+            let _ = AdminSignRequest::decode(&data);
             let _ = refusal_rule(&data);
         }
     }

@@ -140,6 +140,9 @@ pub mod subtype {
     /// TC[131,10] accept a node time the clock guard refused: an
     /// administrator command of kind `CLOCK_RESYNC`.
     pub const POLICY_CLOCK_RESYNC: u8 = 10;
+    /// TC[131,11] register a Safe: an administrator command of kind
+    /// `REGISTER_SAFE` (payload reference).
+    pub const POLICY_REGISTER_SAFE: u8 = 11;
 
     /// TC[132,1] a sign request (payload reference: inline or a completed
     /// upload).
@@ -149,6 +152,13 @@ pub mod subtype {
     /// TM[132,3] the audit entry of the decision with its receipt
     /// (fragmented if large).
     pub const SIGN_AUDIT_RECORD: u8 = 3;
+    /// TM[132,4] the node's answer to an approved Ethereum request: the
+    /// signed transaction or Safe owner signature (fragmented if large).
+    pub const SIGN_ETH_RESULT: u8 = 4;
+    /// TC[132,5] an Ethereum sign request with the administrator command
+    /// (`SAFE_ADMIN_TX`) that authorises its Safe self-calls (payload
+    /// reference to `wire::cosign::AdminSignRequest`).
+    pub const SIGN_ADMIN_REQUEST: u8 = 5;
 
     /// TC[133,1] request the mode status.
     pub const MODE_STATUS_REQUEST: u8 = 1;
@@ -431,6 +441,12 @@ pub const MESSAGES: &[MessageDef] = &[
         "policy.clock-resync",
     ),
     tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_REGISTER_SAFE,
+        "policy.register-safe",
+    ),
+    tc(
         apid::SIGN,
         service::SIGN,
         subtype::SIGN_REQUEST,
@@ -447,6 +463,18 @@ pub const MESSAGES: &[MessageDef] = &[
         service::SIGN,
         subtype::SIGN_AUDIT_RECORD,
         "sign.audit-record",
+    ),
+    tm(
+        Some(apid::SIGN),
+        service::SIGN,
+        subtype::SIGN_ETH_RESULT,
+        "sign.eth-result",
+    ),
+    tc(
+        apid::SIGN,
+        service::SIGN,
+        subtype::SIGN_ADMIN_REQUEST,
+        "sign.admin-request",
     ),
     tc(
         apid::FILES,

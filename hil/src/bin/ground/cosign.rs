@@ -298,7 +298,7 @@ pub enum DemoCommand {
 }
 
 /// Reads FILE:INDEX administrator key specs.
-fn keys_with_index(specs: &[String]) -> anyhow::Result<Vec<(Keypair, u8)>> {
+pub(crate) fn keys_with_index(specs: &[String]) -> anyhow::Result<Vec<(Keypair, u8)>> {
     specs
         .iter()
         .map(|s| {
@@ -313,7 +313,7 @@ fn keys_with_index(specs: &[String]) -> anyhow::Result<Vec<(Keypair, u8)>> {
         .collect()
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

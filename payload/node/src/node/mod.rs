@@ -7,6 +7,7 @@
 //! It must never panic on an uplinked byte and never stop the link because a
 //! packet was bad: every refusal is counted, rate-limited and reported.
 
+mod eth;
 mod files;
 mod health;
 mod keys;
@@ -123,6 +124,7 @@ pub struct Node {
     policy: Option<PolicyState>,
     allow: Option<AllowMatcher>,
     wallets: Vec<Wallet>,
+    safes: Vec<spacenode_eth::safe::Safe>,
     refusal_burst: BurstDetector,
     next_policy_poll: Instant,
 }
@@ -155,6 +157,7 @@ impl Node {
             faults.push((f.reason, f.detail.clone()));
         }
         let loaded = policy::load(&store, custody.keys.as_ref(), cfg.key_network);
+        let safes = eth::load_safes(&store, custody.keys.as_ref());
         if let Some(detail) = loaded.fault {
             faults.push((SafeReason::StorageCorrupt, detail));
         }
@@ -214,6 +217,7 @@ impl Node {
             policy: loaded.policy,
             allow: loaded.allow,
             wallets: loaded.wallets,
+            safes,
             next_policy_poll: now.mono,
             cfg,
             store,
@@ -477,6 +481,8 @@ impl Node {
             Request::PolicyDocument(which) => self.policy_document(which, tc.source_id, now, out),
             Request::PolicyClockResync(cmd) => self.clock_resync(&cmd, now, out),
             Request::SignRequest(p) => self.sign_request(p, tc.source_id, now, out),
+            Request::SignAdminRequest(p) => self.sign_admin_request(p, tc.source_id, now, out),
+            Request::PolicyRegisterSafe(p) => self.register_safe(p, now, out),
             Request::FilesBegin(b) => self.files_begin(b, tc.source_id, now, out),
             Request::FilesChunk(c) => self.files_chunk(c, tc.source_id, now, out),
             Request::FilesStatus(id) => self.files_status(id, tc.source_id, now, out),

@@ -173,7 +173,7 @@ impl Node {
 
     /// Reports a refused administrator document or command (event
     /// `ADMIN_REFUSED`) and returns its failure notice.
-    fn admin_refused(
+    pub(super) fn admin_refused(
         &mut self,
         code: u16,
         rule: Rule,
@@ -189,7 +189,7 @@ impl Node {
         }
     }
 
-    fn command_refused(
+    pub(super) fn command_refused(
         &mut self,
         e: &CommandError,
         now: Now,
@@ -390,7 +390,7 @@ impl Node {
 
     /// Authorises an administrator command of `expected` kind against the
     /// active policy's administrators.
-    fn authorize_command(
+    pub(super) fn authorize_command(
         &mut self,
         cmd: &SignedCommand,
         expected: u16,

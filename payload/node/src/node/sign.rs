@@ -50,11 +50,12 @@ use spacenode_wire::services::{apid, service, subtype};
 use super::{Node, Now};
 use crate::health::mode::SafeReason;
 use crate::store::cosign::{AuditRow, DecisionRows, SeenRow, SpendRow, VelocityRow};
+use crate::store::eth::EthRows;
 use crate::store::{Store, StoreError};
 
 /// Velocity rows are kept at least this long, whatever the active policy's
 /// longest window (a later policy may add a longer one).
-const VELOCITY_MIN_RETENTION_MS: u64 = 35 * 86_400_000;
+pub(super) const VELOCITY_MIN_RETENTION_MS: u64 = 35 * 86_400_000;
 
 /// The node's key store as the Bitcoin signer (the seed stays inside
 /// `spacenode-keys`; only public keys and verified signatures come out).
@@ -147,7 +148,7 @@ fn approved_result(txid: &[u8; 32], sigs: &[u8]) -> Vec<u8> {
 }
 
 /// Stored answer of a refused request: `0x00 | code u16 | failure data`.
-fn refused_result(code: u16, data: &[u8]) -> Vec<u8> {
+pub(super) fn refused_result(code: u16, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 + data.len());
     out.push(0);
     out.extend_from_slice(&code.to_be_bytes());
@@ -155,14 +156,24 @@ fn refused_result(code: u16, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Stored answer of an approved Ethereum request: `0x02 | EthResult`.
+pub(super) fn eth_result(result: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + result.len());
+    out.push(2);
+    out.extend_from_slice(result);
+    out
+}
+
 /// A stored answer, decoded.
-enum Stored {
+pub(super) enum Stored {
     Approved { txid: [u8; 32], sigs: Vec<u8> },
+    Eth(Vec<u8>),
     Refused(FailureNotice),
 }
 
-fn parse_result(b: &[u8]) -> Option<Stored> {
+pub(super) fn parse_result(b: &[u8]) -> Option<Stored> {
     match b.split_first()? {
+        (2, rest) if !rest.is_empty() => Some(Stored::Eth(rest.to_vec())),
         (1, rest) => {
             let (txid, sigs) = rest.split_at_checked(32)?;
             Some(Stored::Approved {
@@ -181,7 +192,7 @@ fn parse_result(b: &[u8]) -> Option<Stored> {
     }
 }
 
-fn store_failure(e: &StoreError) -> FailureNotice {
+pub(super) fn store_failure(e: &StoreError) -> FailureNotice {
     FailureNotice {
         code: e.code(),
         data: e.to_string().into_bytes(),
@@ -250,6 +261,7 @@ fn decision_rows(
                 audit: audit_row(&a.audit),
                 head: (a.audit_head.next_seq, a.audit_head.last_hash),
                 clock_ms: a.clock.last_accepted.map(|t| t.0),
+                eth: EthRows::default(),
             }
         }
         Outcome::Refused(r) => DecisionRows {
@@ -271,6 +283,7 @@ fn decision_rows(
             audit: audit_row(&r.audit),
             head: (r.audit_head.next_seq, r.audit_head.last_hash),
             clock_ms: r.clock.last_accepted.map(|t| t.0),
+            eth: EthRows::default(),
         },
         Outcome::Replay(r) => DecisionRows {
             time_ms: now_ms,
@@ -281,25 +294,27 @@ fn decision_rows(
             audit: audit_row(&r.audit),
             head: (r.audit_head.next_seq, r.audit_head.last_hash),
             clock_ms: None,
+            eth: EthRows::default(),
         },
     })
 }
 
 impl Node {
-    fn refuse_precondition(&mut self, notice: FailureNotice) -> FailureNotice {
+    pub(super) fn refuse_precondition(&mut self, notice: FailureNotice) -> FailureNotice {
         self.counters.sign_refused_mode = self.counters.sign_refused_mode.saturating_add(1);
         tracing::info!(code = %notice.code, "sign request refused before evaluation");
         notice
     }
 
-    /// TC[132,1] (module docs).
-    pub(super) fn sign_request(
+    /// The checks before any evaluation (module docs, step 1 and 2): safe
+    /// mode, the payload, a due policy, an active policy, the seed. Returns
+    /// the request bytes.
+    pub(super) fn sign_preconditions(
         &mut self,
         payload: Payload,
-        dest_id: u16,
         now: Now,
         out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
+    ) -> Result<Vec<u8>, FailureNotice> {
         if !self.mode.may_sign() {
             let (_, reason) = self.mode.codes();
             let why = SafeReason::from_code(reason).map_or("unknown", SafeReason::name);
@@ -324,6 +339,22 @@ impl Node {
                 code: ReasonCode(0x0403),
                 data: b"the signing seed is not available (see mode status)".to_vec(),
             }));
+        }
+        Ok(bytes)
+    }
+
+    /// TC[132,1] (module docs). Ethereum bodies (format 2) go to
+    /// `node::eth`.
+    pub(super) fn sign_request(
+        &mut self,
+        payload: Payload,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let bytes = self.sign_preconditions(payload, now, out)?;
+        if super::eth::is_eth_request(&bytes) {
+            return self.eth_sign(&bytes, None, dest_id, now, out);
         }
         let t = TimeMs(now.unix_ms);
         let started = Instant::now();
@@ -557,7 +588,7 @@ impl Node {
                         self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
                         Err(notice)
                     }
-                    None => Err(FailureNotice {
+                    None | Some(Stored::Eth(_)) => Err(FailureNotice {
                         code: ReasonCode::STORE_OUT_OF_RANGE,
                         data: b"stored result of this request does not decode".to_vec(),
                     }),
@@ -589,5 +620,10 @@ mod tests {
         assert!(parse_result(&[]).is_none());
         assert!(parse_result(&[1, 2]).is_none());
         assert!(parse_result(&[7]).is_none());
+        match parse_result(&eth_result(&[0xA6])) {
+            Some(Stored::Eth(r)) => assert_eq!(r, vec![0xA6]),
+            _ => panic!("eth"),
+        }
+        assert!(parse_result(&[2]).is_none());
     }
 }

@@ -63,6 +63,12 @@ pub enum Request {
     PolicyClockResync(spacenode_policy::command::SignedCommand),
     /// TC[132,1]: a sign request (evaluated at execution).
     SignRequest(Payload),
+    /// TC[132,5]: an Ethereum sign request with its `SAFE_ADMIN_TX`
+    /// command (payload reference to `cosign::AdminSignRequest`).
+    SignAdminRequest(Payload),
+    /// TC[131,11]: register a Safe (payload reference to a signed
+    /// `REGISTER_SAFE` command).
+    PolicyRegisterSafe(Payload),
     /// TC[134,1].
     FilesBegin(FileBegin),
     /// TC[134,2].
@@ -233,6 +239,14 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
         (apid::SIGN, service::SIGN, subtype::SIGN_REQUEST) => Payload::decode(&tc.app_data)
             .map(Request::SignRequest)
             .map_err(|e| bad_data(&e)),
+        (apid::SIGN, service::SIGN, subtype::SIGN_ADMIN_REQUEST) => Payload::decode(&tc.app_data)
+            .map(Request::SignAdminRequest)
+            .map_err(|e| bad_data(&e)),
+        (apid::POLICY, service::POLICY, subtype::POLICY_REGISTER_SAFE) => {
+            Payload::decode(&tc.app_data)
+                .map(Request::PolicyRegisterSafe)
+                .map_err(|e| bad_data(&e))
+        }
         (apid::FILES, service::FILES, subtype::FILES_BEGIN) => FileBegin::decode(&tc.app_data)
             .map(Request::FilesBegin)
             .map_err(|e| bad_data(&e)),

@@ -110,20 +110,22 @@ pub struct DecisionRows {
     pub head: (u64, [u8; 32]),
     /// The clock guard's new last accepted time, if it changed.
     pub clock_ms: Option<i64>,
+    /// Ethereum rows of the decision (`store::eth`; empty for Bitcoin).
+    pub eth: super::eth::EthRows,
 }
 
-fn i64_of(what: &'static str, v: u64) -> Result<i64, StoreError> {
+pub(super) fn i64_of(what: &'static str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::OutOfRange {
         what,
         value: i64::MAX,
     })
 }
 
-fn u64_of(what: &'static str, v: i64) -> Result<u64, StoreError> {
+pub(super) fn u64_of(what: &'static str, v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::OutOfRange { what, value: v })
 }
 
-fn array<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8; N], StoreError> {
+pub(super) fn array<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8; N], StoreError> {
     <[u8; N]>::try_from(v).map_err(|_| StoreError::Corrupt {
         what,
         detail: format!("{} bytes where {N} were expected", v.len()),
@@ -132,7 +134,7 @@ fn array<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8; N], StoreE
 
 const UPSERT_META: &str = "INSERT INTO meta(key, value) VALUES (?1, ?2) \
                            ON CONFLICT(key) DO UPDATE SET value = excluded.value";
-const RAISE_ADMIN_SEQ: &str = "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
+pub(super) const RAISE_ADMIN_SEQ: &str = "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
                                ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
 
 impl Store {
@@ -688,6 +690,7 @@ impl Store {
             )
             .map_err(err)?;
         }
+        super::eth::write_rows(&tx, &d.eth, d.time_ms).map_err(err)?;
         tx.commit().map_err(err)
     }
 }
@@ -729,6 +732,7 @@ mod tests {
             },
             head: (seq + 1, [seq as u8; 32]),
             clock_ms: Some(1_000 + seq as i64),
+            eth: crate::store::eth::EthRows::default(),
         }
     }
 

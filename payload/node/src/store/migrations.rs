@@ -136,6 +136,49 @@ const MIGRATIONS: &[&str] = &[
         next_seq  INTEGER NOT NULL CHECK (next_seq >= 0),
         last_hash BLOB NOT NULL CHECK (length(last_hash) = 32)
      ) STRICT;",
+    // 5: Ethereum co-signing (`store::eth`) — registered Safes (the
+    // REGISTER_SAFE body, re-checked against the seed at start), signed
+    // account nonces with the released raw transaction, approved Safe
+    // nonces (signature NULL when approved on chain with approveHash), and
+    // velocity rows per chain and asset (zero address: the native coin;
+    // amount u128 big-endian). u64 chain ids and nonces are stored as the
+    // i64 with the same bits (`store::eth::u64_bits`).
+    "CREATE TABLE safes (
+        chain_id         INTEGER NOT NULL,
+        address          BLOB NOT NULL CHECK (length(address) = 20),
+        body             BLOB NOT NULL,
+        registered_at_ms INTEGER NOT NULL,
+        command_seq      INTEGER NOT NULL,
+        PRIMARY KEY (chain_id, address)
+     ) STRICT;
+     CREATE TABLE eth_nonces (
+        chain_id     INTEGER NOT NULL,
+        account      BLOB NOT NULL CHECK (length(account) = 20),
+        nonce        INTEGER NOT NULL,
+        signing_hash BLOB NOT NULL CHECK (length(signing_hash) = 32),
+        raw_tx       BLOB NOT NULL,
+        request_id   BLOB NOT NULL CHECK (length(request_id) = 32),
+        time_ms      INTEGER NOT NULL,
+        PRIMARY KEY (chain_id, account, nonce)
+     ) STRICT;
+     CREATE TABLE safe_nonces (
+        domain_chain INTEGER NOT NULL,
+        safe         BLOB NOT NULL CHECK (length(safe) = 20),
+        nonce        BLOB NOT NULL CHECK (length(nonce) = 32),
+        safe_tx_hash BLOB NOT NULL CHECK (length(safe_tx_hash) = 32),
+        signature    BLOB CHECK (signature IS NULL OR length(signature) = 65),
+        request_id   BLOB NOT NULL CHECK (length(request_id) = 32),
+        time_ms      INTEGER NOT NULL,
+        PRIMARY KEY (domain_chain, safe, nonce)
+     ) STRICT;
+     CREATE TABLE eth_velocity (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        chain_id   INTEGER NOT NULL,
+        asset      BLOB NOT NULL CHECK (length(asset) = 20),
+        at_ms      INTEGER NOT NULL,
+        amount     BLOB NOT NULL CHECK (length(amount) = 16),
+        request_id BLOB NOT NULL CHECK (length(request_id) = 32)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@
 
 pub mod chain;
 pub mod cosign;
+pub mod eth;
 mod migrations;
 
 use std::path::{Path, PathBuf};

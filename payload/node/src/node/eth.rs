@@ -1,0 +1,706 @@
+//! The node's Ethereum and Safe co-signing: sign requests of body format 2
+//! (PUS 132, `sign.request`, or `sign.admin-request` with a
+//! `SAFE_ADMIN_TX` command) decided by `spacenode_eth::engine::evaluate`,
+//! and Safe registration (`policy.register-safe`, a quorum-signed
+//! `REGISTER_SAFE` command).
+//!
+//! The order is the Bitcoin signer's (`node::sign`): the preconditions
+//! (safe mode `MODE_FORBIDS`, no policy, no seed) → a due policy is
+//! activated → evaluation with the node's own state (active policy,
+//! registered Safes, `eth_nonces`/`safe_nonces` through [`StoreEthHistory`],
+//! `eth_velocity` with the node's global velocity high-water mark, the
+//! clock guard, the audit head, the last administrator command, the key
+//! store through [`NodeEthKeys`]) → ONE SQLite transaction
+//! (`Store::commit_decision`: seen id and stored result, nonce rows,
+//! velocity rows, audit entry and head, clock, administrator sequence) →
+//! only then `sign.audit-record`, `sign.eth-result` and the completion
+//! report. A retry of the same request id is answered from the stored
+//! result (`0x02 | EthResult`), so it returns the same signature.
+//!
+//! Must never: release a signature whose decision is not committed, decide
+//! on a failed store read, or sign in safe mode.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use alloy_primitives::{Address, B256, U256};
+use bitcoin::bip32::DerivationPath;
+use bitcoin::secp256k1::ecdsa::RecoverableSignature;
+use bitcoin::secp256k1::{PublicKey, schnorr};
+use spacenode_eth::engine::{self, Authority, NodeView, Outcome, evaluate};
+use spacenode_eth::history::{EthHistory, NonceRecord, PriorSafe, PriorTx};
+use spacenode_eth::safe::{Safe, check_registrations};
+use spacenode_eth::signer::{EthKeyStore, SignerError};
+use spacenode_eth::velocity::{EthLedgers, EthVelocityRow};
+use spacenode_keys::{KeyError, KeyStore, SchnorrTweak, Signer};
+use spacenode_policy::Rule;
+use spacenode_policy::audit::AuditLog;
+use spacenode_policy::clock::ClockGuard;
+use spacenode_policy::command::{SignedCommand, kind};
+use spacenode_policy::request::{ETH_FORMAT, SignedRequest, body_format};
+use spacenode_policy::units::TimeMs;
+use spacenode_wire::ReasonCode;
+use spacenode_wire::cosign::{AdminSignRequest, AuditRecord, EthSignResult, Payload, refusal_data};
+use spacenode_wire::msg::{EventId, FailureNotice};
+use spacenode_wire::services::{apid, service, subtype};
+
+use super::sign::{
+    Stored, VELOCITY_MIN_RETENTION_MS, eth_result, parse_result, refused_result, store_failure,
+};
+use super::{Node, Now};
+use crate::health::mode::SafeReason;
+use crate::store::Store;
+use crate::store::cosign::{AuditRow, DecisionRows, SeenRow};
+use crate::store::eth::{EthNonceRow, EthRows, EthVelocityRowDb, SafeNonceRow};
+
+/// The node's key store as the Ethereum signer seam: BIP44 keys
+/// `m/44'/60'/0'/0/i` and the receipt key from the TPM-sealed seed; only
+/// public keys and self-checked signatures come out. `spacenode_eth`
+/// signs through alloy's `SignerSync` on top of it (`KeyStoreSigner`).
+pub(super) struct NodeEthKeys<'a>(pub(super) &'a KeyStore);
+
+fn signer_error(e: &KeyError) -> SignerError {
+    SignerError {
+        code: e.code(),
+        detail: e.to_string(),
+    }
+}
+
+impl EthKeyStore for NodeEthKeys<'_> {
+    fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
+        Signer::public_key(self.0, path).map_err(|e| signer_error(&e))
+    }
+
+    fn sign_ecdsa_recoverable(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<RecoverableSignature, SignerError> {
+        Signer::sign_ecdsa_recoverable(self.0, path, digest).map_err(|e| signer_error(&e))
+    }
+
+    fn sign_schnorr(
+        &self,
+        path: &DerivationPath,
+        msg: &[u8; 32],
+    ) -> Result<schnorr::Signature, SignerError> {
+        Signer::sign_schnorr(self.0, path, msg, SchnorrTweak::None).map_err(|e| signer_error(&e))
+    }
+}
+
+/// The nonce history over the database. A failed read answers with a
+/// conflicting entry (nothing can be approved on it) and is remembered, so
+/// the caller discards the outcome.
+struct StoreEthHistory<'a> {
+    store: &'a Store,
+    failed: Cell<bool>,
+}
+
+impl EthHistory for StoreEthHistory<'_> {
+    fn account_nonce(&self, chain_id: u64, account: Address, nonce: u64) -> Option<PriorTx> {
+        match self.store.eth_nonce(chain_id, &account.0.0, nonce) {
+            Ok(None) => None,
+            Ok(Some((hash, raw))) => Some(PriorTx {
+                signing_hash: B256::from(hash),
+                raw,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the signed nonces");
+                self.failed.set(true);
+                Some(PriorTx {
+                    signing_hash: B256::repeat_byte(0xFF),
+                    raw: Vec::new(),
+                })
+            }
+        }
+    }
+
+    fn safe_nonce(&self, domain_chain: u64, safe: Address, nonce: U256) -> Option<PriorSafe> {
+        match self
+            .store
+            .safe_nonce(domain_chain, &safe.0.0, &nonce.to_be_bytes::<32>())
+        {
+            Ok(None) => None,
+            Ok(Some((hash, signature))) => Some(PriorSafe {
+                safe_tx_hash: B256::from(hash),
+                signature,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the Safe nonces");
+                self.failed.set(true);
+                Some(PriorSafe {
+                    safe_tx_hash: B256::repeat_byte(0xFF),
+                    signature: None,
+                })
+            }
+        }
+    }
+}
+
+/// Whether a signed request carries an Ethereum body (format 2). Anything
+/// that does not decode goes to the Bitcoin signer, which refuses it as
+/// malformed.
+pub(super) fn is_eth_request(bytes: &[u8]) -> bool {
+    SignedRequest::decode(bytes)
+        .ok()
+        .and_then(|s| body_format(&s.body).ok())
+        == Some(ETH_FORMAT)
+}
+
+/// Registered Safes that re-check against the seed (`keys`: `None` when
+/// the seed is unavailable; the node then signs nothing anyway).
+pub(super) fn load_safes(store: &Store, keys: Option<&KeyStore>) -> Vec<Safe> {
+    let Some(keys) = keys else {
+        return Vec::new();
+    };
+    let rows = match store.safes() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the registered Safes");
+            return Vec::new();
+        }
+    };
+    let mut safes: Vec<Safe> = Vec::new();
+    for (chain_id, address, body) in rows {
+        match Safe::from_registration(&body, &NodeEthKeys(keys)) {
+            Ok(s) => {
+                let mut next = safes.clone();
+                next.push(s.clone());
+                match check_registrations(&next) {
+                    Ok(()) => safes.push(s),
+                    Err(e) => tracing::error!(
+                        chain_id,
+                        safe = %Address::from(address),
+                        error = %e,
+                        "registered Safe conflicts with another; ignored"
+                    ),
+                }
+            }
+            Err(e) => tracing::error!(
+                chain_id,
+                safe = %Address::from(address),
+                error = %e,
+                "registered Safe does not re-check against the seed; ignored"
+            ),
+        }
+    }
+    if !safes.is_empty() {
+        tracing::info!(safes = safes.len(), "Safes loaded");
+    }
+    safes
+}
+
+fn to_row(v: &EthVelocityRow) -> EthVelocityRowDb {
+    EthVelocityRowDb {
+        chain_id: v.chain_id,
+        asset: v.token.unwrap_or(Address::ZERO).0.0,
+        at_ms: v.at.0,
+        amount: v.amount,
+    }
+}
+
+fn nonce_rows(records: &[NonceRecord]) -> (Vec<EthNonceRow>, Vec<SafeNonceRow>) {
+    let (mut accounts, mut safes) = (Vec::new(), Vec::new());
+    for r in records {
+        match r {
+            NonceRecord::Account {
+                chain_id,
+                account,
+                nonce,
+                signing_hash,
+                raw,
+            } => accounts.push(EthNonceRow {
+                chain_id: *chain_id,
+                account: account.0.0,
+                nonce: *nonce,
+                signing_hash: signing_hash.0,
+                raw_tx: raw.clone(),
+            }),
+            NonceRecord::Safe {
+                domain_chain,
+                safe,
+                nonce,
+                safe_tx_hash,
+                signature,
+            } => safes.push(SafeNonceRow {
+                domain_chain: *domain_chain,
+                safe: safe.0.0,
+                nonce: nonce.to_be_bytes::<32>(),
+                safe_tx_hash: safe_tx_hash.0,
+                signature: *signature,
+            }),
+        }
+    }
+    (accounts, safes)
+}
+
+/// What the store must write for `outcome` (one transaction).
+fn decision_rows(outcome: &Outcome, now_ms: i64, prune: Vec<(u64, [u8; 20], i64)>) -> DecisionRows {
+    let audit_row = |a: &engine::AuditRecord| AuditRow {
+        seq: a.entry.seq,
+        entry: a.bytes.clone(),
+        receipt: a.receipt,
+    };
+    match outcome {
+        Outcome::Approved(a) => {
+            let (nonces, safe_nonces) = nonce_rows(&a.nonces);
+            DecisionRows {
+                time_ms: now_ms,
+                seen: Some(SeenRow {
+                    request_id: a.request_id,
+                    request_hash: a.request_hash,
+                    result: eth_result(&a.result_encoded),
+                }),
+                spend: None,
+                velocity: None,
+                velocity_prune_through: None,
+                audit: audit_row(&a.audit),
+                head: (a.audit_head.next_seq, a.audit_head.last_hash),
+                clock_ms: a.clock.last_accepted.map(|t| t.0),
+                eth: EthRows {
+                    request_id: a.request_id,
+                    nonces,
+                    safe_nonces,
+                    velocity: a.velocity.iter().map(to_row).collect(),
+                    velocity_prune: prune,
+                    admin_seq: a.admin_command_seq,
+                },
+            }
+        }
+        Outcome::Refused(r) => DecisionRows {
+            time_ms: now_ms,
+            seen: match (r.remember_id, r.request_id, r.request_hash) {
+                (true, Some(request_id), Some(request_hash)) => Some(SeenRow {
+                    request_id,
+                    request_hash,
+                    result: refused_result(
+                        r.refusal.code,
+                        &refusal_data(r.refusal.rule.tag(), &r.refusal.detail),
+                    ),
+                }),
+                _ => None,
+            },
+            spend: None,
+            velocity: None,
+            velocity_prune_through: None,
+            audit: audit_row(&r.audit),
+            head: (r.audit_head.next_seq, r.audit_head.last_hash),
+            clock_ms: r.clock.last_accepted.map(|t| t.0),
+            eth: EthRows {
+                velocity_prune: prune,
+                ..EthRows::default()
+            },
+        },
+        Outcome::Replay(r) => DecisionRows {
+            time_ms: now_ms,
+            seen: None,
+            spend: None,
+            velocity: None,
+            velocity_prune_through: None,
+            audit: audit_row(&r.audit),
+            head: (r.audit_head.next_seq, r.audit_head.last_hash),
+            clock_ms: None,
+            eth: EthRows::default(),
+        },
+    }
+}
+
+/// Velocity rows that no longer count in any window of the active rules
+/// (and are older than [`VELOCITY_MIN_RETENTION_MS`]).
+fn prune_cutoffs(
+    ledgers: &EthLedgers,
+    rules: Option<&spacenode_policy::eth::EthRules>,
+    now: TimeMs,
+) -> Vec<(u64, [u8; 20], i64)> {
+    let Some(rules) = rules else {
+        return Vec::new();
+    };
+    let Some(floor) = now
+        .max(ledgers.high_water)
+        .checked_sub_ms(VELOCITY_MIN_RETENTION_MS)
+    else {
+        return Vec::new();
+    };
+    let mut l = ledgers.clone();
+    l.prune(rules, now)
+        .into_iter()
+        .map(|(chain, token, cut)| (chain, token.unwrap_or(Address::ZERO).0.0, cut.min(floor).0))
+        .collect()
+}
+
+impl Node {
+    /// TC[132,5]: an Ethereum request with its `SAFE_ADMIN_TX` command.
+    pub(super) fn sign_admin_request(
+        &mut self,
+        payload: Payload,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let bytes = self.sign_preconditions(payload, now, out)?;
+        let req = AdminSignRequest::decode(&bytes).map_err(|e| FailureNotice {
+            code: ReasonCode::BAD_APP_DATA,
+            data: e.to_string().into_bytes(),
+        })?;
+        if !is_eth_request(&req.request) {
+            return Err(FailureNotice {
+                code: ReasonCode::BAD_APP_DATA,
+                data: b"an administrator command travels only with an Ethereum request".to_vec(),
+            });
+        }
+        self.eth_sign(&req.request, Some(&req.command), dest_id, now, out)
+    }
+
+    /// Evaluates, commits and answers one Ethereum request (module docs);
+    /// the preconditions were checked by the caller.
+    pub(super) fn eth_sign(
+        &mut self,
+        bytes: &[u8],
+        command: Option<&[u8]>,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let t = TimeMs(now.unix_ms);
+        let started = Instant::now();
+        let (outcome, prune) = {
+            let (Some(policy), Some(keys)) = (&self.policy, &self.keys) else {
+                return Err(FailureNotice {
+                    code: ReasonCode::INTERNAL,
+                    data: Vec::new(),
+                });
+            };
+            let chain_mtp_s = self.chain.state()?.median_time_past();
+            let store = &self.store;
+            let high_water = store
+                .velocity_high_water()
+                .map_err(|e| store_failure(&e))?
+                .map_or(TimeMs(i64::MIN), TimeMs);
+            let mut ledgers = EthLedgers::new(high_water);
+            for r in store.eth_velocity_rows().map_err(|e| store_failure(&e))? {
+                ledgers.insert_row(EthVelocityRow {
+                    chain_id: r.chain_id,
+                    token: (r.asset != [0; 20]).then(|| Address::from(r.asset)),
+                    at: TimeMs(r.at_ms),
+                    amount: r.amount,
+                });
+            }
+            let clock = ClockGuard {
+                last_accepted: store
+                    .clock_last_accepted()
+                    .map_err(|e| store_failure(&e))?
+                    .map(TimeMs),
+            };
+            let (next_seq, last_hash) = store.audit_head().map_err(|e| store_failure(&e))?;
+            let last_command_seq = store.admin_seq().map_err(|e| store_failure(&e))?;
+            let history = StoreEthHistory {
+                store,
+                failed: Cell::new(false),
+            };
+            let seen_failed = Cell::new(false);
+            let seen = |id: &[u8; 32]| match store.seen_request(id) {
+                Ok(row) => row.map(|(hash, _)| hash),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the seen request ids");
+                    seen_failed.set(true);
+                    Some([0xFF; 32])
+                }
+            };
+            let view = NodeView {
+                node_id: self.cfg.node_id,
+                policy: &policy.active,
+                safes: &self.safes,
+                history: &history,
+                velocity: &ledgers,
+                clock,
+                audit: AuditLog {
+                    next_seq,
+                    last_hash,
+                },
+                chain_mtp_s,
+                last_command_seq,
+            };
+            let authority = command.map_or(Authority::Ground, Authority::AdminQuorum);
+            let outcome = evaluate(
+                &self.secp,
+                &view,
+                &NodeEthKeys(keys),
+                bytes,
+                authority,
+                &seen,
+                t,
+            );
+            if history.failed.get() || seen_failed.get() {
+                return Err(FailureNotice {
+                    code: ReasonCode::STORE_SQLITE,
+                    data: b"cannot read the signing state; nothing was decided".to_vec(),
+                });
+            }
+            (
+                outcome,
+                prune_cutoffs(&ledgers, policy.active.document.eth.as_ref(), t),
+            )
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "receipt key failed; nothing decided");
+                out.extend(self.raise(EventId::SIGN_FAULT, e.code.to_be_bytes().to_vec(), now));
+                return Err(FailureNotice {
+                    code: ReasonCode(0x0742),
+                    data: refusal_data(Rule::EthSelfCheck.tag(), &e.to_string()),
+                });
+            }
+        };
+        let rows = decision_rows(&outcome, now.unix_ms, prune);
+        // THE persistence point: nothing of this decision has left the
+        // node, and nothing leaves before this commit returns.
+        self.store
+            .commit_decision(&rows)
+            .map_err(|e| store_failure(&e))?;
+        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let record = |a: &engine::AuditRecord| {
+            (
+                a.entry.seq,
+                AuditRecord {
+                    receipt: a.receipt,
+                    entry: a.bytes.clone(),
+                }
+                .encode(),
+            )
+        };
+        match outcome {
+            Outcome::Approved(a) => {
+                self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
+                tracing::info!(
+                    request_id = %hex::encode(a.request_id),
+                    kind = a.result.kind.id(),
+                    chain_id = a.result.chain_id,
+                    tx_hash = %a.result.tx_hash.map(|h| h.to_string()).unwrap_or_default(),
+                    safe_tx_hash = %a.result.safe_tx_hash.map(|h| h.to_string()).unwrap_or_default(),
+                    repeated = a.repeated,
+                    audit_seq = a.audit.entry.seq,
+                    elapsed_us,
+                    "ethereum sign request approved"
+                );
+                let (seq, audit) = record(&a.audit);
+                self.emit_fragments(
+                    apid::SIGN,
+                    service::SIGN,
+                    subtype::SIGN_AUDIT_RECORD,
+                    seq,
+                    &audit,
+                    dest_id,
+                    now,
+                    out,
+                )?;
+                self.emit_eth_result(a.request_id, a.result_encoded, dest_id, now, out)
+            }
+            Outcome::Refused(r) => {
+                self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
+                tracing::info!(
+                    request_id = %r.request_id.map(hex::encode).unwrap_or_default(),
+                    rule = r.refusal.rule.tag(),
+                    code = r.refusal.code,
+                    detail = %r.refusal.detail,
+                    audit_seq = r.audit.entry.seq,
+                    elapsed_us,
+                    "ethereum sign request refused"
+                );
+                if r.refusal.raise_event {
+                    let code = r.refusal.code.to_be_bytes().to_vec();
+                    let (id, aux) = if r.refusal.rule == Rule::ClockStep {
+                        let mut aux = code;
+                        let last = rows.clock_ms.unwrap_or(0);
+                        aux.extend_from_slice(&last.to_be_bytes());
+                        aux.extend_from_slice(&now.unix_ms.to_be_bytes());
+                        (EventId::CLOCK_REFUSED, aux)
+                    } else {
+                        (EventId::SIGN_FAULT, code)
+                    };
+                    if let Some(aux) = self.limiter.latest(id, aux, now.mono) {
+                        out.extend(self.raise(id, aux, now));
+                    }
+                }
+                if self.refusal_burst.record(now.mono) {
+                    tracing::error!("burst of policy refusals: entering safe mode");
+                    out.extend(self.enter_safe(SafeReason::PolicyRefusalBurst, now));
+                }
+                let (seq, audit) = record(&r.audit);
+                self.emit_fragments(
+                    apid::SIGN,
+                    service::SIGN,
+                    subtype::SIGN_AUDIT_RECORD,
+                    seq,
+                    &audit,
+                    dest_id,
+                    now,
+                    out,
+                )?;
+                Err(FailureNotice {
+                    code: ReasonCode(r.refusal.code),
+                    data: refusal_data(r.refusal.rule.tag(), &r.refusal.detail),
+                })
+            }
+            Outcome::Replay(r) => {
+                let stored = self
+                    .store
+                    .seen_request(&r.request_id)
+                    .map_err(|e| store_failure(&e))?
+                    .and_then(|(_, result)| parse_result(&result));
+                tracing::info!(
+                    request_id = %hex::encode(r.request_id),
+                    audit_seq = r.audit.entry.seq,
+                    elapsed_us,
+                    "ethereum sign request replayed from the stored result"
+                );
+                let (seq, audit) = record(&r.audit);
+                self.emit_fragments(
+                    apid::SIGN,
+                    service::SIGN,
+                    subtype::SIGN_AUDIT_RECORD,
+                    seq,
+                    &audit,
+                    dest_id,
+                    now,
+                    out,
+                )?;
+                match stored {
+                    Some(Stored::Eth(result)) => {
+                        self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
+                        self.emit_eth_result(r.request_id, result, dest_id, now, out)
+                    }
+                    Some(Stored::Refused(notice)) => {
+                        self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
+                        Err(notice)
+                    }
+                    None | Some(Stored::Approved { .. }) => Err(FailureNotice {
+                        code: ReasonCode::STORE_OUT_OF_RANGE,
+                        data: b"stored result of this request does not decode".to_vec(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn emit_eth_result(
+        &mut self,
+        request_id: [u8; 32],
+        result: Vec<u8>,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let reply = EthSignResult { request_id, result };
+        self.emit_fragments(
+            apid::SIGN,
+            service::SIGN,
+            subtype::SIGN_ETH_RESULT,
+            0,
+            &reply.encode(),
+            dest_id,
+            now,
+            out,
+        )
+    }
+
+    /// TC[131,11]: registers a Safe (quorum-signed `REGISTER_SAFE`): the
+    /// node's address at the registration's account must be an owner
+    /// (re-derived from the seed), and the Safe must not conflict with a
+    /// registered one; then the body and the command's sequence are
+    /// persisted in one transaction.
+    pub(super) fn register_safe(
+        &mut self,
+        payload: Payload,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let bytes = self.resolve_payload(payload)?;
+        let signed = match SignedCommand::decode(&bytes) {
+            Ok(s) => s,
+            Err(e) => return Err(self.command_refused(&e, now, out)),
+        };
+        let cmd = self.authorize_command(&signed, kind::REGISTER_SAFE, now, out)?;
+        let keys = self.keys.as_ref().ok_or_else(|| FailureNotice {
+            code: ReasonCode(0x0403),
+            data: b"the signing seed is not available (see mode status)".to_vec(),
+        })?;
+        let safe = match Safe::from_registration(&cmd.body, &NodeEthKeys(keys)) {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(self.admin_refused(e.code(), e.rule(), &e.to_string(), now, out));
+            }
+        };
+        let (chain_id, address) = (safe.chain_id(), safe.address());
+        let mut next: Vec<Safe> = self
+            .safes
+            .iter()
+            .filter(|s| !(s.chain_id() == chain_id && s.address() == address))
+            .cloned()
+            .collect();
+        next.push(safe);
+        if let Err(e) = check_registrations(&next) {
+            return Err(self.admin_refused(e.code(), e.rule(), &e.to_string(), now, out));
+        }
+        self.store
+            .register_safe(chain_id, &address.0.0, &cmd.body, now.unix_ms, cmd.seq)
+            .map_err(|e| store_failure(&e))?;
+        tracing::warn!(
+            chain_id,
+            safe = %address,
+            seq = cmd.seq,
+            "Safe registered"
+        );
+        self.safes = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_format_2_bodies_are_ethereum() {
+        let demo = spacenode_eth::demo::EthDemo::new().unwrap();
+        let tx = demo.eip1559(spacenode_eth::demo::addr::VENDOR, 1, vec![], 0);
+        assert!(is_eth_request(&demo.tx_request(1, 0, &tx)));
+        assert!(!is_eth_request(b"not a request"));
+        let btc = SignedRequest {
+            body: spacenode_policy::cbor::encode(&spacenode_policy::cbor::Value::Map(vec![(
+                0,
+                spacenode_policy::cbor::uint(1u64),
+            )])),
+            approvals: vec![],
+        };
+        assert!(!is_eth_request(&btc.encode()));
+    }
+
+    #[test]
+    fn the_adapter_signs_with_bip44_keys_that_recover_to_their_address() {
+        use spacenode_eth::signer::{KeyStoreSigner, account_path, address_of, to_alloy};
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::Soft(
+            spacenode_keys::SoftKeyStore::create(
+                &dir.path().join("seed"),
+                spacenode_keys::Profile::Development,
+                bitcoin::NetworkKind::Test,
+            )
+            .unwrap(),
+        );
+        let node = NodeEthKeys(&store);
+        let p = account_path(3);
+        let address = address_of(&node.public_key(&p).unwrap());
+        let d = [9u8; 32];
+        let sig = to_alloy(&node.sign_ecdsa_recoverable(&p, &d).unwrap()).unwrap();
+        assert_eq!(
+            sig.recover_address_from_prehash(&B256::from(d)).unwrap(),
+            address
+        );
+        // alloy's signer interface over the same store.
+        let signer = KeyStoreSigner::new(&node, 3).unwrap();
+        assert_eq!(signer.address(), address);
+        let again = alloy_signer::SignerSync::sign_hash_sync(&signer, &B256::from(d)).unwrap();
+        assert_eq!(again, sig, "RFC 6979: the same signature");
+    }
+}
