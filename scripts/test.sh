@@ -46,5 +46,6 @@ if [ "${SPACENODE_SKIP_BENCH:-}" != 1 ]; then
   cargo bench --quiet -p spacenode-hil --bench chain_sync
   QUICK=1 cargo bench --quiet -p spacenode-node --bench cold_start
   cargo bench --quiet -p spacenode-keys --bench tpm
+  cargo bench --quiet -p spacenode-btc --bench sign
 fi
 echo "== all tests passed"

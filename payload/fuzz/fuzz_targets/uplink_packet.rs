@@ -5,7 +5,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spacenode_wire::msg::{Event, EventDump, HkCore, HkRequest, Rekey, Verification};
+use spacenode_wire::cosign::{
+    AdminSignRequest, AuditRecord, AuditRequest, EthSignResult, FileBegin, FileChunk, FileStatus,
+    Fragment, Payload, PolicyStatus, SignResult,
+};
+use spacenode_wire::msg::{Event, EventDump, HkCore, HkRequest, ModeStatus, Rekey, Verification};
 use spacenode_wire::pus::{Tc, Tm};
 use spacenode_wire::security::{Cipher, Direction, LinkKey, Receiver, RxKey, RxReservation};
 
@@ -31,4 +35,20 @@ fuzz_target!(|data: &[u8]| {
     let _ = Event::decode(data);
     let _ = EventDump::decode(data);
     let _ = Rekey::decode(data);
+    let _ = ModeStatus::decode(data);
+    // Co-signing: uploads, fragments, policy, sign and audit messages. The
+    // documents inside (policy, admin commands, sign requests, PSBTs,
+    // Ethereum transactions) are decoded by spacenode-policy/-btc/-eth,
+    // whose property tests feed them arbitrary bytes.
+    let _ = Payload::decode(data);
+    let _ = FileBegin::decode(data);
+    let _ = FileChunk::decode(data);
+    let _ = FileStatus::decode(data);
+    let _ = Fragment::decode(data);
+    let _ = PolicyStatus::decode(data);
+    let _ = AuditRequest::decode(data);
+    let _ = AuditRecord::decode(data);
+    let _ = SignResult::decode(data);
+    let _ = EthSignResult::decode(data);
+    let _ = AdminSignRequest::decode(data);
 });
