@@ -263,7 +263,7 @@ fn chain_name(chain_id: u64) -> String {
 /// Describes calldata sent to `to` (indent: the prefix of each line).
 fn describe_calldata(to: Address, data: &[u8], indent: &str, out: &mut String) {
     if data.is_empty() {
-        out.push_str(&format!("{indent}data          none (plain transfer)\n"));
+        out.push_str(&format!("{indent}data           none (plain transfer)\n"));
         return;
     }
     match decode_erc20(data) {

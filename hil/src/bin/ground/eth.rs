@@ -43,7 +43,7 @@ fn print_audit_line(a: &spacenode_hil::ground::cosign::Audited) {
     }
     if let Some(c) = &e.eth {
         line.push_str(&format!(
-            " chain {} value {} max fee {}",
+            " chain {} native out {} (max fee {})",
             c.chain_id,
             eth::format_ether(U256::from(c.native.0)),
             eth::format_ether(U256::from(c.fee.0))
@@ -179,7 +179,7 @@ pub enum SafeCommand {
         safe: String,
         /// Contract version as VERSION() returns it (1.0.0 .. 1.5.0).
         #[arg(long)]
-        version: String,
+        safe_version: String,
         /// Owners as getOwners() returns them (repeat, or comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         owner: Vec<String>,
@@ -229,9 +229,10 @@ pub struct SafeSignArgs {
     /// The Safe's address.
     #[arg(long)]
     safe: String,
-    /// Its version (only to show and check the SafeTx hash here).
+    /// Its contract version (to show and check the SafeTx hash here; needed
+    /// with --approve-hash).
     #[arg(long)]
-    version: Option<String>,
+    safe_version: Option<String>,
     /// Destination.
     #[arg(long)]
     to: String,
@@ -534,7 +535,7 @@ fn registration_command(
         label,
         chain_id,
         safe,
-        version,
+        safe_version: version,
         owner,
         threshold,
         account,
@@ -545,7 +546,7 @@ fn registration_command(
     else {
         bail!("not a registration");
     };
-    SafeVersion::parse(version).map_err(|e| anyhow::anyhow!("--version: {e}"))?;
+    SafeVersion::parse(version).map_err(|e| anyhow::anyhow!("--safe-version: {e}"))?;
     let reg = SafeRegistration {
         label: label.clone(),
         chain_id: *chain_id,
@@ -668,15 +669,15 @@ fn send_registration(
 fn safe_sign(link: &mut Link, policy: RetryPolicy, a: SafeSignArgs) -> anyhow::Result<ExitCode> {
     let stx = safe_tx(&a)?;
     let version = a
-        .version
+        .safe_version
         .as_deref()
         .map(SafeVersion::parse)
         .transpose()
-        .map_err(|e| anyhow::anyhow!("--version: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--safe-version: {e}"))?;
     let outer = match a.approve_hash {
         None => None,
         Some(nonce) => {
-            let v = version.context("--approve-hash needs --version (the SafeTx hash)")?;
+            let v = version.context("--approve-hash needs --safe-version (the SafeTx hash)")?;
             let hash = eth::safe_hash(&stx, v);
             Some(
                 TxEip1559 {
