@@ -478,6 +478,60 @@ fn ethereum_and_safe_requests_through_the_daemon() {
     }
     println!("{text}");
 
+    let owners = format!(
+        "{},{node},{}",
+        ew.ground[0].address(0).unwrap(),
+        ew.ground[1].address(0).unwrap()
+    );
+    let keys: Vec<String> = [0usize, 1]
+        .iter()
+        .map(|&i| format!("{}:{i}", ew.w.admins[i].0.display()))
+        .collect();
+    let safe130 = "0x5afe5afe5afe5afe5afe5afe5afe5afe5afe0130";
+    let (ok, text) = ew.w.ground(&[
+        "safe",
+        "register",
+        "--label",
+        "ops 1.3.0",
+        "--chain-id",
+        "11155111",
+        "--safe",
+        safe130,
+        "--safe-version",
+        "1.3.0",
+        "--owner",
+        &owners,
+        "--threshold",
+        "2",
+        "--key",
+        &keys[0],
+        "--key",
+        &keys[1],
+    ]);
+    assert!(ok && text.contains("Safe registered on the node"), "{text}");
+    let (ok, text) = ew.w.ground(&[
+        "safe",
+        "register",
+        "--chain-id",
+        "11155111",
+        "--safe",
+        "0x5afe5afe5afe5afe5afe5afe5afe5afe5afe0131",
+        "--safe-version",
+        "1.3.0",
+        "--owner",
+        &owners.replace(&node.to_string(), &Address::repeat_byte(9).to_string()),
+        "--threshold",
+        "2",
+        "--key",
+        &keys[0],
+        "--key",
+        &keys[1],
+    ]);
+    assert!(
+        !ok && text.contains("0x0736"),
+        "a Safe without the node: {text}"
+    );
+
     // 6. Velocity: 0.9 ETH transfers until the daily 3 ETH cap refuses.
     let mut link = ew.link();
     let mut spent_extra = 0u128;
@@ -553,6 +607,6 @@ fn ethereum_and_safe_requests_through_the_daemon() {
         count("SELECT count(*) FROM safe_nonces WHERE signature IS NOT NULL"),
         4
     );
-    assert_eq!(count("SELECT count(*) FROM safes"), 2);
+    assert_eq!(count("SELECT count(*) FROM safes"), 3);
     println!("done in {:.1?}", started.elapsed());
 }
