@@ -325,11 +325,7 @@ fn kills_during_an_ethereum_stream_never_double_sign_or_exceed_velocity() {
     );
 
     // 4. The audit log verifies, with receipts.
-    // Hundreds of entries with Ethereum counters: give the downlink of
-    // each batch of 64 time (the default timeouts suit single replies).
     let (ok, text) = ew.w.ground(&[
-        "--latency-ms",
-        "300",
         "audit",
         "verify",
         "--receipt-key",

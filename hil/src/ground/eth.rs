@@ -24,12 +24,13 @@ use spacenode_eth::signer::address_of;
 use spacenode_eth::tx::{UnsignedTx, decode_signed};
 use spacenode_policy::quorum::Signature as Approval;
 use spacenode_policy::request::{EthKind, EthSignRequest, SignedRequest, request_hash};
-use spacenode_wire::cosign::{AdminSignRequest, EthSignResult, Fragment, Payload};
+use spacenode_wire::cosign::{AdminSignRequest, EthSignResult, Payload};
 use spacenode_wire::services::{apid, service, subtype};
 
 use super::client::{Link, RetryPolicy};
 use super::cosign::{
-    Answer, Audited, CosignError, Refused, audited, fragments, refused, send_payload,
+    Answer, Audited, CosignError, Refused, audit_of, fragments, refused, replies_in_order,
+    send_payload,
 };
 use super::files::UploadEvent;
 
@@ -124,17 +125,13 @@ pub fn sign(
             .encode(),
         ),
     };
+    let id = super::cosign::request_id_of(request);
     let payload = send_payload(link, policy, &content, on_event)?;
     let uploaded = matches!(payload, Payload::Upload(_));
-    let mut frags_result = Vec::new();
     for exchange in 1..=5u32 {
         let tc = link.new_tc(apid::SIGN, service::SIGN, sub, payload.encode());
         let (x, failure) = link.request_keeping_replies(&tc, policy)?;
-        frags_result.extend(fragments(&x.replies, subtype::SIGN_ETH_RESULT));
-        let audit = Fragment::reassemble(&fragments(&x.replies, subtype::SIGN_AUDIT_RECORD))
-            .pop()
-            .map(|(_, b)| audited(&b))
-            .transpose()?;
+        let audit = audit_of(&x.replies, id)?;
         if let Some((stage, f)) = failure {
             return Ok(EthOutcome {
                 result: None,
@@ -144,11 +141,20 @@ pub fn sign(
                 uploaded,
             });
         }
-        if let Some((_, bytes)) = Fragment::reassemble(&frags_result).pop() {
+        // Only this request's answer: a late reply to an earlier request
+        // that timed out carries another request id.
+        let mut mine = None;
+        for bytes in replies_in_order(&fragments(&x.replies, subtype::SIGN_ETH_RESULT)) {
             let r = EthSignResult::decode(&bytes)
                 .map_err(|e| CosignError::Reply(format!("eth result: {e}")))?;
-            let result = EthResult::decode(&r.result)
-                .map_err(|e| CosignError::Reply(format!("eth result: {e}")))?;
+            if id.is_none_or(|id| r.request_id == id) {
+                mine = Some(
+                    EthResult::decode(&r.result)
+                        .map_err(|e| CosignError::Reply(format!("eth result: {e}")))?,
+                );
+            }
+        }
+        if let Some(result) = mine {
             return Ok(EthOutcome {
                 result: Some(result),
                 refused: None,
