@@ -1,14 +1,22 @@
-//! The virtual flight board end to end, once: `tests/vm/build-image.sh`
-//! builds the image (the debootstrap base is cached under
-//! /var/cache/spacenode-vm; CI builds it from scratch), then `hil-run` boots
-//! it in QEMU (TCG) with swtpm, an i6300esb watchdog, a kvaser_pci CAN
-//! controller and the link UART on a host pty, and runs every scenario of
-//! `hil/scenarios` through the link emulator: boot and READY, the board's
-//! devices, ping and housekeeping, a lossy link, a power cut during a
-//! request stream with a reboot, a hung task restarted by systemd's
-//! watchdog. The scenarios still waiting for other work (the hardware
-//! watchdog's PID 1 hook, safe mode with administrator keys, co-signing)
-//! must be reported as skipped (pending), never as passed.
+//! The virtual flight board end to end, once per board variant:
+//! `tests/vm/build-image.sh` builds two images from one cached debootstrap
+//! base (under /var/cache/spacenode-vm; CI builds it from scratch), then
+//! two `hil-run`s boot them in QEMU (TCG) side by side, one core each,
+//! with swtpm, an i6300esb watchdog, a kvaser_pci CAN controller and the
+//! link UART on a host pty, through the link emulator:
+//!
+//! - the flight chain (`--watchdog systemd`: PID 1 holds the hardware
+//!   watchdog) runs every scenario of `hil/scenarios` on one boot where it
+//!   can: boot and READY, the board's devices, ping and housekeeping, a
+//!   lossy link, a power cut during a request stream, a hung task restarted
+//!   by systemd's watchdog, a boot loop into safe mode (sign requests
+//!   refused) left by the administrators' quorum, co-signing with the
+//!   TPM-sealed seed across a power cut;
+//! - the daemon-owned watchdog (`--watchdog device`: spacenoded holds
+//!   /dev/watchdog0 itself) runs the hardware watchdog reset.
+//!
+//! A scenario still waiting for other work must be reported as skipped
+//! (pending), never as passed.
 //!
 //! Real parts only: the same `spacenoded` binary and systemd units as on
 //! the flight image, real QEMU, swtpm, systemd and ptys. Needs root (the
@@ -31,9 +39,37 @@ const EXPECTED: &[(&str, &str)] = &[
     ("ping-lossy-link", "pass"),
     ("power-cut", "pass"),
     ("watchdog-restart", "pass"),
-    ("hardware-watchdog-reset", "pending"),
-    ("boot-loop-safe-mode", "pending"),
-    ("cosign", "pending"),
+    ("hardware-watchdog-reset", "pass"),
+    ("boot-loop-safe-mode", "pass"),
+    ("cosign", "pass"),
+];
+
+/// The scenarios of the daemon-owned watchdog board (`build-image.sh
+/// --watchdog device`); the flight-chain board must skip them for lack of
+/// the `device-watchdog` capability.
+const DEVICE_WATCHDOG: &[&str] = &["hardware-watchdog-reset"];
+
+/// One board variant: its image directory and `build-image.sh` arguments.
+struct Variant {
+    name: &'static str,
+    dir: &'static str,
+    build_args: &'static [&'static str],
+    only: &'static [&'static str],
+}
+
+const VARIANTS: [Variant; 2] = [
+    Variant {
+        name: "flight chain",
+        dir: "vm-board",
+        build_args: &[],
+        only: &[],
+    },
+    Variant {
+        name: "device watchdog",
+        dir: "vm-wdt",
+        build_args: &["--watchdog", "device"],
+        only: DEVICE_WATCHDOG,
+    },
 ];
 
 fn target_dir() -> PathBuf {
@@ -69,6 +105,19 @@ fn require_tools() {
     }
 }
 
+/// `pass`, `fail`, `pending` or `skipped`.
+fn outcome(case: &str) -> &'static str {
+    if case.contains("<failure") {
+        "fail"
+    } else if case.contains("<skipped message=\"pending:") {
+        "pending"
+    } else if case.contains("<skipped") {
+        "skipped"
+    } else {
+        "pass"
+    }
+}
+
 /// The `<testcase>` element of `name` in a JUnit file.
 fn testcase<'a>(junit: &'a str, name: &str) -> &'a str {
     let start = junit
@@ -79,74 +128,135 @@ fn testcase<'a>(junit: &'a str, name: &str) -> &'a str {
     &rest[..end]
 }
 
-#[test]
-fn hil_suite_passes_on_the_virtual_board() {
-    require_tools();
-    let out_dir = target_dir().join("vm-board");
+fn build(v: &Variant, out_dir: &Path) -> (f64, String) {
     let t0 = Instant::now();
-
     let build = Command::new("bash")
         .arg(repo_root().join("tests/vm/build-image.sh"))
         .arg("--binary")
         .arg(bin("spacenoded"))
         .arg("--out")
-        .arg(&out_dir)
+        .arg(out_dir)
+        .args(v.build_args)
         .status()
         .expect("run build-image.sh");
     assert!(
         build.success(),
-        "building the virtual board failed: {build}"
+        "building the virtual board ({}) failed: {build}",
+        v.name
     );
-    let build_s = t0.elapsed().as_secs_f64();
-    let build_json = std::fs::read_to_string(out_dir.join("build.json")).unwrap_or_default();
+    let json = std::fs::read_to_string(out_dir.join("build.json")).unwrap_or_default();
+    (t0.elapsed().as_secs_f64(), json.trim().to_string())
+}
 
+fn start_run(v: &Variant, out_dir: &Path) -> std::process::Child {
     let junit_path = out_dir.join("junit.xml");
     let _ = std::fs::remove_file(&junit_path);
-    let t1 = Instant::now();
     // setpriv: if the test is killed, hil-run dies with it, and QEMU and
     // swtpm with hil-run.
-    let run = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--"])
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--"])
         .arg(bin("hil-run"))
         .arg("--vm-dir")
-        .arg(&out_dir)
+        .arg(out_dir)
         .arg("--scenarios")
         .arg(repo_root().join("hil/scenarios"))
         .arg("--junit")
         .arg(&junit_path)
-        .args(["--emulate", "baud=115200,seed=7"])
-        .status()
-        .expect("run hil-run");
+        .args(["--emulate", "baud=115200,seed=7"]);
+    for name in v.only {
+        cmd.args(["--only", name]);
+    }
+    cmd.spawn().expect("run hil-run")
+}
+
+#[test]
+fn hil_suite_passes_on_the_virtual_board() {
+    require_tools();
+    let t0 = Instant::now();
+    let dirs: Vec<PathBuf> = VARIANTS.iter().map(|v| target_dir().join(v.dir)).collect();
+    // The base is built (or taken from the cache) once; each image stage
+    // takes seconds.
+    let builds: Vec<(f64, String)> = VARIANTS
+        .iter()
+        .zip(&dirs)
+        .map(|(v, d)| build(v, d))
+        .collect();
+    let build_s = t0.elapsed().as_secs_f64();
+
+    // Both boards at once: each QEMU (TCG) runs on its own core.
+    let t1 = Instant::now();
+    let mut runs: Vec<(std::process::Child, Option<f64>)> = VARIANTS
+        .iter()
+        .zip(&dirs)
+        .map(|(v, d)| (start_run(v, d), None))
+        .collect();
+    let mut statuses = Vec::new();
+    for (child, took) in &mut runs {
+        let status = child.wait().expect("wait for hil-run");
+        *took = Some(t1.elapsed().as_secs_f64());
+        statuses.push(status);
+    }
     let run_s = t1.elapsed().as_secs_f64();
+    for (((v, (b, json)), (_, took)), status) in
+        VARIANTS.iter().zip(&builds).zip(&runs).zip(&statuses)
+    {
+        println!(
+            "virtual board, {}: image {b:.1}s ({json}), HIL run done after {:.1}s ({status})",
+            v.name,
+            took.unwrap_or_default()
+        );
+    }
     println!(
-        "virtual board: image {build_s:.1}s ({}), HIL suite {run_s:.1}s, total {:.1}s",
-        build_json.trim(),
+        "virtual board: images {build_s:.1}s, HIL suites {run_s:.1}s (in parallel), total {:.1}s",
         t0.elapsed().as_secs_f64()
     );
 
-    let junit = std::fs::read_to_string(&junit_path)
-        .unwrap_or_else(|e| panic!("no JUnit report from hil-run ({run}): {e}"));
+    let junits: Vec<String> = dirs
+        .iter()
+        .zip(&statuses)
+        .map(|(d, status)| {
+            std::fs::read_to_string(d.join("junit.xml")).unwrap_or_else(|e| {
+                panic!(
+                    "no JUnit report from hil-run in {} ({status}): {e}",
+                    d.display()
+                )
+            })
+        })
+        .collect();
+    let (main, device) = (&junits[0], &junits[1]);
     for (name, want) in EXPECTED {
-        let case = testcase(&junit, name);
-        let got = if case.contains("<failure") {
-            "fail"
-        } else if case.contains("<skipped message=\"pending:") {
-            "pending"
-        } else if case.contains("<skipped") {
-            "skipped"
+        if DEVICE_WATCHDOG.contains(name) {
+            let skipped = testcase(main, name);
+            assert!(
+                outcome(skipped) == "skipped" && skipped.contains("`device-watchdog` capability"),
+                "scenario {name} must be skipped on the flight-chain board:\n{skipped}"
+            );
+            let case = testcase(device, name);
+            assert_eq!(
+                outcome(case),
+                *want,
+                "scenario {name} (device watchdog board):\n{case}"
+            );
         } else {
-            "pass"
-        };
-        assert_eq!(got, *want, "scenario {name}:\n{case}");
+            let case = testcase(main, name);
+            assert_eq!(outcome(case), *want, "scenario {name}:\n{case}");
+        }
     }
     assert_eq!(
-        junit.matches("<testcase ").count(),
+        main.matches("<testcase ").count(),
         EXPECTED.len(),
         "a scenario was added or removed: list its expected outcome in EXPECTED"
     );
-    assert!(run.success(), "hil-run reported failures ({run})");
+    assert_eq!(device.matches("<testcase ").count(), DEVICE_WATCHDOG.len());
+    for (v, status) in VARIANTS.iter().zip(&statuses) {
+        assert!(
+            status.success(),
+            "hil-run on the {} board reported failures ({status})",
+            v.name
+        );
+    }
     // Boot to READY in under 3 minutes on this machine (TCG, 2 cores).
-    let boot = testcase(&junit, "boot-ready");
+    let boot = testcase(main, "boot-ready");
     let ready_s: f64 = boot
         .split("measurement boot_to_ready_s = ")
         .nth(1)

@@ -52,6 +52,7 @@ WDT_TIMEOUT=10
 ADMINS=2
 GROUND=""
 BOOT_LOOP_STARTS=3
+KEYS=tpm
 CACHE=${SPACENODE_VM_CACHE:-/var/cache/spacenode-vm}
 MIRROR=${SPACENODE_VM_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
@@ -62,7 +63,7 @@ usage() {
 usage: $0 --binary PATH --out DIR [--profile flight|development] [--seq-block N]
           [--hk-interval S] [--daemon-watchdog on|pending] [--test-hooks on|off]
           [--watchdog systemd|device] [--watchdog-timeout S] [--admins N]
-          [--ground PATH] [--boot-loop-starts N] [--cache DIR]
+          [--ground PATH] [--boot-loop-starts N] [--keys tpm|soft] [--cache DIR]
           [--config-extra FILE] | --print-base-key
 
   --binary           the spacenoded to install (x86_64, built on this host)
@@ -93,6 +94,10 @@ usage: $0 --binary PATH --out DIR [--profile flight|development] [--seq-block N]
   --boot-loop-starts health.boot_loop_starts (default 3: the boot-loop
                      scenario needs few power cycles; the main suite starts
                      the daemon exactly 3 times before it)
+  --keys             key custody of the guest: tpm (default; the seed and
+                     link keys sealed in the board's TPM, swtpm behind
+                     tpm-tis, through /dev/tpmrm0 with a random seal_auth)
+                     or soft (development seed file)
   --cache            base rootfs cache (default \$SPACENODE_VM_CACHE or
                      /var/cache/spacenode-vm)
   --config-extra     a file appended to the guest's spacenoded.toml (tables
@@ -119,6 +124,7 @@ while (($#)); do
     --admins) ADMINS=$2; shift 2 ;;
     --ground) GROUND=$2; shift 2 ;;
     --boot-loop-starts) BOOT_LOOP_STARTS=$2; shift 2 ;;
+    --keys) KEYS=$2; shift 2 ;;
     --print-base-key) PRINT_KEY=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -131,6 +137,7 @@ if ! $PRINT_KEY; then
   case "$TEST_HOOKS" in "") [ "$PROFILE" = development ] && TEST_HOOKS=on || TEST_HOOKS=off ;; on|off) ;;
     *) echo "error: --test-hooks on|off" >&2; exit 2 ;; esac
   case "$WATCHDOG" in systemd|device) ;; *) echo "error: --watchdog systemd|device" >&2; exit 2 ;; esac
+  case "$KEYS" in tpm|soft) ;; *) echo "error: --keys tpm|soft" >&2; exit 2 ;; esac
   for n in "$WDT_TIMEOUT" "$ADMINS" "$BOOT_LOOP_STARTS"; do
     case "$n" in ''|*[!0-9]*) echo "error: $n is not a number" >&2; exit 2 ;; esac
   done
@@ -142,9 +149,10 @@ if ! $PRINT_KEY; then
     echo "error: building the virtual board needs root (debootstrap, chroot, file owners in the image)" >&2
     exit 2
   fi
-  for tool in debootstrap mkfs.ext4 systemctl systemd-sysusers systemd-machine-id-setup flock sha256sum; do
+  for tool in debootstrap mkfs.ext4 systemctl systemd-sysusers systemd-machine-id-setup flock sha256sum \
+    strip swtpm swtpm_ioctl tpm2_dictionarylockout tpm2_shutdown; do
     command -v "$tool" >/dev/null || {
-      echo "error: $tool not found: run scripts/install-deps.sh (packages debootstrap e2fsprogs systemd util-linux)" >&2
+      echo "error: $tool not found: run scripts/install-deps.sh (packages debootstrap e2fsprogs systemd util-linux binutils swtpm swtpm-tools tpm2-tools)" >&2
       exit 2
     }
   done
@@ -225,6 +233,39 @@ else
   echo "== base rootfs $KEY (cached in $CACHE)"
 fi
 
+# The board's TPM as a flight TPM leaves provisioning: swtpm's state (in
+# OUT/tpm beside the disk, which hil-run hands to swtpm at each power-on)
+# with the dictionary-attack parameters of the SLB9670's factory state
+# (32 tries, one forgiven every 2 h, lockout auth retry after 24 h) instead
+# of the reference implementation's 3 tries. A TPM that loses power without
+# TPM2_Shutdown counts a failed try at its next start-up (an attacker must
+# not reset the counter by cutting the power), so with 3 tries the third
+# power cut of the HIL suite would lock the sealed seed away.
+provision_tpm() {
+  local state=$1 dir sock log
+  mkdir -p "$state"
+  dir=$(mktemp -d)
+  sock=$dir/tpm.sock
+  log=$dir/swtpm.log
+  swtpm socket --tpm2 --tpmstate dir="$state" --server type=unixio,path="$sock" \
+    --ctrl type=unixio,path="$sock.ctrl" --flags not-need-init,startup-clear \
+    --log file="$log" &
+  local pid=$! i=0
+  while [ ! -S "$sock.ctrl" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+  if ! tpm2_dictionarylockout -T "swtpm:path=$sock" --setup-parameters \
+      --max-tries=32 --recovery-time=7200 --lockout-recovery-time=86400 >/dev/null ||
+    ! tpm2_shutdown -T "swtpm:path=$sock" >/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    cat "$log" >&2 || true
+    rm -rf "$dir"
+    echo "error: provisioning the board's TPM state in $state failed" >&2
+    exit 1
+  fi
+  swtpm_ioctl --unix "$sock.ctrl" -s >/dev/null
+  wait "$pid" || true
+  rm -rf "$dir"
+}
+
 # --------------------------------------------------------------- image stage
 t=$(now)
 STAGE=$OUT/rootfs.tmp
@@ -242,7 +283,12 @@ systemctl --root="$STAGE" set-default multi-user.target >/dev/null 2>&1
 systemctl --root="$STAGE" mask getty.target apt-daily.timer apt-daily-upgrade.timer \
   dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer >/dev/null 2>&1
 
-install -m 0755 "$BINARY" "$STAGE/usr/bin/spacenoded"
+# Without debug info, as the flight image ships it (Yocto strips). The daemon
+# hashes its own binary at every start (the software measurement its sealed
+# keys are bound to): a 200 MB debug build took 30 to 90 s of each start
+# under TCG, against the unit's TimeoutStartSec=90s; stripped, about 20 MB.
+strip --strip-debug -o "$STAGE/usr/bin/spacenoded" "$BINARY"
+chmod 0755 "$STAGE/usr/bin/spacenoded"
 install -m 0644 "$REPO/systemd/spacenoded.service" "$STAGE/usr/lib/systemd/system/spacenoded.service"
 install -D -m 0644 "$REPO/systemd/sysusers.d/spacenode.conf" "$STAGE/usr/lib/sysusers.d/spacenode.conf"
 install -D -m 0644 "$REPO/systemd/system.conf.d/watchdog.conf" "$STAGE/etc/systemd/system.conf.d/watchdog.conf"
@@ -303,7 +349,24 @@ key = "$LINK_KEY"
 
 [telemetry]
 hk_interval_s = $HK_INTERVAL
+
+[chain]
+# The HIL co-signing scenario mines a regtest chain on the ground
+# (hil/src/ground/demo.rs) and syncs its headers from genesis.
+network = "regtest"
+start = "genesis"
 EOF
+if [ "$KEYS" = tpm ]; then
+  cat >>"$STAGE/etc/spacenode/spacenoded.toml" <<EOF
+
+[keys]
+# The seed and the link keys sealed in the board's TPM (swtpm behind
+# tpm-tis), through the kernel's resource manager, as on the flight board.
+backend = "tpm"
+tcti = "device:/dev/tpmrm0"
+seal_auth = "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+EOF
+fi
 {
   echo
   echo "[health]"
@@ -350,13 +413,14 @@ if [ "$DAEMON_WATCHDOG" = on ]; then
   rm -f "$STAGE/etc/systemd/system/spacenoded.service.d/50-pending-daemon-watchdog.conf"
   rmdir "$STAGE/etc/systemd/system/spacenoded.service.d" 2>/dev/null || true
 fi
-echo "== daemon watchdog: $DAEMON_WATCHDOG (WatchdogSec=$([ "$DAEMON_WATCHDOG" = on ] && echo 30s || echo 0, pending drop-in)), hardware watchdog held by: $WATCHDOG, test hooks: $TEST_HOOKS, administrators: $ADMINS, node id: $NODE_ID"
+echo "== daemon watchdog: $DAEMON_WATCHDOG (WatchdogSec=$([ "$DAEMON_WATCHDOG" = on ] && echo 30s || echo 0, pending drop-in)), hardware watchdog held by: $WATCHDOG, test hooks: $TEST_HOOKS, keys: $KEYS, administrators: $ADMINS, node id: $NODE_ID"
 
 cp "$STAGE"/boot/vmlinuz-* "$OUT/vmlinuz"
 cp "$STAGE"/boot/initrd.img-* "$OUT/initrd.img"
 # A new disk gets a new TPM (its NV state lives beside the disk) and no
 # logs of an older image.
 rm -rf "$OUT/disk.img" "$OUT/tpm" "$OUT/run"
+provision_tpm "$OUT/tpm"
 mkfs.ext4 -q -F -L board -d "$STAGE" "$OUT/disk.img" "$IMAGE_SIZE"
 cp "$STAGE/etc/spacenode/spacenoded.toml" "$OUT/spacenoded.toml"
 chmod 0600 "$OUT/spacenoded.toml"
@@ -404,6 +468,6 @@ echo "console=ttyS0,115200 root=/dev/vda ro rootfstype=ext4 panic=10 loglevel=6 
   >"$OUT/cmdline"
 image_seconds=$(elapsed "$t")
 cat >"$OUT/build.json" <<EOF
-{"base_key": "$KEY", "base_cached": $base_cached, "daemon_watchdog": "$DAEMON_WATCHDOG", "watchdog": "$WATCHDOG", "test_hooks": $([ "$TEST_HOOKS" = on ] && echo true || echo false), "admins": $ADMINS, "boot_loop_starts": $BOOT_LOOP_STARTS, "base_seconds": $base_seconds, "image_seconds": $image_seconds, "total_seconds": $(elapsed "$t_all")}
+{"base_key": "$KEY", "base_cached": $base_cached, "daemon_watchdog": "$DAEMON_WATCHDOG", "watchdog": "$WATCHDOG", "test_hooks": $([ "$TEST_HOOKS" = on ] && echo true || echo false), "admins": $ADMINS, "boot_loop_starts": $BOOT_LOOP_STARTS, "keys": "$KEYS", "base_seconds": $base_seconds, "image_seconds": $image_seconds, "total_seconds": $(elapsed "$t_all")}
 EOF
 echo "== virtual board image in $OUT (image stage ${image_seconds}s)"

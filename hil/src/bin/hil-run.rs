@@ -164,9 +164,7 @@ fn run() -> anyhow::Result<ExitCode> {
     };
     let admins_file = match (&args.admins, args.board) {
         (Some(p), _) => Some(p.clone()),
-        (None, BoardKind::Virtual) => {
-            Some(args.vm_dir.join("admin.toml")).filter(|p| p.exists())
-        }
+        (None, BoardKind::Virtual) => Some(args.vm_dir.join("admin.toml")).filter(|p| p.exists()),
         (None, BoardKind::Serial) => None,
     };
     let admins = admins_file

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bitcoin::secp256k1::Keypair;
+use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
 use serde::Deserialize;
 use spacenode_policy::command::{SignedCommand, kind};
 
@@ -145,6 +145,27 @@ impl Admins {
         self.keys.len()
     }
 
+    /// The administrators' x-only public keys, in signer order (as in the
+    /// node's `[admin]` set).
+    #[must_use]
+    pub fn xonly_keys(&self) -> Vec<XOnlyPublicKey> {
+        self.keys.iter().map(|k| k.x_only_public_key().0).collect()
+    }
+
+    /// The key of administrator `signer`, to sign a document or command
+    /// with (never to print).
+    ///
+    /// # Errors
+    /// [`AdminsError::UnknownSigner`].
+    pub fn key(&self, signer: u8) -> Result<&Keypair, AdminsError> {
+        self.keys
+            .get(usize::from(signer))
+            .ok_or(AdminsError::UnknownSigner {
+                signer,
+                count: self.keys.len(),
+            })
+    }
+
     /// An `exit-safe-mode` command with sequence number `seq`, valid from a
     /// minute before `now_ms` (UNIX ms) for `valid_for`, signed by
     /// `signers` (indices into the keys).
@@ -225,7 +246,10 @@ mod tests {
         assert_eq!(e.code(), 0x0522, "{e}");
         assert!(matches!(
             admins.exit_safe_mode(1, &[2], now, Duration::from_secs(1)),
-            Err(AdminsError::UnknownSigner { signer: 2, count: 2 })
+            Err(AdminsError::UnknownSigner {
+                signer: 2,
+                count: 2
+            })
         ));
     }
 
@@ -234,11 +258,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("admin.toml");
         for (text, needle) in [
-            ("node_id = \"01\"\nthreshold = 1\nkeys = [\"a.json\"]\n", "`node_id`"),
-            ("node_id = \"0102030405060708\"\nthreshold = 2\nkeys = [\"a.json\"]\n", "`threshold`"),
-            ("node_id = \"0102030405060708\"\nthreshold = 1\nkeys = []\n", "`keys`"),
-            ("node_id = \"0102030405060708\"\nthreshold = 1\nkeys = [\"a.json\"]\nx = 1\n", "unknown field `x`"),
-            ("node_id = \"0102030405060708\"\nthreshold = 1\nkeys = [\"missing.json\"]\n", "missing.json"),
+            (
+                "node_id = \"01\"\nthreshold = 1\nkeys = [\"a.json\"]\n",
+                "`node_id`",
+            ),
+            (
+                "node_id = \"0102030405060708\"\nthreshold = 2\nkeys = [\"a.json\"]\n",
+                "`threshold`",
+            ),
+            (
+                "node_id = \"0102030405060708\"\nthreshold = 1\nkeys = []\n",
+                "`keys`",
+            ),
+            (
+                "node_id = \"0102030405060708\"\nthreshold = 1\nkeys = [\"a.json\"]\nx = 1\n",
+                "unknown field `x`",
+            ),
+            (
+                "node_id = \"0102030405060708\"\nthreshold = 1\nkeys = [\"missing.json\"]\n",
+                "missing.json",
+            ),
         ] {
             std::fs::write(&file, text).unwrap();
             let e = Admins::load(&file).unwrap_err().to_string();

@@ -12,6 +12,7 @@
 //! | [`relay`]    | bytes between the emulator and a board's port             |
 //! | [`runner`]   | executing steps with the ground client                    |
 //! | [`admins`]   | the administrators' keys the runner signs commands with   |
+//! | [`cosign`]   | the ground side of co-signing with a board                |
 //! | [`report`]   | JUnit XML and the summary table                           |
 //!
 //! The binary `hil-run` only parses arguments and wires these. Nothing here
@@ -19,6 +20,7 @@
 
 pub mod admins;
 pub mod board;
+pub mod cosign;
 pub mod disk;
 pub mod relay;
 pub mod report;

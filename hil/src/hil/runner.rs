@@ -15,21 +15,21 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 use spacenode_policy::command::SignedCommand;
 use spacenode_wire::ReasonCode;
+use spacenode_wire::cosign::Payload;
 use spacenode_wire::frame;
-use spacenode_wire::msg::{
-    HK_CORE, HkCore, HkRequest, ModeCode, ModeStatus, Stage, Verification,
-};
+use spacenode_wire::msg::{HK_CORE, HkCore, HkRequest, ModeCode, ModeStatus, Stage, Verification};
 use spacenode_wire::pus::{RequestId, Tc};
 use spacenode_wire::services::{apid, service, subtype};
 
 use super::admins::{Admins, AdminsError};
 use super::board::{Board, BoardError};
+use super::cosign::{Desk, DeskError, Setup, Spend};
 use super::relay::{Relay, RelayError};
 use super::report::{CaseReport, Outcome, SuiteReport};
 use super::scenario::{
     BoardResetStep, BootLoopStep, Capability, CaptureStep, CompareStep, ConsoleStep, CutPlan,
-    ExitStep, ExpectedMode, HousekeepingStep, LinkStep, ModeStep, PingStep, ReadyStep,
-    ReplayStep, Scenario, Step, StreamStep, hk_value,
+    ExitStep, ExpectedMode, HousekeepingStep, LeaveSafeModeStep, LinkStep, ModeStep, PingStep,
+    ReadyStep, ReplayStep, Scenario, SignRefusedStep, Step, StreamStep, hk_value,
 };
 use crate::emulator::{Emulator, EmulatorError, LinkParams};
 use crate::ground::client::{GroundError, Link, RetryPolicy};
@@ -69,6 +69,9 @@ pub enum StepError {
     /// The administrators could not sign.
     #[error(transparent)]
     Admins(#[from] AdminsError),
+    /// A co-signing step failed.
+    #[error(transparent)]
+    Cosign(#[from] DeskError),
     /// A check did not hold.
     #[error("{0}")]
     Check(String),
@@ -131,6 +134,7 @@ struct Ctx {
     commands: BTreeMap<String, SignedCommand>,
     downlink: Vec<(u16, u64)>,
     console_mark: Option<Mark>,
+    desk: Option<Desk>,
 }
 
 impl Ctx {
@@ -504,15 +508,89 @@ impl<'b> Runner<'b> {
             }
             Step::ExitSafeMode(e) => self.exit_safe_mode(e, ctx),
             Step::ResendCommand(r) => {
-                let cmd = ctx
-                    .commands
-                    .get(&r.from)
-                    .cloned()
-                    .ok_or_else(|| StepError::Check(format!("no command saved as `{}`", r.from)))?;
+                let cmd =
+                    ctx.commands.get(&r.from).cloned().ok_or_else(|| {
+                        StepError::Check(format!("no command saved as `{}`", r.from))
+                    })?;
                 let outcome = self.send_admin_command(&cmd, Some(r.refused))?;
-                Ok(format!("`{}` sent again in a new telecommand: {outcome}", r.from))
+                Ok(format!(
+                    "`{}` sent again in a new telecommand: {outcome}",
+                    r.from
+                ))
             }
             Step::BootLoop(b) => self.boot_loop(b, ctx),
+            Step::SignRefused(r) => self.sign_refused(r),
+            Step::LeaveSafeMode(l) => self.leave_safe_mode(l),
+            Step::CosignSetup(c) => {
+                let policy = self.opts.policy;
+                let admins =
+                    self.opts.admins.clone().ok_or_else(|| {
+                        StepError::Check("no administrators' keys (--admins)".into())
+                    })?;
+                let link = self.open_link()?;
+                let (desk, summary) = Desk::setup(
+                    link,
+                    policy,
+                    &admins,
+                    &Setup {
+                        utxos: c.utxos,
+                        value_sat: c.value_sat,
+                        per_tx_cap_sat: c.per_tx_cap_sat,
+                        confirmations: c.confirmations,
+                    },
+                )?;
+                ctx.desk = Some(desk);
+                Ok(summary)
+            }
+            Step::CosignSign(c) => {
+                let policy = self.opts.policy;
+                let mut desk = ctx
+                    .desk
+                    .take()
+                    .ok_or_else(|| StepError::Check("no cosign_setup before".into()))?;
+                let spend = Spend {
+                    id: c.id,
+                    inputs: c.inputs.clone(),
+                    amount_sat: c.amount_sat,
+                    fee_sat: c.fee_sat,
+                    change_index: c.change_index,
+                };
+                let r = self.open_link().and_then(|link| {
+                    match c.refused {
+                        None => desk.sign_approved(link, policy, &spend, c.save_as.as_deref()),
+                        Some(code) => {
+                            desk.sign_refused(link, policy, &spend, code, c.rule.as_deref())
+                        }
+                    }
+                    .map_err(StepError::from)
+                });
+                ctx.desk = Some(desk);
+                r
+            }
+            Step::CosignRetry(c) => {
+                let policy = self.opts.policy;
+                let mut desk = ctx
+                    .desk
+                    .take()
+                    .ok_or_else(|| StepError::Check("no cosign_setup before".into()))?;
+                let r = self
+                    .open_link()
+                    .and_then(|link| Ok(desk.retry(link, policy, &c.from)?));
+                ctx.desk = Some(desk);
+                r
+            }
+            Step::AuditVerify(a) => {
+                let policy = self.opts.policy;
+                let desk = ctx
+                    .desk
+                    .take()
+                    .ok_or_else(|| StepError::Check("no cosign_setup before".into()))?;
+                let r = self
+                    .open_link()
+                    .and_then(|link| Ok(desk.audit_verify(link, policy, a.min_approved)?));
+                ctx.desk = Some(desk);
+                r
+            }
         }
     }
 
@@ -917,20 +995,104 @@ impl<'b> Runner<'b> {
             ));
         }
         let took = t0.elapsed();
-        Err(StepError::Check(if took <= Duration::from_secs(b.window_s) {
-            format!(
-                "{max} starts within {}s and still normal mode: no boot loop declared ({})",
-                secs(took),
-                trace.join("; ")
-            )
-        } else {
-            format!(
-                "{max} starts took {}s, longer than the {}s window: inconclusive on this machine ({})",
-                secs(took),
-                b.window_s,
-                trace.join("; ")
-            )
-        }))
+        Err(StepError::Check(
+            if took <= Duration::from_secs(b.window_s) {
+                format!(
+                    "{max} starts within {}s and still normal mode: no boot loop declared ({})",
+                    secs(took),
+                    trace.join("; ")
+                )
+            } else {
+                format!(
+                    "{max} starts took {}s, longer than the {}s window: inconclusive on this machine ({})",
+                    secs(took),
+                    b.window_s,
+                    trace.join("; ")
+                )
+            },
+        ))
+    }
+
+    /// Leaves safe mode with a quorum-signed exit if the node is in it for
+    /// one of `l.reasons`; nothing in normal mode.
+    fn leave_safe_mode(&mut self, l: &LeaveSafeModeStep) -> Result<String, StepError> {
+        let st = self.mode_status()?;
+        if st.mode == ModeCode::Normal as u8 {
+            return Ok(format!(
+                "normal mode (boot_count {}): nothing to leave",
+                st.boot_count
+            ));
+        }
+        if st.mode != ModeCode::Safe as u8 || !l.reasons.contains(&st.reason) {
+            return Err(StepError::Check(format!(
+                "the node is in {} with reason {:#06x}, not one of {:04x?}",
+                mode_name(st.mode),
+                st.reason,
+                l.reasons
+            )));
+        }
+        let admins = self
+            .opts
+            .admins
+            .as_ref()
+            .ok_or_else(|| StepError::Check("no administrators' keys (--admins)".into()))?;
+        let seq = st.admin_seq.saturating_add(1);
+        let cmd = admins.exit_safe_mode(seq, &l.signers, unix_ms(), Duration::from_secs(600))?;
+        let outcome = self.send_admin_command(&cmd, None)?;
+        let after = self.mode_status()?;
+        if after.mode != ModeCode::Normal as u8 {
+            return Err(StepError::Check(format!(
+                "after the exit the node reports {} {:#06x}",
+                mode_name(after.mode),
+                after.reason
+            )));
+        }
+        Ok(format!(
+            "safe mode {:#06x} (boot_count {}) left with exit seq {seq} signed by administrators {:?}: {outcome}; normal mode",
+            st.reason, st.boot_count, l.signers
+        ))
+    }
+
+    /// A sign request the node must refuse with `r.code` (any stage).
+    fn sign_refused(&mut self, r: &SignRefusedStep) -> Result<String, StepError> {
+        let policy = self.opts.policy;
+        let link = self.open_link()?;
+        let tc = link.new_tc(
+            apid::SIGN,
+            service::SIGN,
+            subtype::SIGN_REQUEST,
+            Payload::Inline(b"hil: a sign request that must not be evaluated".to_vec()).encode(),
+        );
+        match link.request(&tc, policy) {
+            Err(GroundError::Refused {
+                stage,
+                code,
+                detail,
+                ..
+            }) => {
+                if code.0 != r.code {
+                    return Err(StepError::Check(format!(
+                        "sign request refused at {stage:?} with {code} ({detail}), expected {}",
+                        ReasonCode(r.code)
+                    )));
+                }
+                if let Some(want) = &r.detail
+                    && !detail.contains(want.as_str())
+                {
+                    return Err(StepError::Check(format!(
+                        "sign request refused with {code}, but the detail `{detail}` does not say `{want}`"
+                    )));
+                }
+                Ok(format!(
+                    "sign request refused at {stage:?}: {code} ({detail})"
+                ))
+            }
+            Ok(_) => Err(StepError::Check(format!(
+                "the sign request completed; a refusal with {} was expected",
+                ReasonCode(r.code)
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn console(&mut self, c: &ConsoleStep, mark: usize) -> Result<String, StepError> {

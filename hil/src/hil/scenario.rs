@@ -220,6 +220,32 @@ pub enum Step {
     /// A start-up that keeps failing: the power is cut as soon as the node
     /// is READY, again and again, until the node reports safe mode.
     BootLoop(BootLoopStep),
+    /// A sign request (TC[132,1]) that the node must refuse with a code
+    /// before looking at its content (e.g. `0x0006` MODE_FORBIDS in safe
+    /// mode): nothing is signed.
+    SignRefused(SignRefusedStep),
+    /// Co-signing set up as the ground does it: a 2-of-3 wallet (two
+    /// ground keys, the node's), a regtest chain funding it synced to the
+    /// node, the policy signed by the administrators' quorum, the wallet
+    /// registered by a quorum-signed command.
+    CosignSetup(CosignSetupStep),
+    /// An approved sign request for a PSBT paying the allowlisted
+    /// destination: signed (the node's signatures must complete and verify
+    /// the transaction on the ground) or refused with a code and rule tag;
+    /// the audit receipt must verify either way.
+    CosignSign(CosignSignStep),
+    /// The request saved by a `cosign_sign` sent again: the same
+    /// signatures, answered from the stored result.
+    CosignRetry(CosignRetryStep),
+    /// The whole audit log downloaded and verified (hash chain, receipts,
+    /// the node's head).
+    AuditVerify(AuditVerifyStep),
+    /// Whatever the node's history: if it is in safe mode for one of the
+    /// listed reasons (a power cycle that completed a boot loop), the
+    /// administrators' quorum lets it out (sequence number = the node's
+    /// `admin_seq` + 1); in normal mode nothing is sent. Safe mode for any
+    /// other reason fails the step.
+    LeaveSafeMode(LeaveSafeModeStep),
 }
 
 /// A step without parameters (`power_cut = {}`).
@@ -450,6 +476,105 @@ pub struct BootLoopStep {
     pub within_s: u64,
 }
 
+/// Parameters of [`Step::SignRefused`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRefusedStep {
+    /// The reason code the refusal must carry.
+    pub code: u16,
+    /// Text the refusal's detail must contain (e.g. `safe mode`).
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+fn default_utxos() -> u32 {
+    4
+}
+fn default_utxo_value() -> u64 {
+    100_000_000
+}
+fn default_cap() -> u64 {
+    150_000_000
+}
+fn default_confirmations() -> u32 {
+    3
+}
+fn default_fee() -> u64 {
+    2_000
+}
+
+/// Parameters of [`Step::CosignSetup`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignSetupStep {
+    /// Funded outputs of the wallet.
+    #[serde(default = "default_utxos")]
+    pub utxos: u32,
+    /// Value of each, sat.
+    #[serde(default = "default_utxo_value")]
+    pub value_sat: u64,
+    /// The policy's per-transaction cap, sat.
+    #[serde(default = "default_cap")]
+    pub per_tx_cap_sat: u64,
+    /// Confirmations of the funding (the policy requires as many).
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u32,
+}
+
+/// Parameters of [`Step::CosignSign`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignSignStep {
+    /// Request id (32 times this byte).
+    pub id: u8,
+    /// Funded outputs spent (indices).
+    pub inputs: Vec<usize>,
+    /// Paid to the allowlisted destination, sat.
+    pub amount_sat: u64,
+    /// Fee, sat.
+    #[serde(default = "default_fee")]
+    pub fee_sat: u64,
+    /// Change address index.
+    #[serde(default)]
+    pub change_index: u32,
+    /// Keep an approved request for [`Step::CosignRetry`].
+    #[serde(default)]
+    pub save_as: Option<String>,
+    /// Expected refusal code; unset: it must be signed.
+    #[serde(default)]
+    pub refused: Option<u16>,
+    /// Expected rule tag of the refusal (e.g. `btc-per-tx-cap`).
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+/// Parameters of [`Step::CosignRetry`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignRetryStep {
+    /// The saved request.
+    pub from: String,
+}
+
+/// Parameters of [`Step::AuditVerify`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditVerifyStep {
+    /// At least this many approvals in the log.
+    #[serde(default)]
+    pub min_approved: u32,
+}
+
+/// Parameters of [`Step::LeaveSafeMode`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaveSafeModeStep {
+    /// The administrators who sign the exit.
+    pub signers: Vec<u8>,
+    /// The safe-mode reasons that may be left here (e.g. `0x0802`).
+    pub reasons: Vec<u16>,
+}
+
 /// Parameters of [`Step::InspectDisk`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -485,6 +610,12 @@ impl Step {
             Self::ExitSafeMode(_) => "exit_safe_mode",
             Self::ResendCommand(_) => "resend_command",
             Self::BootLoop(_) => "boot_loop",
+            Self::SignRefused(_) => "sign_refused",
+            Self::CosignSetup(_) => "cosign_setup",
+            Self::CosignSign(_) => "cosign_sign",
+            Self::CosignRetry(_) => "cosign_retry",
+            Self::AuditVerify(_) => "audit_verify",
+            Self::LeaveSafeMode(_) => "leave_safe_mode",
         }
     }
 
@@ -492,15 +623,19 @@ impl Step {
     #[must_use]
     pub fn needs(&self) -> &'static [Capability] {
         match self {
-            Self::Console(_) | Self::ConsoleMark(_) | Self::ConsoleAbsent(_) | Self::BoardReset(_) => {
-                &[Capability::Console]
-            }
+            Self::Console(_)
+            | Self::ConsoleMark(_)
+            | Self::ConsoleAbsent(_)
+            | Self::BoardReset(_) => &[Capability::Console],
             Self::HangTask(_) => &[Capability::TestHooks],
             Self::PowerCut(_) | Self::PowerOn(_) => &[Capability::Power],
             Self::Stream(s) if s.power_cut.is_some() => &[Capability::Power],
             Self::InspectDisk(_) => &[Capability::Disk],
             Self::Link(_) => &[Capability::Emulator],
-            Self::ExitSafeMode(_) | Self::ResendCommand(_) => &[Capability::Admin],
+            Self::ExitSafeMode(_)
+            | Self::ResendCommand(_)
+            | Self::CosignSetup(_)
+            | Self::LeaveSafeMode(_) => &[Capability::Admin],
             Self::BootLoop(_) => &[Capability::Power, Capability::Console],
             _ => &[],
         }
@@ -574,6 +709,8 @@ impl Scenario {
         let mut captured = BTreeSet::new();
         let mut commands = BTreeSet::new();
         let mut marked = false;
+        let mut cosign_ready = false;
+        let mut approved = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("step {} ({})", i + 1, step.kind());
             if let Some(cap) = step
@@ -664,9 +801,7 @@ impl Scenario {
                     )));
                 }
                 Step::Mode(m) if m.expect == ExpectedMode::Normal && m.reason.is_some() => {
-                    return Err(invalid(format!(
-                        "{at}: `reason` is for safe mode only"
-                    )));
+                    return Err(invalid(format!("{at}: `reason` is for safe mode only")));
                 }
                 Step::ExitSafeMode(e) => {
                     let mut seen = BTreeSet::new();
@@ -682,6 +817,50 @@ impl Scenario {
                 Step::ResendCommand(r) if !commands.contains(&r.from) => {
                     return Err(invalid(format!(
                         "{at}: no earlier exit_safe_mode saved as `{}`",
+                        r.from
+                    )));
+                }
+                Step::CosignSetup(_) => cosign_ready = true,
+                Step::LeaveSafeMode(l) => {
+                    let mut seen = BTreeSet::new();
+                    if l.signers.is_empty() || !l.signers.iter().all(|s| seen.insert(*s)) {
+                        return Err(invalid(format!(
+                            "{at}: `signers` must name at least one administrator, each once"
+                        )));
+                    }
+                    if l.reasons.is_empty() {
+                        return Err(invalid(format!(
+                            "{at}: `reasons` must list the safe-mode reasons to leave"
+                        )));
+                    }
+                }
+                Step::CosignSign(_) | Step::CosignRetry(_) | Step::AuditVerify(_)
+                    if !cosign_ready =>
+                {
+                    return Err(invalid(format!("{at}: needs an earlier `cosign_setup`")));
+                }
+                Step::CosignSign(c) => {
+                    if c.inputs.is_empty() {
+                        return Err(invalid(format!("{at}: `inputs` must name an output")));
+                    }
+                    if c.rule.is_some() && c.refused.is_none() {
+                        return Err(invalid(format!("{at}: `rule` needs `refused`")));
+                    }
+                    match (&c.save_as, c.refused) {
+                        (Some(_), Some(_)) => {
+                            return Err(invalid(format!(
+                                "{at}: only an approved request can be saved"
+                            )));
+                        }
+                        (Some(name), None) => {
+                            approved.insert(name.clone());
+                        }
+                        _ => {}
+                    }
+                }
+                Step::CosignRetry(r) if !approved.contains(&r.from) => {
+                    return Err(invalid(format!(
+                        "{at}: no earlier approved cosign_sign saved as `{}`",
                         r.from
                     )));
                 }
@@ -796,6 +975,27 @@ mod tests {
                 "[[step]]\nreplay_uplink = { from = \"z\" }\n",
                 "no earlier capture_uplink",
             ),
+            (
+                "[[step]]\ncosign_sign = { id = 1, inputs = [0], amount_sat = 1 }\n",
+                "needs an earlier `cosign_setup`",
+            ),
+            (
+                "requires = [\"admin\"]\n[[step]]\ncosign_setup = {}\n\
+                 [[step]]\ncosign_sign = { id = 1, inputs = [0], amount_sat = 1, refused = 1554, save_as = \"a\" }\n",
+                "only an approved request can be saved",
+            ),
+            (
+                "requires = [\"admin\"]\n[[step]]\ncosign_setup = {}\n[[step]]\ncosign_retry = { from = \"a\" }\n",
+                "no earlier approved cosign_sign saved as `a`",
+            ),
+            (
+                "[[step]]\ncosign_setup = {}\n",
+                "needs the `admin` capability",
+            ),
+            (
+                "requires = [\"admin\"]\n[[step]]\nleave_safe_mode = { signers = [0], reasons = [] }\n",
+                "`reasons` must list",
+            ),
             ("", "no `[[step]]` and not `pending`"),
             ("pending = \"later\"\n", "needs a `plan`"),
         ];
@@ -833,6 +1033,14 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         let all = load_dir(&dir).unwrap();
         assert!(all.len() >= 6, "{}", all.len());
-        assert!(all.iter().filter(|s| s.pending.is_some()).count() >= 3);
+        for s in &all {
+            if let Some(p) = &s.pending {
+                assert!(
+                    !s.plan.is_empty(),
+                    "{}: pending ({p}) without a plan",
+                    s.name
+                );
+            }
+        }
     }
 }

@@ -236,7 +236,8 @@ impl ImageFacts {
                 .get("test_hooks")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
-            device_watchdog: v.get("watchdog").and_then(serde_json::Value::as_str) == Some("device"),
+            device_watchdog: v.get("watchdog").and_then(serde_json::Value::as_str)
+                == Some("device"),
         }
     }
 }
