@@ -151,16 +151,14 @@ impl World {
                 (p, k)
             })
             .collect();
-        let (fp, xpub) = cosign::fetch_xpub(&mut link, policy, "m/48'/1'/0'/2'").expect("node xpub");
+        let (fp, xpub) =
+            cosign::fetch_xpub(&mut link, policy, "m/48'/1'/0'/2'").expect("node xpub");
         let node_expr = format!("[{fp}/48'/1'/0'/2']{xpub}/<0;1>/*");
         let exprs: Vec<String> = ground_keys
             .iter()
             .map(|(_, k)| btc::key_expression(k, btc::DEFAULT_ACCOUNT).expect("expr"))
             .collect();
-        let descriptor = format!(
-            "wsh(sortedmulti(2,{},{},{node_expr}))",
-            exprs[0], exprs[1]
-        );
+        let descriptor = format!("wsh(sortedmulti(2,{},{},{node_expr}))", exprs[0], exprs[1]);
         let (funding, regtest) =
             demo::fund(&descriptor, cfg.utxos, cfg.value_sat, 3).expect("fund");
         let file = chain::parse_headers(&demo::headers_raw(&regtest), HeaderFormat::Raw, "regtest")
@@ -178,13 +176,7 @@ impl World {
         .expect("header sync");
 
         // The policy, bootstrapped by the configured administrators.
-        let toml = policy_toml(
-            1,
-            cfg.activation_delay_s,
-            &admins,
-            &approver.1,
-            &cfg.rules,
-        );
+        let toml = policy_toml(1, cfg.activation_delay_s, &admins, &approver.1, &cfg.rules);
         let policy_doc = PolicyDocument::from_toml(&toml).expect("policy toml");
         let signed = sign_policy(&policy_doc, &[(&admins[0].1, 0), (&admins[1].1, 1)]);
         match cosign::propose(&mut link, policy, &signed.encode(), &mut |_| {}).expect("propose") {
@@ -282,10 +274,7 @@ impl World {
                 blocks: 100,
             },
         );
-        (
-            btc::approve(&body, &[(self.approver.1, 0)]).encode(),
-            psbt,
-        )
+        (btc::approve(&body, &[(self.approver.1, 0)]).encode(), psbt)
     }
 
     /// Sends a signed request.

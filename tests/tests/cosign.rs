@@ -17,7 +17,9 @@ use spacenode_policy::audit::Decision;
 use spacenode_policy::command::kind;
 use spacenode_policy::document::PolicyDocument;
 use spacenode_system_tests::cosign::{World, WorldConfig, policy_toml, sign_policy};
-use spacenode_system_tests::{Fixture, Node, assert_sign_refused_by_mode, bin, mode_status, repo_root};
+use spacenode_system_tests::{
+    Fixture, Node, assert_sign_refused_by_mode, bin, mode_status, repo_root,
+};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::cosign::{FileBegin, FileChunk, FileState, Payload};
 use spacenode_wire::services::{apid, service, subtype};
@@ -53,7 +55,10 @@ fn the_demo_runs_unattended_end_to_end() {
         "[rule btc-per-tx-cap]",
         "audit log VERIFIED: 2 entries (1 approved, 1 refused, 0 replayed)",
     ] {
-        assert!(text.contains(needle), "demo output lacks {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "demo output lacks {needle:?}:\n{text}"
+        );
     }
     // The printed transaction decodes and spends the wallet's first output.
     let hex_tx = text
@@ -64,7 +69,11 @@ fn the_demo_runs_unattended_end_to_end() {
     let tx: bitcoin::Transaction =
         bitcoin::consensus::encode::deserialize(&hex::decode(hex_tx.trim()).unwrap()).unwrap();
     assert_eq!(tx.input.len(), 1);
-    assert_eq!(tx.input[0].witness.len(), 4, "empty, two signatures, script");
+    assert_eq!(
+        tx.input[0].witness.len(),
+        4,
+        "empty, two signatures, script"
+    );
     println!("demo ran in {:?}", started.elapsed());
 }
 
@@ -87,10 +96,18 @@ fn retries_return_the_stored_signatures_and_ids_are_never_reused() {
         .result
         .clone()
         .unwrap_or_else(|| panic!("refused: {:?}", first.refused));
-    assert_eq!(first.audit.as_ref().unwrap().entry.decision, Decision::Approved);
+    assert_eq!(
+        first.audit.as_ref().unwrap().entry.decision,
+        Decision::Approved
+    );
     cosign::verify_one(first.audit.as_ref().unwrap(), &w.receipt_key).unwrap();
     let sigs = decode_sigs(&result.signatures).unwrap();
-    let (tx, added) = btc::complete(psbt.clone(), &sigs, &[btc::load_key(&w.ground_keys[0].0).unwrap()]).unwrap();
+    let (tx, added) = btc::complete(
+        psbt.clone(),
+        &sigs,
+        &[btc::load_key(&w.ground_keys[0].0).unwrap()],
+    )
+    .unwrap();
     assert_eq!(added, 1);
     assert_eq!(tx.compute_txid().to_byte_array(), result.txid);
 
@@ -136,13 +153,24 @@ fn retries_return_the_stored_signatures_and_ids_are_never_reused() {
     let hk = spacenode_system_tests::housekeeping(&mut link, policy);
     assert_eq!(hk.sign_refused_mode, 1);
     let st = mode_status(&mut link, policy);
-    let mut exit = admin::build(kind::EXIT_SAFE_MODE, st.node_id, st.admin_seq + 1, 0, i64::MAX, vec![]);
+    let mut exit = admin::build(
+        kind::EXIT_SAFE_MODE,
+        st.node_id,
+        st.admin_seq + 1,
+        0,
+        i64::MAX,
+        vec![],
+    );
     admin::sign(&mut exit, &w.admins[1].1, 1).unwrap();
     admin::sign(&mut exit, &w.admins[2].1, 2).unwrap();
     let tc = link.new_tc(apid::MODE, service::MODE, subtype::MODE_EXIT, exit.encode());
     link.request(&tc, policy).unwrap();
     let r = w.sign(&mut link, policy, &valid).unwrap();
-    assert!(r.result.is_some(), "approved after the exit: {:?}", r.refused);
+    assert!(
+        r.result.is_some(),
+        "approved after the exit: {:?}",
+        r.refused
+    );
     drop(link);
 
     let (ok, text) = w.ground(&[
@@ -179,9 +207,9 @@ use bitcoin::hashes::Hash as _;
 /// a payload reference to an unknown upload is refused.
 #[test]
 fn uploads_resume_across_a_restart() {
-    let emu = spacenode_hil::emulator::Emulator::start(
-        spacenode_hil::emulator::LinkParams::clean(921_600),
-    )
+    let emu = spacenode_hil::emulator::Emulator::start(spacenode_hil::emulator::LinkParams::clean(
+        921_600,
+    ))
     .unwrap();
     let fx = Fixture::new(emu.node_path(), 921_600, Fixture::QUIET);
     let mut node = Node::start(&fx);
@@ -207,7 +235,10 @@ fn uploads_resume_across_a_restart() {
     })
     .unwrap();
     assert_eq!((done, chunks), (id, 3), "only the missing chunks are sent");
-    assert_eq!(files::status(&mut link, policy, id).unwrap().state, FileState::Complete);
+    assert_eq!(
+        files::status(&mut link, policy, id).unwrap().state,
+        FileState::Complete
+    );
 
     // Same id, another length.
     let tc = link.new_tc(
@@ -221,7 +252,16 @@ fn uploads_resume_across_a_restart() {
         .encode(),
     );
     let e = link.request(&tc, policy).unwrap_err();
-    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0906), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GroundError::Refused {
+                code: ReasonCode(0x0906),
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Content that is not what its id says.
     let liar = [0x42u8; 32];
     let tc = link.new_tc(
@@ -247,7 +287,16 @@ fn uploads_resume_across_a_restart() {
         .encode(),
     );
     let e = link.request(&tc, policy).unwrap_err();
-    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0904), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GroundError::Refused {
+                code: ReasonCode(0x0904),
+                ..
+            }
+        ),
+        "{e}"
+    );
     let st = files::status(&mut link, policy, liar).unwrap();
     assert_eq!((st.state, st.received), (FileState::Receiving, 0));
     // A chunk at a position that is not a chunk boundary.
@@ -263,7 +312,16 @@ fn uploads_resume_across_a_restart() {
         .encode(),
     );
     let e = link.request(&tc, policy).unwrap_err();
-    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0903), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GroundError::Refused {
+                code: ReasonCode(0x0903),
+                ..
+            }
+        ),
+        "{e}"
+    );
     // A sign request naming an upload the node does not have.
     let tc = link.new_tc(
         apid::SIGN,
@@ -272,7 +330,16 @@ fn uploads_resume_across_a_restart() {
         Payload::Upload([9; 32]).encode(),
     );
     let e = link.request(&tc, policy).unwrap_err();
-    assert!(matches!(e, GroundError::Refused { code: ReasonCode(0x0902), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GroundError::Refused {
+                code: ReasonCode(0x0902),
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Too large for the service.
     assert!(matches!(
         files::upload(&mut link, policy, &vec![0; 70_000], &mut |_| {}),
@@ -293,8 +360,11 @@ fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
     });
     let policy = w.policy();
     let link = w.link();
-    let rules_v2 = WorldConfig::default().rules.replace("150000000", "50000000");
-    let v2 = PolicyDocument::from_toml(&policy_toml(2, 2, &w.admins, &w.approver.1, &rules_v2)).unwrap();
+    let rules_v2 = WorldConfig::default()
+        .rules
+        .replace("150000000", "50000000");
+    let v2 =
+        PolicyDocument::from_toml(&policy_toml(2, 2, &w.admins, &w.approver.1, &rules_v2)).unwrap();
     let signed_v2 = sign_policy(&v2, &[(&w.admins[0].1, 0), (&w.admins[2].1, 2)]);
     let file = w.fx.dir.path().join("v2.signed");
     spacenode_hil::ground::policyfile::write(&file, &signed_v2).unwrap();
@@ -314,7 +384,11 @@ fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
     std::thread::sleep(Duration::from_millis(2_500));
     let mut link = w.link();
     let st = cosign::policy_status(&mut link, policy).unwrap();
-    assert_eq!((st.active_version, st.pending), (1, false), "vetoed, not activated");
+    assert_eq!(
+        (st.active_version, st.pending),
+        (1, false),
+        "vetoed, not activated"
+    );
     // The vetoed version cannot come back.
     match cosign::propose(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap() {
         Answer::Refused(r) => assert_eq!(r.code, ReasonCode(0x0560), "{r}"),
@@ -326,9 +400,11 @@ fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
     snapshot(&w.fx.state_dir, w.fx.dir.path());
     w.node = Some(Node::start(&w.fx));
     let mut link = w.link();
-    let v3 = PolicyDocument::from_toml(&policy_toml(3, 2, &w.admins, &w.approver.1, &rules_v2)).unwrap();
+    let v3 =
+        PolicyDocument::from_toml(&policy_toml(3, 2, &w.admins, &w.approver.1, &rules_v2)).unwrap();
     let signed_v3 = sign_policy(&v3, &[(&w.admins[0].1, 0), (&w.admins[1].1, 1)]);
-    let Answer::Ok(Some(st)) = cosign::propose(&mut link, policy, &signed_v3.encode(), &mut |_| {}).unwrap()
+    let Answer::Ok(Some(st)) =
+        cosign::propose(&mut link, policy, &signed_v3.encode(), &mut |_| {}).unwrap()
     else {
         panic!("v3 refused")
     };
@@ -347,6 +423,10 @@ fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
     w.node = Some(Node::start(&w.fx));
     let mut link = w.link();
     let st = mode_status(&mut link, policy);
-    assert_eq!((st.mode, st.reason), (2, 0x0806), "rollback detected: {st:?}");
+    assert_eq!(
+        (st.mode, st.reason),
+        (2, 0x0806),
+        "rollback detected: {st:?}"
+    );
     assert_sign_refused_by_mode(&mut link, policy);
 }

@@ -237,11 +237,19 @@ fn two_hundred_kills_never_exceed_velocity_or_double_sign() {
     let mut by_outpoint: BTreeMap<bitcoin::OutPoint, BTreeSet<[u8; 32]>> = BTreeMap::new();
     for (txid, k) in &approved {
         for i in &all[*k].psbt.unsigned_tx.input {
-            by_outpoint.entry(i.previous_output).or_default().insert(*txid);
+            by_outpoint
+                .entry(i.previous_output)
+                .or_default()
+                .insert(*txid);
         }
     }
     for (o, txids) in &by_outpoint {
-        assert_eq!(txids.len(), 1, "outpoint {o} signed in {} transactions", txids.len());
+        assert_eq!(
+            txids.len(),
+            1,
+            "outpoint {o} signed in {} transactions",
+            txids.len()
+        );
     }
     // 3. Velocity.
     let spent: u64 = approved.values().map(|k| all[*k].amount).sum();
@@ -288,7 +296,9 @@ fn two_hundred_kills_never_exceed_velocity_or_double_sign() {
     )
     .unwrap();
     let stored_velocity: i64 = db
-        .query_row("SELECT coalesce(sum(sats), 0) FROM velocity", [], |r| r.get(0))
+        .query_row("SELECT coalesce(sum(sats), 0) FROM velocity", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(stored_velocity as u64, spent, "stored velocity = approvals");
     let mut stmt = db.prepare("SELECT txid FROM spends").unwrap();
@@ -299,9 +309,13 @@ fn two_hundred_kills_never_exceed_velocity_or_double_sign() {
         .collect();
     let received: BTreeSet<[u8; 32]> = approved.keys().copied().collect();
     assert_eq!(stored, received, "spends stored = signatures received");
-    let mut stmt = db.prepare("SELECT outpoint, txid FROM spent_outpoints").unwrap();
+    let mut stmt = db
+        .prepare("SELECT outpoint, txid FROM spent_outpoints")
+        .unwrap();
     for row in stmt
-        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
         .unwrap()
     {
         let (o, t) = row.unwrap();

@@ -152,7 +152,10 @@ fn signing_latency() -> Duration {
             let t = Instant::now();
             let o = d.evaluate(&req).unwrap();
             let elapsed = t.elapsed();
-            assert!(matches!(o, Outcome::Approved(_)), "the bench request is approved");
+            assert!(
+                matches!(o, Outcome::Approved(_)),
+                "the bench request is approved"
+            );
             elapsed
         })
         .collect();

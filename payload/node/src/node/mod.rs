@@ -30,6 +30,7 @@ use spacenode_wire::services::{apid, service, subtype};
 
 use crate::config::Config;
 use crate::custody::{self, CustodyError};
+use crate::health::ballast;
 use crate::health::mode::{Mode, SafeReason};
 use crate::health::triggers::{self, BurstDetector};
 use crate::link::security::{LinkSecError, LinkSecurity};
@@ -136,6 +137,15 @@ impl Node {
     /// # Errors
     /// [`NodeError`] if storage or the keyring cannot be opened.
     pub fn start(cfg: Config, now: Now) -> Result<Self, NodeError> {
+        // A full state filesystem must not fail the start (systemd would
+        // restart us into the same failure): free the ballast first so the
+        // writes below have room; the storage check then enters safe mode.
+        if ballast::free_bytes(&cfg.state_dir).is_some_and(|f| f < cfg.health.safe_free_bytes) {
+            let freed = ballast::release(&cfg.state_dir);
+            if freed > 0 {
+                tracing::warn!(freed, "state filesystem full at start: ballast released");
+            }
+        }
         let (mut store, corrupt) = health::open_store(&cfg, now)?;
         let db_fresh = store.was_created();
         let boot_count = store.record_boot()?;
@@ -602,7 +612,15 @@ impl Node {
             if let Some(free) = r.storage_free_bytes
                 && free < self.cfg.health.safe_free_bytes
             {
+                let freed = ballast::release(&self.cfg.state_dir);
+                if freed > 0 {
+                    tracing::warn!(freed, free, "state filesystem low: ballast released");
+                }
                 out.extend(self.enter_safe(SafeReason::LowDisk, now));
+            } else if let Err(e) =
+                ballast::ensure(&self.cfg.state_dir, self.cfg.health.safe_free_bytes)
+            {
+                tracing::warn!(error = %e, "cannot write the storage ballast");
             }
             if let Some(free) = r.storage_free_bytes
                 && free < self.cfg.telemetry.storage_warn_free_bytes

@@ -22,6 +22,12 @@ use spacenode_wire::ReasonCode;
 
 pub use migrations::SCHEMA_VERSION;
 
+/// How long a write waits for a lock held by another process (an
+/// operator's `sqlite3`, a backup) before failing with `STORAGE`. Well
+/// under the supervisor's default task deadline (5 s): a locked database
+/// must cost one refused command, not a watchdog reset.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -788,8 +794,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         .map_err(err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     Ok(conn)
 }
 
