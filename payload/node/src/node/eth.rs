@@ -48,7 +48,6 @@ use super::sign::{
     Stored, VELOCITY_MIN_RETENTION_MS, eth_result, parse_result, refused_result, store_failure,
 };
 use super::{Node, Now};
-use crate::health::mode::SafeReason;
 use crate::store::Store;
 use crate::store::cosign::{AuditRow, DecisionRows, SeenRow};
 use crate::store::eth::{EthNonceRow, EthRows, EthVelocityRowDb, SafeNonceRow};
@@ -483,17 +482,7 @@ impl Node {
                     elapsed_us,
                     "ethereum sign request approved"
                 );
-                let (seq, audit) = record(&a.audit);
-                self.emit_fragments(
-                    apid::SIGN,
-                    service::SIGN,
-                    subtype::SIGN_AUDIT_RECORD,
-                    seq,
-                    &audit,
-                    dest_id,
-                    now,
-                    out,
-                )?;
+                self.emit_audit_record(record(&a.audit), dest_id, now, out)?;
                 self.emit_eth_result(a.request_id, a.result_encoded, dest_id, now, out)
             }
             Outcome::Refused(r) => {
@@ -507,40 +496,14 @@ impl Node {
                     elapsed_us,
                     "ethereum sign request refused"
                 );
-                if r.refusal.raise_event {
-                    let code = r.refusal.code.to_be_bytes().to_vec();
-                    let (id, aux) = if r.refusal.rule == Rule::ClockStep {
-                        let mut aux = code;
-                        let last = rows.clock_ms.unwrap_or(0);
-                        aux.extend_from_slice(&last.to_be_bytes());
-                        aux.extend_from_slice(&now.unix_ms.to_be_bytes());
-                        (EventId::CLOCK_REFUSED, aux)
-                    } else {
-                        (EventId::SIGN_FAULT, code)
-                    };
-                    if let Some(aux) = self.limiter.latest(id, aux, now.mono) {
-                        out.extend(self.raise(id, aux, now));
-                    }
-                }
-                if self.refusal_burst.record(now.mono) {
-                    tracing::error!("burst of policy refusals: entering safe mode");
-                    out.extend(self.enter_safe(SafeReason::PolicyRefusalBurst, now));
-                }
-                let (seq, audit) = record(&r.audit);
-                self.emit_fragments(
-                    apid::SIGN,
-                    service::SIGN,
-                    subtype::SIGN_AUDIT_RECORD,
-                    seq,
-                    &audit,
-                    dest_id,
-                    now,
-                    out,
-                )?;
-                Err(FailureNotice {
-                    code: ReasonCode(r.refusal.code),
-                    data: refusal_data(r.refusal.rule.tag(), &r.refusal.detail),
-                })
+                let refusal = super::sign::CommittedRefusal {
+                    rule: r.refusal.rule,
+                    code: r.refusal.code,
+                    detail: &r.refusal.detail,
+                    raise_event: r.refusal.raise_event,
+                    clock_ms: rows.clock_ms,
+                };
+                self.after_refusal(&refusal, record(&r.audit), dest_id, now, out)
             }
             Outcome::Replay(r) => {
                 let stored = self
@@ -554,17 +517,7 @@ impl Node {
                     elapsed_us,
                     "ethereum sign request replayed from the stored result"
                 );
-                let (seq, audit) = record(&r.audit);
-                self.emit_fragments(
-                    apid::SIGN,
-                    service::SIGN,
-                    subtype::SIGN_AUDIT_RECORD,
-                    seq,
-                    &audit,
-                    dest_id,
-                    now,
-                    out,
-                )?;
+                self.emit_audit_record(record(&r.audit), dest_id, now, out)?;
                 match stored {
                     Some(Stored::Eth(result)) => {
                         self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);

@@ -469,17 +469,7 @@ impl Node {
                     elapsed_us,
                     "sign request approved"
                 );
-                let (seq, audit) = record(&a.audit);
-                self.emit_fragments(
-                    apid::SIGN,
-                    service::SIGN,
-                    subtype::SIGN_AUDIT_RECORD,
-                    seq,
-                    &audit,
-                    dest_id,
-                    now,
-                    out,
-                )?;
+                self.emit_audit_record(record(&a.audit), dest_id, now, out)?;
                 let result = SignResult {
                     request_id: a.request_id,
                     txid: a.txid.to_byte_array(),
@@ -507,40 +497,14 @@ impl Node {
                     elapsed_us,
                     "sign request refused"
                 );
-                if r.refusal.raise_event {
-                    let code = r.refusal.code.to_be_bytes().to_vec();
-                    let (id, aux) = if r.refusal.rule == Rule::ClockStep {
-                        let mut aux = code;
-                        let last = rows.clock_ms.unwrap_or(0);
-                        aux.extend_from_slice(&last.to_be_bytes());
-                        aux.extend_from_slice(&now.unix_ms.to_be_bytes());
-                        (EventId::CLOCK_REFUSED, aux)
-                    } else {
-                        (EventId::SIGN_FAULT, code)
-                    };
-                    if let Some(aux) = self.limiter.latest(id, aux, now.mono) {
-                        out.extend(self.raise(id, aux, now));
-                    }
-                }
-                if self.refusal_burst.record(now.mono) {
-                    tracing::error!("burst of policy refusals: entering safe mode");
-                    out.extend(self.enter_safe(SafeReason::PolicyRefusalBurst, now));
-                }
-                let (seq, audit) = record(&r.audit);
-                self.emit_fragments(
-                    apid::SIGN,
-                    service::SIGN,
-                    subtype::SIGN_AUDIT_RECORD,
-                    seq,
-                    &audit,
-                    dest_id,
-                    now,
-                    out,
-                )?;
-                Err(FailureNotice {
-                    code: ReasonCode(r.refusal.code),
-                    data: refusal_data(r.refusal.rule.tag(), &r.refusal.detail),
-                })
+                let refusal = CommittedRefusal {
+                    rule: r.refusal.rule,
+                    code: r.refusal.code,
+                    detail: &r.refusal.detail,
+                    raise_event: r.refusal.raise_event,
+                    clock_ms: rows.clock_ms,
+                };
+                self.after_refusal(&refusal, record(&r.audit), dest_id, now, out)
             }
             Outcome::Replay(r) => {
                 let stored = self
@@ -554,17 +518,7 @@ impl Node {
                     elapsed_us,
                     "sign request replayed from the stored result"
                 );
-                let (seq, audit) = record(&r.audit);
-                self.emit_fragments(
-                    apid::SIGN,
-                    service::SIGN,
-                    subtype::SIGN_AUDIT_RECORD,
-                    seq,
-                    &audit,
-                    dest_id,
-                    now,
-                    out,
-                )?;
+                self.emit_audit_record(record(&r.audit), dest_id, now, out)?;
                 match stored {
                     Some(Stored::Approved { txid, sigs }) => {
                         self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
@@ -595,6 +549,75 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// A refusal already committed to the audit log, of either chain.
+pub(super) struct CommittedRefusal<'a> {
+    pub(super) rule: Rule,
+    pub(super) code: u16,
+    pub(super) detail: &'a str,
+    pub(super) raise_event: bool,
+    /// The clock guard's last accepted time, for a clock-step event.
+    pub(super) clock_ms: Option<i64>,
+}
+
+impl Node {
+    /// Sends a decision's audit record (`sign.audit-record`), keyed by its
+    /// audit sequence number.
+    pub(super) fn emit_audit_record(
+        &mut self,
+        (seq, record): (u64, Vec<u8>),
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        self.emit_fragments(
+            apid::SIGN,
+            service::SIGN,
+            subtype::SIGN_AUDIT_RECORD,
+            seq,
+            &record,
+            dest_id,
+            now,
+            out,
+        )
+    }
+
+    /// What follows every committed refusal, Bitcoin or Ethereum: the event
+    /// a clock step or a signing fault raises, the probing-burst trigger,
+    /// the audit record down; returns the failure report to send.
+    pub(super) fn after_refusal(
+        &mut self,
+        refusal: &CommittedRefusal<'_>,
+        audit: (u64, Vec<u8>),
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        if refusal.raise_event {
+            let code = refusal.code.to_be_bytes().to_vec();
+            let (id, aux) = if refusal.rule == Rule::ClockStep {
+                let mut aux = code;
+                aux.extend_from_slice(&refusal.clock_ms.unwrap_or(0).to_be_bytes());
+                aux.extend_from_slice(&now.unix_ms.to_be_bytes());
+                (EventId::CLOCK_REFUSED, aux)
+            } else {
+                (EventId::SIGN_FAULT, code)
+            };
+            if let Some(aux) = self.limiter.latest(id, aux, now.mono) {
+                out.extend(self.raise(id, aux, now));
+            }
+        }
+        if self.refusal_burst.record(now.mono) {
+            tracing::error!("burst of policy refusals: entering safe mode");
+            out.extend(self.enter_safe(SafeReason::PolicyRefusalBurst, now));
+        }
+        self.emit_audit_record(audit, dest_id, now, out)?;
+        Err(FailureNotice {
+            code: ReasonCode(refusal.code),
+            data: refusal_data(refusal.rule.tag(), refusal.detail),
+        })
     }
 }
 
