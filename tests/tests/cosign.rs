@@ -351,6 +351,95 @@ fn uploads_resume_across_a_restart() {
 /// it; a vetoed or older version never returns; an activation is an epoch
 /// bump of the TPM counter, so restoring the database from before it is
 /// detected as a rollback.
+/// The completion report of an administrator request can be lost on the
+/// downlink (the CI run of the demo lost the bootstrap policy's): the
+/// ground then sends the same request again. The node must answer that it
+/// is done, not refuse it because its version or command sequence is spent,
+/// and must not execute it twice; anything else in between makes a repeat a
+/// new request again (a vetoed version stays refused).
+#[test]
+fn a_repeated_administrator_request_is_answered_not_refused() {
+    let w = World::start(&WorldConfig {
+        activation_delay_s: 3_600,
+        ..WorldConfig::default()
+    });
+    let policy = w.policy();
+    let mut link = w.link();
+    let v2 = PolicyDocument::from_toml(&policy_toml(
+        2,
+        3_600,
+        &w.admins,
+        &w.approver.1,
+        &WorldConfig::default().rules,
+    ))
+    .unwrap();
+    let signed_v2 = sign_policy(&v2, &[(&w.admins[0].1, 0), (&w.admins[1].1, 1)]);
+    let payload =
+        cosign::send_payload(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap();
+    // Exactly what the ground's retry sends: the same TC (same request id).
+    let tc = link.new_tc(
+        apid::POLICY,
+        service::POLICY,
+        subtype::POLICY_PROPOSE,
+        payload.encode(),
+    );
+    for attempt in 1..=2 {
+        let x = link.request(&tc, policy);
+        assert!(x.is_ok(), "attempt {attempt}: {x:?}");
+    }
+    // And what an operator re-running `ground policy upload` sends: a new
+    // TC with the same content.
+    let Answer::Ok(Some(st)) =
+        cosign::propose(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap()
+    else {
+        panic!("a repeated proposal was refused")
+    };
+    assert_eq!(
+        (st.active_version, st.pending, st.pending_version),
+        (1, true, 2)
+    );
+
+    // A veto, twice: the second is answered, not refused as a replay.
+    let mode = cosign::mode_status(&mut link, policy).unwrap();
+    let mut veto = admin::build(
+        kind::VETO_POLICY,
+        w.node_id,
+        mode.admin_seq + 1,
+        0,
+        i64::MAX,
+        v2.hash().to_vec(),
+    );
+    admin::sign(&mut veto, &w.admins[2].1, 2).unwrap();
+    for attempt in 1..=2 {
+        match cosign::admin_command(
+            &mut link,
+            policy,
+            subtype::POLICY_VETO,
+            &veto.encode(),
+            &mut |_| {},
+        )
+        .unwrap()
+        {
+            Answer::Ok(()) => {}
+            Answer::Refused(r) => panic!("veto attempt {attempt} refused: {r}"),
+        }
+    }
+    let after = cosign::mode_status(&mut link, policy).unwrap();
+    assert_eq!(
+        after.admin_seq,
+        mode.admin_seq + 1,
+        "the veto ran once and spent one sequence"
+    );
+    let st = cosign::policy_status(&mut link, policy).unwrap();
+    assert_eq!((st.active_version, st.pending), (1, false));
+    // The veto came in between: the same proposal is a new request now,
+    // and the vetoed version cannot come back.
+    match cosign::propose(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap() {
+        Answer::Refused(r) => assert_eq!(r.code, ReasonCode(0x0560), "{r}"),
+        Answer::Ok(_) => panic!("vetoed version accepted again"),
+    }
+}
+
 #[test]
 fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
     let mut w = World::start(&WorldConfig {

@@ -88,6 +88,8 @@ impl Node {
         }
         self.mode = next;
         self.mode_since_ms = now.unix_ms;
+        // A repeated mode exit must run again, not be answered as done.
+        self.last_admin_done = None;
         self.next_beacon = now.mono;
         tracing::error!(reason = reason.name(), code = %reason.code(), "entered safe mode; signing disabled");
         self.raise(EventId::SAFE_MODE, aux, now)
@@ -167,6 +169,8 @@ impl Node {
             })?;
         self.mode = next;
         self.mode_since_ms = now.unix_ms;
+        // A repeated mode exit must run again, not be answered as done.
+        self.last_admin_done = None;
         tracing::warn!(seq = cmd.seq, "left safe mode on a quorum-signed command");
         out.extend(self.raise(EventId::NORMAL_MODE, cmd.seq.to_be_bytes().to_vec(), now));
         Ok(())

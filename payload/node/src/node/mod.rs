@@ -128,6 +128,9 @@ pub struct Node {
     safes: Vec<spacenode_eth::safe::Safe>,
     refusal_burst: BurstDetector,
     next_policy_poll: Instant,
+    /// Digest of the last administrator request that succeeded (see
+    /// [`one_shot`]); in memory only, so a restart forgets it.
+    last_admin_done: Option<[u8; 32]>,
 }
 
 impl Node {
@@ -229,6 +232,7 @@ impl Node {
             wallets: loaded.wallets,
             safes,
             next_policy_poll: now.mono,
+            last_admin_done: None,
             cfg,
             store,
             sec,
@@ -423,6 +427,27 @@ impl Node {
         };
         self.counters.tc_accepted = self.counters.tc_accepted.saturating_add(1);
         out.extend(self.verification(tc.apid, tc.source_id, Stage::Acceptance, rid, None, now));
+        let admin_digest = one_shot(&request).then(|| admin_request_digest(tc));
+        if admin_digest.is_some() && admin_digest == self.last_admin_done {
+            // The completion report of the first attempt was lost and the
+            // ground sent it again: executing it again would refuse it as a
+            // replay (its sequence or version is spent) although it is done.
+            tracing::info!(request = %rid, "administrator request already executed: answered again");
+            let result = if matches!(request, Request::PolicyPropose(_) | Request::PolicyVeto(_)) {
+                self.policy_status(tc.source_id, now, out)
+            } else {
+                Ok(())
+            };
+            out.extend(self.verification(
+                tc.apid,
+                tc.source_id,
+                Stage::Completion,
+                rid,
+                result.err(),
+                now,
+            ));
+            return;
+        }
         let mut after_completion = None;
         let result = match request {
             Request::Ping => {
@@ -500,6 +525,8 @@ impl Node {
         let failure = result.err();
         if let Some(f) = &failure {
             tracing::info!(request = %rid, code = %f.code, "tc failed");
+        } else if admin_digest.is_some() {
+            self.last_admin_done = admin_digest;
         }
         out.extend(self.verification(tc.apid, tc.source_id, Stage::Completion, rid, failure, now));
         if let Some(key_id) = after_completion {
@@ -782,4 +809,32 @@ impl Node {
     pub fn count_dropped(&mut self) {
         self.counters.tm_suppressed = self.counters.tm_suppressed.saturating_add(1);
     }
+}
+
+/// Administrator requests that change state once and cannot simply run
+/// again: their command sequence or policy version is spent by the first
+/// execution. (Sign requests have their own durable retry path; chain
+/// batches, uploads and mode entry are idempotent by construction.)
+fn one_shot(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::PolicyPropose(_)
+            | Request::PolicyVeto(_)
+            | Request::PolicyRegisterWallet(_)
+            | Request::PolicyClockResync(_)
+            | Request::PolicyRegisterSafe(_)
+            | Request::ModeExit(_)
+    )
+}
+
+/// What makes two administrator requests the same: APID, service, subtype and
+/// application data (not the packet's sequence count, which a ground tool
+/// restarted between attempts does not keep).
+fn admin_request_digest(tc: &Tc) -> [u8; 32] {
+    use bitcoin::hashes::{Hash, HashEngine, sha256};
+    let mut engine = sha256::Hash::engine();
+    engine.input(&[tc.service, tc.subtype]);
+    engine.input(&tc.apid.to_be_bytes());
+    engine.input(&tc.app_data);
+    sha256::Hash::from_engine(engine).to_byte_array()
 }
