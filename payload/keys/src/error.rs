@@ -81,9 +81,9 @@ pub enum KeyError {
         /// What the TSS library reported.
         detail: String,
     },
-    /// The authorization value for a sealed object was wrong. On a real TPM
-    /// this counts towards dictionary-attack lockout.
-    #[error("tpm authorization failed during {op} (wrong auth value; counts towards lockout)")]
+    /// The authorization value for a sealed object was wrong (our sealed
+    /// objects are not DA-protected: it does not count towards lockout).
+    #[error("tpm authorization failed during {op} (wrong seal auth value)")]
     AuthFail {
         /// The operation that was refused.
         op: &'static str,

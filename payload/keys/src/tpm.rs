@@ -131,8 +131,9 @@ pub struct TpmConfig {
     pub policy_pcrs: Vec<u8>,
     /// NV index of the anti-rollback counter.
     pub nv_counter_index: u32,
-    /// Auth value of sealed objects (PolicyAuthValue). A wrong value counts
-    /// towards the TPM's dictionary-attack lockout.
+    /// Auth value of sealed objects (PolicyAuthValue). The objects are not
+    /// DA-protected (power cuts would lock them away), so use a random
+    /// value of 32 bytes, not a memorable one.
     pub seal_auth: AuthValue,
     /// Owner hierarchy auth, if the owner hierarchy has one.
     pub owner_auth: AuthValue,
@@ -368,8 +369,14 @@ fn sealed_object_template(policy: Digest) -> Result<Public, KeyError> {
         // value alone.
         .with_user_with_auth(false)
         .with_admin_with_policy(true)
-        // Wrong auth values count towards dictionary-attack lockout.
-        .with_no_da(false)
+        // Not DA-protected. Every power cut is a non-orderly TPM shutdown,
+        // which the TPM counts as a failed authorization at the next
+        // start-up; a node cycling through brown-outs would lock itself
+        // out of its seed and link keys (tests/seal.rs shows it with a
+        // DA-protected object after two cuts). DA protects low-entropy
+        // human PINs; our auth value is a machine secret of up to 32
+        // random bytes and the PCR policy is the real gate.
+        .with_no_da(true)
         .build()
         .map_err(tss("sealed object attributes"))?;
     PublicBuilder::new()

@@ -827,6 +827,15 @@ fn validate_keys(
             if seal_auth.len() > 32 {
                 return Err(ConfigError::invalid("keys.seal_auth", "at most 32 bytes"));
             }
+            // The sealed objects are not DA-protected (power cuts would lock
+            // them away), so the TPM does not rate-limit guesses: the value
+            // must be too long to guess.
+            if profile == Profile::Flight && seal_auth.len() < 16 {
+                return Err(ConfigError::invalid(
+                    "keys.seal_auth",
+                    "at least 16 random bytes in the flight profile (the TPM does not rate-limit it)",
+                ));
+            }
             let software_pcr = raw.software_pcr.unwrap_or(23);
             if software_pcr != 16 && software_pcr != 23 {
                 return Err(ConfigError::invalid(
@@ -929,7 +938,7 @@ mod tests {
         format!(
             "[node]\nstate_dir = \"/var/lib/spacenode\"\nprofile = \"flight\"\nid = \"0102030405060708\"\n\
              [link]\ndevice = \"/dev/ttyAMA0\"\ntx_key_id = 1\n[[link.keys]]\nid = 1\n\
-             [keys]\nbackend = \"tpm\"\ntcti = \"device:/dev/tpmrm0\"\nseal_auth = \"a1b2c3\"\n\
+             [keys]\nbackend = \"tpm\"\ntcti = \"device:/dev/tpmrm0\"\nseal_auth = \"a1b2c3d4e5f60718293a4b5c6d7e8f90\"\n\
              [admin]\nthreshold = 1\nkeys = [\"{XONLY}\"]\n"
         )
     }
@@ -955,7 +964,8 @@ mod tests {
             (flight().replace("0102030405060708", "01"), "`node.id`: expected 16 hex"),
             (flight().replace("backend = \"tpm\"", "backend = \"soft\""), "development only"),
             (flight().replace("device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=2321"), "device: tcti"),
-            (flight().replace("seal_auth = \"a1b2c3\"\n", ""), "`keys.seal_auth`: required"),
+            (flight().replace("seal_auth = \"a1b2c3d4e5f60718293a4b5c6d7e8f90\"\n", ""), "`keys.seal_auth`: required"),
+            (flight().replace("a1b2c3d4e5f60718293a4b5c6d7e8f90", "a1b2c3"), "at least 16 random bytes"),
             (flight().replace("threshold = 1", "threshold = 2"), "`admin`"),
             (flight().replace(XONLY, "zz"), "`admin.keys[0]`"),
             (format!("{}[health]\nwatchdog = \"none\"\n", flight()), "`health.watchdog`"),
