@@ -190,7 +190,8 @@ fn a_full_disk_is_survived_without_a_crash_loop() {
 /// (0x0328, `ChainError::Store`, nothing changed)
 /// within about that second rather than hanging the node; a safe-mode
 /// entry still takes effect (failing safe needs no disk); the link and
-/// housekeeping carry on; once the lock is gone the same sync succeeds.
+/// housekeeping carry on; once the lock is gone the same sync succeeds and
+/// the safe mode is stored, so a kill -9 does not forget it.
 #[test]
 fn a_locked_database_is_refused_with_a_reason_then_recovers() {
     let emu = Emulator::start(LinkParams::clean(BAUD)).unwrap();
@@ -278,4 +279,20 @@ fn a_locked_database_is_refused_with_a_reason_then_recovers() {
     let hk = housekeeping(&mut link, patient(BAUD));
     assert_eq!(hk.chain_tip_height, 99);
     assert!(node.running());
+
+    // The safe mode the lock kept off the disk is stored once the lock is
+    // gone (retried every 5 s): a power cut now does not forget it.
+    drop(link);
+    std::thread::sleep(Duration::from_secs(6));
+    node.kill9();
+    let node = Node::start(&fx);
+    let mut link = fx.link(emu.ground_path(), BAUD);
+    let st = mode_status(&mut link, patient(BAUD));
+    assert_eq!(
+        (st.mode, st.reason),
+        (2, 0x0801),
+        "safe mode survived the restart: {st:?}"
+    );
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
+    drop(node);
 }

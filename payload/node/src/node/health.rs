@@ -22,6 +22,9 @@ use crate::store::{Store, StoreError};
 /// lost minute after a crash costs nothing).
 const CONTACT_SAVE_INTERVAL_MS: i64 = 60_000;
 
+/// How often a refused safe-mode write is tried again.
+const SAFE_SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens the database; one that fails to open or its integrity check is
 /// moved aside (kept for analysis) and replaced by a fresh one, and the
 /// reason is returned so the node starts in safe mode instead of looping.
@@ -82,12 +85,9 @@ impl Node {
                 .into_iter()
                 .collect();
         }
-        if let Err(e) = self.store.set_mode(reason.code().0, now.unix_ms, None) {
-            // Still safe in memory: failing safe does not need the disk.
-            tracing::error!(error = %e, "cannot persist safe mode");
-        }
         self.mode = next;
         self.mode_since_ms = now.unix_ms;
+        self.save_safe(reason.code().0, now);
         // A repeated mode exit must run again, not be answered as done.
         self.last_admin_done = None;
         self.next_beacon = now.mono;
@@ -95,6 +95,25 @@ impl Node {
         self.raise(EventId::SAFE_MODE, aux, now)
             .into_iter()
             .collect()
+    }
+
+    /// Stores the safe mode (call with `self.mode` already safe). Safe
+    /// mode holds in memory without the disk, but a restart would forget
+    /// it: a refused write is retried from [`Self::health_tick`].
+    fn save_safe(&mut self, reason: u16, now: Now) {
+        match self.store.set_mode(reason, self.mode_since_ms, None) {
+            Ok(()) => {
+                if self.unsaved_safe.take().is_some() {
+                    tracing::warn!(reason, "safe mode stored after a refused write");
+                }
+            }
+            Err(e) => {
+                if self.unsaved_safe.replace(reason).is_none() {
+                    tracing::error!(error = %e, "cannot persist safe mode; retrying");
+                }
+                self.next_safe_save = now.mono + SAFE_SAVE_RETRY;
+            }
+        }
     }
 
     /// Like [`Self::enter_safe`] at start, before the link is up: the events
@@ -107,11 +126,9 @@ impl Node {
             EventId::SAFE_TRIGGER
         };
         if changed {
-            if let Err(e) = self.store.set_mode(reason.code().0, now.unix_ms, None) {
-                tracing::error!(error = %e, "cannot persist safe mode");
-            }
             self.mode = next;
             self.mode_since_ms = now.unix_ms;
+            self.save_safe(reason.code().0, now);
         }
         self.start_events
             .push((id, reason.code().0.to_be_bytes().to_vec()));
@@ -169,6 +186,7 @@ impl Node {
             })?;
         self.mode = next;
         self.mode_since_ms = now.unix_ms;
+        self.unsaved_safe = None;
         // A repeated mode exit must run again, not be answered as done.
         self.last_admin_done = None;
         tracing::warn!(seq = cmd.seq, "left safe mode on a quorum-signed command");
@@ -219,6 +237,12 @@ impl Node {
     /// Per-tick health duties: loss of contact, and the signed beacon while
     /// in safe mode.
     pub(super) fn health_tick(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
+        if let Some(reason) = self.unsaved_safe
+            && now.mono >= self.next_safe_save
+            && !self.mode.may_sign()
+        {
+            self.save_safe(reason, now);
+        }
         let timeout = self.cfg.health.contact_timeout;
         if !timeout.is_zero() && triggers::lost_contact(self.last_contact_ms, now.unix_ms, timeout)
         {

@@ -131,6 +131,10 @@ pub struct Node {
     /// Digest of the last administrator request that succeeded (see
     /// [`one_shot`]); in memory only, so a restart forgets it.
     last_admin_done: Option<[u8; 32]>,
+    /// A safe-mode entry the database refused (full, locked): retried
+    /// until it is stored, so a restart cannot forget it.
+    unsaved_safe: Option<u16>,
+    next_safe_save: Instant,
 }
 
 impl Node {
@@ -233,6 +237,8 @@ impl Node {
             safes,
             next_policy_poll: now.mono,
             last_admin_done: None,
+            unsaved_safe: None,
+            next_safe_save: now.mono,
             cfg,
             store,
             sec,
