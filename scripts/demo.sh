@@ -55,8 +55,11 @@ swtpm socket --tpm2 --server "type=tcp,port=$PORT,bindaddr=127.0.0.1" \
   --log "file=$WORK/swtpm.log,level=1" &
 pids+=($!)
 
-echo "== link emulator: 115200 Bd, 1 byte in 10 000 corrupted, 2 ms one-way latency"
-"$BIN/linkemu" --baud 115200 --byte-error-rate 0.0001 --latency-ms 2 \
+# SPACENODE_DEMO_BYTE_ERRORS: the emulator's byte error rate (the tests
+# also run the demo at ten times the default).
+BYTE_ERRORS=${SPACENODE_DEMO_BYTE_ERRORS:-0.0001}
+echo "== link emulator: 115200 Bd, byte error rate $BYTE_ERRORS, 2 ms one-way latency"
+"$BIN/linkemu" --baud 115200 --byte-error-rate "$BYTE_ERRORS" --latency-ms 2 \
   --ground-link "$WORK/ground-uart" --node-link "$WORK/node-uart" --stats "$WORK/link-stats.json" \
   >"$WORK/linkemu.log" 2>&1 &
 pids+=($!)

@@ -495,13 +495,12 @@ fn mode(link: &mut Link, policy: RetryPolicy, command: ModeCommand) -> anyhow::R
     use spacenode_wire::msg::{ModeCode, ModeStatus};
     match command {
         ModeCommand::Status => {
-            let tc = link.new_tc(
-                apid::MODE,
-                service::MODE,
-                subtype::MODE_STATUS_REQUEST,
-                Vec::new(),
-            );
-            let x = link.request(&tc, policy)?;
+            let x = link.query(
+                (apid::MODE, service::MODE, subtype::MODE_STATUS_REQUEST),
+                &[],
+                subtype::MODE_STATUS,
+                policy,
+            )?;
             let tm = x
                 .replies
                 .iter()
@@ -561,13 +560,12 @@ fn keys(link: &mut Link, policy: RetryPolicy, command: KeysCommand) -> anyhow::R
     use spacenode_keys::attest::{AkPublic, Attestation, Expectations, verify_attestation};
     match command {
         KeysCommand::Xpub { path } => {
-            let tc = link.new_tc(
-                apid::KEYS,
-                service::KEYS,
-                subtype::KEYS_XPUB_REQUEST,
-                path.clone().into_bytes(),
-            );
-            let x = link.request(&tc, policy)?;
+            let x = link.query(
+                (apid::KEYS, service::KEYS, subtype::KEYS_XPUB_REQUEST),
+                path.as_bytes(),
+                subtype::KEYS_XPUB,
+                policy,
+            )?;
             let tm = x
                 .replies
                 .iter()
@@ -590,13 +588,12 @@ fn keys(link: &mut Link, policy: RetryPolicy, command: KeysCommand) -> anyhow::R
         } => {
             let mut nonce = [0u8; 32];
             rand::fill(&mut nonce);
-            let tc = link.new_tc(
-                apid::KEYS,
-                service::KEYS,
-                subtype::KEYS_ATTEST,
-                nonce.to_vec(),
-            );
-            let x = link.request(&tc, policy)?;
+            let x = link.query(
+                (apid::KEYS, service::KEYS, subtype::KEYS_ATTEST),
+                &nonce,
+                subtype::KEYS_ATTESTATION,
+                policy,
+            )?;
             let tm = x
                 .replies
                 .iter()
@@ -959,8 +956,12 @@ fn hk(link: &mut Link, policy: RetryPolicy, json: bool) -> anyhow::Result<ExitCo
     let req = HkRequest {
         structures: vec![HK_CORE],
     };
-    let tc = link.new_tc(apid::HK, service::HK, subtype::HK_ONE_SHOT, req.encode());
-    let x = link.request(&tc, policy)?;
+    let x = link.query(
+        (apid::HK, service::HK, subtype::HK_ONE_SHOT),
+        &req.encode(),
+        subtype::HK_REPORT,
+        policy,
+    )?;
     let report = x
         .replies
         .iter()

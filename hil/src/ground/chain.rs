@@ -543,13 +543,14 @@ fn last_status(replies: &[spacenode_wire::pus::Tm]) -> Option<(ChainStatus, i64)
 /// [`ChainCmdError::Ground`] on link failure or refusal,
 /// [`ChainCmdError::Status`] if the reply is missing or malformed.
 pub fn status(link: &mut Link, policy: RetryPolicy) -> Result<(ChainStatus, i64), ChainCmdError> {
-    let tc = link.new_tc(
-        apid::CHAIN,
-        service::CHAIN,
-        subtype::CHAIN_STATUS_REQUEST,
-        Vec::new(),
-    );
-    let x = link.request(&tc, policy).map_err(refusal(0, 0))?;
+    let x = link
+        .query(
+            (apid::CHAIN, service::CHAIN, subtype::CHAIN_STATUS_REQUEST),
+            &[],
+            subtype::CHAIN_STATUS,
+            policy,
+        )
+        .map_err(refusal(0, 0))?;
     if let Some(found) = last_status(&x.replies) {
         return Ok(found);
     }

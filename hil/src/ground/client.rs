@@ -76,6 +76,18 @@ pub enum GroundError {
         /// Time spent.
         waited: Duration,
     },
+    /// The node completed a read-only request every time, but its reply
+    /// was lost on the downlink each time.
+    #[error(
+        "the node completed {request} {rounds} times but its reply was lost on the downlink \
+         each time (a noisy link: try again)"
+    )]
+    ReplyLost {
+        /// The last request.
+        request: RequestId,
+        /// How many times it was asked.
+        rounds: u32,
+    },
     /// The node refused the request.
     #[error("node refused {request} at {stage:?}: {code} {detail}")]
     Refused {
@@ -191,6 +203,9 @@ pub struct Exchange {
     pub bytes_down: usize,
 }
 
+/// How many times [`Link::query`] asks a question whose reply was lost.
+pub const QUERY_ROUNDS: u32 = 4;
+
 /// Counters of the client, for summaries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClientStats {
@@ -198,6 +213,8 @@ pub struct ClientStats {
     pub sent: u64,
     /// Retries after a timeout.
     pub retries: u64,
+    /// Read-only queries asked again because their reply was lost.
+    pub replies_lost: u64,
     /// Resyncs after the node reported our numbers below its window.
     pub resyncs: u64,
     /// Downlink envelopes refused (authentication, replay, unknown key).
@@ -472,6 +489,44 @@ impl Link {
             self.unsolicited.pop_front();
         }
         self.unsolicited.push_back(tm);
+    }
+
+    /// Asks a read-only question (a status, a report) and returns the
+    /// exchange whose replies hold at least one TM of `reply_subtype` in
+    /// the TC's service. The completion report can arrive while the reply
+    /// before it was lost to a bit error: a retry of the same TC cannot
+    /// help then (the exchange is complete), so the question is asked
+    /// again as a new TC, up to [`QUERY_ROUNDS`] times. Only for requests
+    /// that change nothing on the node.
+    ///
+    /// # Errors
+    /// [`GroundError::ReplyLost`], or the request's own error.
+    pub fn query(
+        &mut self,
+        (apid, service, subtype): (u16, u8, u8),
+        data: &[u8],
+        reply_subtype: u8,
+        policy: RetryPolicy,
+    ) -> Result<Exchange, GroundError> {
+        let mut round = 0;
+        loop {
+            round += 1;
+            let tc = self.new_tc(apid, service, subtype, data.to_vec());
+            let x = self.request(&tc, policy)?;
+            if x.replies
+                .iter()
+                .any(|t| t.service == service && t.subtype == reply_subtype)
+            {
+                return Ok(x);
+            }
+            self.stats.replies_lost += 1;
+            if round >= QUERY_ROUNDS {
+                return Err(GroundError::ReplyLost {
+                    request: x.request_id,
+                    rounds: round,
+                });
+            }
+        }
     }
 
     /// Sends `tc` and waits for its completion report, retrying on silence.

@@ -20,7 +20,7 @@ use spacenode_wire::msg::Stage;
 use spacenode_wire::pus::Tm;
 use spacenode_wire::services::{apid, service, subtype};
 
-use super::client::{GroundError, Link, RetryPolicy};
+use super::client::{Exchange, GroundError, Link, RetryPolicy};
 use super::files::{self, UploadError, UploadEvent};
 
 /// Errors of the co-signing commands.
@@ -124,27 +124,28 @@ pub(crate) fn fragments(replies: &[Tm], sub: u8) -> Vec<Fragment> {
 /// # Errors
 /// [`CosignError`].
 pub fn policy_status(link: &mut Link, policy: RetryPolicy) -> Result<PolicyStatus, CosignError> {
-    for _ in 0..3 {
-        let tc = link.new_tc(
+    let x = link.query(
+        (
             apid::POLICY,
             service::POLICY,
             subtype::POLICY_STATUS_REQUEST,
-            Vec::new(),
-        );
-        let x = link.request(&tc, policy)?;
-        if let Some(tm) = x
-            .replies
-            .iter()
-            .rev()
-            .find(|t| t.subtype == subtype::POLICY_STATUS)
-        {
-            return PolicyStatus::decode(&tm.data)
-                .map_err(|e| CosignError::Reply(format!("policy status: {e}")));
-        }
-    }
-    Err(CosignError::Reply(
-        "the policy status report was lost three times".into(),
-    ))
+        ),
+        &[],
+        subtype::POLICY_STATUS,
+        policy,
+    )?;
+    let tm = last_reply(&x, subtype::POLICY_STATUS)?;
+    PolicyStatus::decode(&tm.data).map_err(|e| CosignError::Reply(format!("policy status: {e}")))
+}
+
+/// The last reply of `sub` in an exchange from [`Link::query`] (which
+/// guarantees one).
+fn last_reply(x: &Exchange, sub: u8) -> Result<&Tm, CosignError> {
+    x.replies
+        .iter()
+        .rev()
+        .find(|t| t.subtype == sub)
+        .ok_or_else(|| CosignError::Reply(format!("no reply of subtype {sub}")))
 }
 
 /// The node's active (`pending = false`) or pending policy document bytes,
@@ -540,32 +541,25 @@ pub fn fetch_xpub(
     policy: RetryPolicy,
     path: &str,
 ) -> Result<(bitcoin::bip32::Fingerprint, bitcoin::bip32::Xpub), CosignError> {
-    for _ in 0..3 {
-        let tc = link.new_tc(
-            apid::KEYS,
-            service::KEYS,
-            subtype::KEYS_XPUB_REQUEST,
-            path.as_bytes().to_vec(),
-        );
-        let x = link.request(&tc, policy)?;
-        if let Some(tm) = x.replies.iter().find(|t| t.subtype == subtype::KEYS_XPUB) {
-            let (fp, xpub) = tm
-                .data
-                .split_at_checked(4)
-                .ok_or_else(|| CosignError::Reply("short xpub report".into()))?;
-            let fp = <[u8; 4]>::try_from(fp)
-                .map(bitcoin::bip32::Fingerprint::from)
-                .map_err(|_| CosignError::Reply("fingerprint".into()))?;
-            let xpub = std::str::from_utf8(xpub)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| CosignError::Reply("the node's xpub does not parse".into()))?;
-            return Ok((fp, xpub));
-        }
-    }
-    Err(CosignError::Reply(
-        "the xpub report was lost three times".into(),
-    ))
+    let x = link.query(
+        (apid::KEYS, service::KEYS, subtype::KEYS_XPUB_REQUEST),
+        path.as_bytes(),
+        subtype::KEYS_XPUB,
+        policy,
+    )?;
+    let tm = last_reply(&x, subtype::KEYS_XPUB)?;
+    let (fp, xpub) = tm
+        .data
+        .split_at_checked(4)
+        .ok_or_else(|| CosignError::Reply("short xpub report".into()))?;
+    let fp = <[u8; 4]>::try_from(fp)
+        .map(bitcoin::bip32::Fingerprint::from)
+        .map_err(|_| CosignError::Reply("fingerprint".into()))?;
+    let xpub = std::str::from_utf8(xpub)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| CosignError::Reply("the node's xpub does not parse".into()))?;
+    Ok((fp, xpub))
 }
 
 /// The node's id and mode (for request targets and command builders).
@@ -576,28 +570,15 @@ pub fn mode_status(
     link: &mut Link,
     policy: RetryPolicy,
 ) -> Result<spacenode_wire::msg::ModeStatus, CosignError> {
-    for _ in 0..3 {
-        let tc = link.new_tc(
-            apid::MODE,
-            service::MODE,
-            subtype::MODE_STATUS_REQUEST,
-            Vec::new(),
-        );
-        let x = link.request(&tc, policy)?;
-        if let Some(tm) = x
-            .replies
-            .iter()
-            .rev()
-            .find(|t| t.subtype == subtype::MODE_STATUS)
-        {
-            return spacenode_wire::msg::ModeStatus::decode(&tm.data)
-                .map(|(s, _)| s)
-                .map_err(|e| CosignError::Reply(e.to_string()));
-        }
-    }
-    Err(CosignError::Reply(
-        "the mode status report was lost three times".into(),
-    ))
+    let x = link.query(
+        (apid::MODE, service::MODE, subtype::MODE_STATUS_REQUEST),
+        &[],
+        subtype::MODE_STATUS,
+        policy,
+    )?;
+    spacenode_wire::msg::ModeStatus::decode(&last_reply(&x, subtype::MODE_STATUS)?.data)
+        .map(|(s, _)| s)
+        .map_err(|e| CosignError::Reply(e.to_string()))
 }
 
 #[cfg(test)]

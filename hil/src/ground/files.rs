@@ -81,13 +81,33 @@ pub fn status(
     policy: RetryPolicy,
     id: [u8; 32],
 ) -> Result<FileStatus, UploadError> {
-    let tc = link.new_tc(
-        apid::FILES,
-        service::FILES,
-        subtype::FILES_STATUS_REQUEST,
-        id.to_vec(),
-    );
-    let x = link.request(&tc, policy)?;
+    let x = link.query(
+        (apid::FILES, service::FILES, subtype::FILES_STATUS_REQUEST),
+        &id,
+        subtype::FILES_STATUS,
+        policy,
+    )?;
+    status_of(&x)
+}
+
+/// Begins (or re-begins: the node answers a known upload with its
+/// status, so asking again after a lost reply is harmless) upload `id`.
+fn begin(
+    link: &mut Link,
+    policy: RetryPolicy,
+    id: [u8; 32],
+    total: u32,
+) -> Result<FileStatus, UploadError> {
+    let x = link.query(
+        (apid::FILES, service::FILES, subtype::FILES_BEGIN),
+        &FileBegin {
+            content_id: id,
+            total_len: total,
+        }
+        .encode(),
+        subtype::FILES_STATUS,
+        policy,
+    )?;
     status_of(&x)
 }
 
@@ -126,17 +146,7 @@ pub fn upload_partial(
         attempts: policy.attempts.saturating_mul(3),
         ..policy
     };
-    let tc = link.new_tc(
-        apid::FILES,
-        service::FILES,
-        subtype::FILES_BEGIN,
-        FileBegin {
-            content_id: id,
-            total_len: total,
-        }
-        .encode(),
-    );
-    let mut st = status_of(&link.request(&tc, policy)?)?;
+    let mut st = begin(link, policy, id, total)?;
     let mut sent = 0usize;
     for _ in 0..MAX_ROUNDS {
         if st.state == FileState::Complete {
@@ -182,17 +192,7 @@ pub fn upload_partial(
         st = status(link, policy, id)?;
         if st.state == FileState::Unknown {
             // Pruned meanwhile (many uploads from elsewhere): begin again.
-            let tc = link.new_tc(
-                apid::FILES,
-                service::FILES,
-                subtype::FILES_BEGIN,
-                FileBegin {
-                    content_id: id,
-                    total_len: total,
-                }
-                .encode(),
-            );
-            st = status_of(&link.request(&tc, policy)?)?;
+            st = begin(link, policy, id, total)?;
         }
     }
     if st.state == FileState::Complete {
