@@ -488,6 +488,68 @@ fn a_repeated_administrator_request_is_answered_not_refused() {
     }
 }
 
+/// A wallet retired by an administrator quorum (`ground wallet retire`) is
+/// refused from then on, also after a restart; what it signed before stays
+/// (a retry of an earlier request returns its stored signatures), and a
+/// second retirement is refused with 0x0566.
+#[test]
+fn a_retired_wallet_is_refused_and_its_history_stays() {
+    let mut w = World::start(&WorldConfig::default());
+    let policy = w.policy();
+    let mut link = w.link();
+    let (before, _) = w.request([31; 32], &[0], 10_000_000, 2_000, 0);
+    let first = w.sign(&mut link, policy, &before).unwrap();
+    assert!(first.refused.is_none(), "{:?}", first.refused);
+    drop(link);
+
+    let id = hex::encode(spacenode_btc::wallet::wallet_id(&w.descriptor));
+    let k0 = format!("{}:0", w.admins[0].0.display());
+    let k2 = format!("{}:2", w.admins[2].0.display());
+    // One administrator is not a quorum.
+    let (ok, text) = w.ground(&["wallet", "retire", "--id", &id, "--key", &k0]);
+    assert!(!ok && text.contains("refused"), "{text}");
+    let (ok, text) = w.ground(&[
+        "wallet",
+        "retire",
+        "--descriptor",
+        &w.descriptor,
+        "--key",
+        &k0,
+        "--key",
+        &k2,
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("RETIRED on the node") && text.contains("(0 wallet(s), 0 Safe(s)"),
+        "{text}"
+    );
+    println!("{}", text.trim());
+
+    for restarted in [false, true] {
+        if restarted {
+            w.restart();
+        }
+        let mut link = w.link();
+        let seed = if restarted { 33 } else { 32 };
+        let (after, _) = w.request([seed; 32], &[1], 10_000_000, 2_000, 0);
+        let r = w.sign(&mut link, policy, &after).unwrap();
+        assert_eq!(
+            r.refused.as_ref().map(|x| x.code),
+            Some(ReasonCode(0x0606)),
+            "restarted={restarted}: {:?}",
+            r.refused
+        );
+        let again = w.sign(&mut link, policy, &before).unwrap();
+        assert!(
+            again.result.is_some() && again.result == first.result,
+            "the earlier answer stays: {:?}",
+            again.refused
+        );
+    }
+    let (ok, text) = w.ground(&["wallet", "retire", "--id", &id, "--key", &k0, "--key", &k2]);
+    assert!(!ok && text.contains("0x0566"), "{text}");
+}
+
 #[test]
 fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
     let mut w = World::start(&WorldConfig {

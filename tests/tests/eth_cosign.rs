@@ -610,3 +610,58 @@ fn ethereum_and_safe_requests_through_the_daemon() {
     assert_eq!(count("SELECT count(*) FROM safes"), 3);
     println!("done in {:.1?}", started.elapsed());
 }
+
+/// A Safe retired by an administrator quorum (`ground safe retire`) is
+/// refused as unregistered (0x0730); the other Safe still signs; a second
+/// retirement is refused with 0x0566.
+#[test]
+fn a_retired_safe_is_refused() {
+    let ew = EthWorld::start(3 * ETHER, "");
+    let k0 = format!("{}:0", ew.w.admins[0].0.display());
+    let k1 = format!("{}:1", ew.w.admins[1].0.display());
+    let safe = format!("{}", addr::SAFE);
+    let chain = SEPOLIA.to_string();
+    let args = [
+        "safe",
+        "retire",
+        "--chain-id",
+        &chain,
+        "--safe",
+        &safe,
+        "--key",
+        &k0,
+        "--key",
+        &k1,
+    ];
+    let (ok, text) = ew.w.ground(&args);
+    assert!(ok, "{text}");
+    assert!(text.contains("(1 wallet(s), 1 Safe(s)"), "{text}");
+    let mut link = ew.link();
+    let tx = safe_tx(
+        addr::SAFE,
+        addr::VENDOR,
+        ETHER / 5,
+        vec![],
+        Operation::Call,
+        0,
+    );
+    let o = ew
+        .sign(&mut link, &ew.safe_request([41; 32], &tx), None)
+        .unwrap();
+    refused(&o, 0x0730, "safe-unregistered", "a retired Safe");
+    let other = safe_tx(
+        addr::SAFE_LEGACY,
+        addr::VENDOR,
+        ETHER / 5,
+        vec![],
+        Operation::Call,
+        0,
+    );
+    let o = ew
+        .sign(&mut link, &ew.safe_request([42; 32], &other), None)
+        .unwrap();
+    approved(&o, "the Safe still registered");
+    drop(link);
+    let (ok, text) = ew.w.ground(&args);
+    assert!(!ok && text.contains("0x0566"), "{text}");
+}

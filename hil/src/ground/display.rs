@@ -222,6 +222,11 @@ const COSIGN_CODES: &[(u16, &str, &str)] = &[
         "veto for another policy hash",
     ),
     (
+        0x0566,
+        "ChangeError::NotRegistered",
+        "no registered wallet or Safe with that id",
+    ),
+    (
         0x0580,
         "RequestError::Malformed",
         "sign request does not decode",
@@ -630,6 +635,16 @@ fn event_details(ev: &Event) -> String {
             .array::<32>("wallet")
             .map(|w| format!("wallet={}", hex::encode(w)))
             .ok(),
+        EventId::RETIRED => match ev.aux.len() {
+            32 => Some(format!("wallet={}", hex::encode(&ev.aux))),
+            28 => r.u64("chain").ok().map(|chain| {
+                format!(
+                    "safe={chain}:0x{}",
+                    hex::encode(ev.aux.get(8..).unwrap_or_default())
+                )
+            }),
+            _ => None,
+        },
         _ => None,
     };
     match text {

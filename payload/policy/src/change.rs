@@ -62,6 +62,14 @@ pub enum ChangeError {
     /// The persisted state does not decode.
     #[error("persisted policy state corrupt: {0}")]
     StateCorrupt(String),
+    /// A retirement names no registered wallet or Safe.
+    #[error("no registered {what} {id}")]
+    NotRegistered {
+        /// "wallet" or "Safe".
+        what: &'static str,
+        /// The id it named (hex).
+        id: String,
+    },
     /// Signature or document problem.
     #[error(transparent)]
     Signed(#[from] PolicySignError),
@@ -81,6 +89,7 @@ impl ChangeError {
             Self::VetoMismatch => 0x0563,
             Self::TimeOverflow => 0x0564,
             Self::StateCorrupt(_) => 0x0565,
+            Self::NotRegistered { .. } => 0x0566,
             Self::Signed(e) => e.code(),
             Self::Command(e) => e.code(),
         }
@@ -94,6 +103,8 @@ impl ChangeError {
             Self::NoPending | Self::VetoMismatch => Rule::PolicyVeto,
             Self::Signed(PolicySignError::Quorum(_)) => Rule::PolicyQuorum,
             Self::Command(_) => Rule::PolicyVeto,
+            Self::NotRegistered { what: "Safe", .. } => Rule::SafeRegistration,
+            Self::NotRegistered { .. } => Rule::WalletRegistration,
             _ => Rule::PolicyEncoding,
         }
     }

@@ -457,16 +457,19 @@ pub struct PolicyStatus {
     pub admin_seq: u64,
     /// The clock guard's last accepted node time, ms (0: none yet).
     pub clock_last_accepted_ms: i64,
+    /// Registered Safes.
+    pub safes: u16,
 }
 
 /// Length of [`PolicyStatus`] on the wire.
-pub const POLICY_STATUS_LEN: usize = 1 + 1 + 8 + 32 + 8 + 1 + 8 + 32 + 8 + 8 + 2 + 8 + 32 + 8 + 8;
+pub const POLICY_STATUS_LEN: usize =
+    1 + 1 + 8 + 32 + 8 + 1 + 8 + 32 + 8 + 8 + 2 + 8 + 32 + 8 + 8 + 2;
 
 impl PolicyStatus {
     /// `format u8 (1) | active u8 | version u64 | hash 32 | activated i64 |
     /// pending u8 | version u64 | hash 32 | activates i64 | highest u64 |
     /// wallets u16 | audit next u64 | audit last hash 32 | admin seq u64 |
-    /// clock last accepted i64`.
+    /// clock last accepted i64 | safes u16`.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(POLICY_STATUS_LEN);
@@ -485,6 +488,7 @@ impl PolicyStatus {
         out.extend_from_slice(&self.audit_last_hash);
         out.extend_from_slice(&self.admin_seq.to_be_bytes());
         out.extend_from_slice(&self.clock_last_accepted_ms.to_be_bytes());
+        out.extend_from_slice(&self.safes.to_be_bytes());
         out
     }
 
@@ -516,6 +520,7 @@ impl PolicyStatus {
             audit_last_hash: r.array("audit last hash")?,
             admin_seq: r.u64("admin seq")?,
             clock_last_accepted_ms: i64::from_be_bytes(r.array("clock")?),
+            safes: r.u16("safes")?,
         };
         r.finish()?;
         Ok(st)
@@ -844,6 +849,7 @@ mod tests {
             audit_last_hash: [6; 32],
             admin_seq: 7,
             clock_last_accepted_ms: 1_700_000_000_000,
+            safes: 3,
         };
         assert_eq!(st.encode().len(), POLICY_STATUS_LEN);
         assert_eq!(PolicyStatus::decode(&st.encode()).unwrap(), st);

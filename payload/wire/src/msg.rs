@@ -555,6 +555,9 @@ events! {
     POLICY_VETOED = 0x0064, Info, "pending policy change vetoed";
     /// A wallet was registered. Aux: wallet id 32.
     WALLET_REGISTERED = 0x0065, Info, "wallet registered";
+    /// A wallet or Safe was retired: nothing is signed for it any more.
+    /// Aux: wallet id 32, or chain id u64 | Safe address 20.
+    RETIRED = 0x0066, Info, "wallet or Safe retired";
 }
 
 /// A PUS 5 event report.

@@ -143,6 +143,10 @@ pub mod subtype {
     /// TC[131,11] register a Safe: an administrator command of kind
     /// `REGISTER_SAFE` (payload reference).
     pub const POLICY_REGISTER_SAFE: u8 = 11;
+    /// TC[131,12] retire a registered wallet or Safe: an administrator
+    /// command of kind `RETIRE_WALLET` (body: wallet id) or `RETIRE_SAFE`
+    /// (body: chain id u64 BE | Safe address 20).
+    pub const POLICY_RETIRE: u8 = 12;
 
     /// TC[132,1] a sign request (payload reference: inline or a completed
     /// upload).

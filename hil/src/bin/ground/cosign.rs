@@ -129,6 +129,107 @@ pub enum WalletCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Retire a registered wallet: the node signs nothing more for it (its
+    /// spends and audit entries stay; registering it again takes a new
+    /// command). Builds the RETIRE_WALLET command, signs it with the
+    /// administrator keys given and sends it.
+    Retire {
+        /// Wallet id (64 hex, as `ground wallet register` prints it).
+        #[arg(long, conflicts_with = "descriptor")]
+        id: Option<String>,
+        /// Or the wallet's descriptor (its id is derived).
+        #[arg(long)]
+        descriptor: Option<String>,
+        #[command(flatten)]
+        by: RetireArgs,
+    },
+}
+
+/// How a retirement is authorised (`ground wallet retire`, `ground safe
+/// retire`).
+#[derive(Debug, clap::Args)]
+pub struct RetireArgs {
+    /// A prepared, signed command file to send instead (`ground admin
+    /// command retire-wallet|retire-safe`, then `ground admin sign` by each
+    /// administrator).
+    #[arg(long, conflicts_with = "key")]
+    pub command: Option<PathBuf>,
+    /// Administrator key and index, FILE:INDEX (repeat for a quorum).
+    #[arg(long)]
+    pub key: Vec<String>,
+    /// Command sequence [default: the node's last + 1].
+    #[arg(long)]
+    pub seq: Option<u64>,
+    /// Node id, 16 hex [default: asked from the node].
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Seconds the command stays valid.
+    #[arg(long, default_value_t = 3600)]
+    pub valid_for: u64,
+}
+
+/// Builds (or reads) a `RETIRE_WALLET` / `RETIRE_SAFE` command and sends it.
+/// `body` is what to retire; `None` only with `--command`.
+pub fn retire(
+    link: &mut Link,
+    policy: RetryPolicy,
+    retire_kind: u16,
+    body: Option<Vec<u8>>,
+    by: RetireArgs,
+) -> anyhow::Result<ExitCode> {
+    let cmd = match &by.command {
+        Some(path) => admin::read(path)?,
+        None => {
+            let body = body.context("name what to retire, or give --command")?;
+            let node_id = by.node_id.as_deref().map(parse_node_id).transpose()?;
+            build_command(
+                link,
+                policy,
+                retire_kind,
+                body,
+                &keys_with_index(&by.key)?,
+                by.seq,
+                node_id,
+                by.valid_for,
+            )?
+        }
+    };
+    let c = Command::decode(&cmd.command)?;
+    anyhow::ensure!(
+        c.kind == retire_kind,
+        "the command file holds a {} command, not {}",
+        admin::kind_name(c.kind).unwrap_or("unknown"),
+        admin::kind_name(retire_kind).unwrap_or("a retirement")
+    );
+    let signers: Vec<String> = cmd
+        .signatures
+        .iter()
+        .map(|s| s.signer.to_string())
+        .collect();
+    println!(
+        "{} command seq {} for {} signed by administrators [{}]",
+        admin::kind_name(c.kind).unwrap_or("retire"),
+        c.seq,
+        hex::encode(&c.body),
+        signers.join(", ")
+    );
+    match cosign::admin_command(
+        link,
+        policy,
+        subtype::POLICY_RETIRE,
+        &cmd.encode(),
+        &mut |_| {},
+    )? {
+        Answer::Refused(r) => bail!("the node refused the retirement: {r}"),
+        Answer::Ok(()) => {
+            let st = cosign::policy_status(link, policy)?;
+            println!(
+                "RETIRED on the node: it signs nothing more for it ({} wallet(s), {} Safe(s) registered)",
+                st.wallets, st.safes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -690,16 +791,38 @@ pub fn wallet(
     policy: RetryPolicy,
     command: WalletCommand,
 ) -> anyhow::Result<ExitCode> {
-    let WalletCommand::Register {
-        name,
-        descriptor,
-        command,
-        key,
-        seq,
-        node_id,
-        valid_for,
-        out,
-    } = command;
+    let (name, descriptor, command, key, seq, node_id, valid_for, out) = match command {
+        WalletCommand::Register {
+            name,
+            descriptor,
+            command,
+            key,
+            seq,
+            node_id,
+            valid_for,
+            out,
+        } => (name, descriptor, command, key, seq, node_id, valid_for, out),
+        WalletCommand::Retire { id, descriptor, by } => {
+            let Some(link) = link else {
+                bail!("retiring a wallet needs the serial port")
+            };
+            let body = match (id, descriptor) {
+                (Some(h), _) => Some(
+                    hex::decode(h.trim())
+                        .ok()
+                        .filter(|b| b.len() == 32)
+                        .context("--id must be 64 hex characters")?,
+                ),
+                (None, Some(d)) => {
+                    let canonical = spacenode_btc::wallet::canonical_descriptor(&d)
+                        .map_err(|e| anyhow::anyhow!("descriptor: {e}"))?;
+                    Some(spacenode_btc::wallet::wallet_id(&canonical).to_vec())
+                }
+                (None, None) => None,
+            };
+            return retire(link, policy, kind::RETIRE_WALLET, body, by);
+        }
+    };
     let node_id = node_id.as_deref().map(parse_node_id).transpose()?;
     let cmd = if let Some(path) = command {
         admin::read(&path)?

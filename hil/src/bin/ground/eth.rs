@@ -219,6 +219,20 @@ pub enum SafeCommand {
     /// (a quorum signing SAFE_ADMIN_TX over this request) or
     /// --admin-command.
     Sign(SafeSignArgs),
+    /// Retire a registered Safe: the node signs nothing more for it (what
+    /// it signed stays recorded, so its nonces are never signed twice).
+    /// Builds the RETIRE_SAFE command, signs it with the administrator keys
+    /// given and sends it.
+    Retire {
+        /// Chain id of the Safe.
+        #[arg(long, required_unless_present = "command")]
+        chain_id: Option<u64>,
+        /// The Safe's address.
+        #[arg(long, required_unless_present = "command")]
+        safe: Option<String>,
+        #[command(flatten)]
+        by: super::cosign::RetireArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -638,6 +652,19 @@ pub fn safe_cmd(
             send_registration(link, policy, &cmd)
         }
         SafeCommand::Sign(a) => safe_sign(link, policy, a),
+        SafeCommand::Retire { chain_id, safe, by } => {
+            let body = match (chain_id, safe) {
+                (Some(chain), Some(s)) => {
+                    let address = Address::from_str(s.trim())
+                        .with_context(|| format!("--safe {s:?} is not an address"))?;
+                    let mut b = chain.to_be_bytes().to_vec();
+                    b.extend_from_slice(address.as_slice());
+                    Some(b)
+                }
+                _ => None,
+            };
+            super::cosign::retire(link, policy, kind::RETIRE_SAFE, body, by)
+        }
     }
 }
 

@@ -521,6 +521,7 @@ impl Node {
             Request::PolicyAudit(req) => self.audit_fetch(req, tc.source_id, now, out),
             Request::PolicyDocument(which) => self.policy_document(which, tc.source_id, now, out),
             Request::PolicyClockResync(cmd) => self.clock_resync(&cmd, now, out),
+            Request::PolicyRetire(cmd) => self.retire(&cmd, now, out),
             Request::SignRequest(p) => self.sign_request(p, tc.source_id, now, out),
             Request::SignAdminRequest(p) => self.sign_admin_request(p, tc.source_id, now, out),
             Request::PolicyRegisterSafe(p) => self.register_safe(p, now, out),
@@ -828,6 +829,7 @@ fn one_shot(request: &Request) -> bool {
             | Request::PolicyVeto(_)
             | Request::PolicyRegisterWallet(_)
             | Request::PolicyClockResync(_)
+            | Request::PolicyRetire(_)
             | Request::PolicyRegisterSafe(_)
             | Request::ModeExit(_)
     )

@@ -15,7 +15,9 @@
 //! - a proposal (pending) and a veto: the state (and the veto command's
 //!   sequence) in one transaction, before the acknowledgement;
 //! - a wallet registration: the body and the command's sequence in one
-//!   transaction, after re-deriving the node's key from the seed.
+//!   transaction, after re-deriving the node's key from the seed;
+//! - a retirement (wallet or Safe): the deletion and the command's sequence
+//!   in one transaction, before it is dropped from memory.
 //!
 //! Must never: use a policy that is not persisted and bound to the counter,
 //! accept a command authorised by anyone but the active administrators (the
@@ -493,6 +495,76 @@ impl Node {
         Ok(())
     }
 
+    /// TC[131,12]: retires a registered wallet (`RETIRE_WALLET`, body: the
+    /// wallet id) or Safe (`RETIRE_SAFE`, body: chain id u64 BE | address
+    /// 20): nothing is signed for it any more; its spends, signed nonces
+    /// and audit entries stay. Registering it again takes a new command.
+    pub(super) fn retire(
+        &mut self,
+        signed: &SignedCommand,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let claimed = Command::decode(&signed.command).map_or(kind::RETIRE_WALLET, |c| c.kind);
+        let expected = if claimed == kind::RETIRE_SAFE {
+            kind::RETIRE_SAFE
+        } else {
+            kind::RETIRE_WALLET
+        };
+        let cmd = self.authorize_command(signed, expected, now, out)?;
+        if cmd.kind == kind::RETIRE_WALLET {
+            let Ok(id) = <[u8; 32]>::try_from(cmd.body.as_slice()) else {
+                let e = CommandError::Malformed("a wallet retirement's body is the wallet id");
+                return Err(self.command_refused(&e, now, out));
+            };
+            if !self.wallets.iter().any(|w| w.id == id) {
+                let e = ChangeError::NotRegistered {
+                    what: "wallet",
+                    id: hex::encode(id),
+                };
+                return Err(self.change_refused(&e, now, out));
+            }
+            self.store
+                .retire_wallet(&id, cmd.seq)
+                .map_err(|e| store_failure(&e))?;
+            self.wallets.retain(|w| w.id != id);
+            tracing::warn!(wallet = %hex::encode(id), seq = cmd.seq, "wallet retired");
+        } else {
+            let target = cmd
+                .body
+                .split_first_chunk::<8>()
+                .and_then(|(chain, address)| {
+                    Some((
+                        u64::from_be_bytes(*chain),
+                        <[u8; 20]>::try_from(address).ok()?,
+                    ))
+                });
+            let Some((chain_id, address)) = target else {
+                let e = CommandError::Malformed(
+                    "a Safe retirement's body is chain id u64 | Safe address 20",
+                );
+                return Err(self.command_refused(&e, now, out));
+            };
+            let is_it = |s: &spacenode_eth::safe::Safe| {
+                s.chain_id() == chain_id && s.address().0.0 == address
+            };
+            if !self.safes.iter().any(is_it) {
+                let e = ChangeError::NotRegistered {
+                    what: "Safe",
+                    id: format!("{chain_id}:0x{}", hex::encode(address)),
+                };
+                return Err(self.change_refused(&e, now, out));
+            }
+            self.store
+                .retire_safe(chain_id, &address, cmd.seq)
+                .map_err(|e| store_failure(&e))?;
+            self.safes.retain(|s| !is_it(s));
+            tracing::warn!(chain_id, safe = %hex::encode(address), seq = cmd.seq, "Safe retired");
+        }
+        out.extend(self.raise(EventId::RETIRED, cmd.body.clone(), now));
+        Ok(())
+    }
+
     /// TC[131,3] (and the reply to proposals and vetoes).
     pub(super) fn policy_status(
         &mut self,
@@ -504,6 +576,7 @@ impl Node {
         let (next_seq, last_hash) = self.store.audit_head().map_err(|e| store_failure(&e))?;
         let mut st = PolicyStatus {
             wallets: u16::try_from(self.wallets.len()).unwrap_or(u16::MAX),
+            safes: u16::try_from(self.safes.len()).unwrap_or(u16::MAX),
             audit_next_seq: next_seq,
             audit_last_hash: last_hash,
             admin_seq: self.store.admin_seq().map_err(|e| store_failure(&e))?,

@@ -61,6 +61,8 @@ pub enum Request {
     PolicyDocument(u8),
     /// TC[131,10]: a clock resync command.
     PolicyClockResync(spacenode_policy::command::SignedCommand),
+    /// TC[131,12]: a `RETIRE_WALLET` or `RETIRE_SAFE` command.
+    PolicyRetire(spacenode_policy::command::SignedCommand),
     /// TC[132,1]: a sign request (evaluated at execution).
     SignRequest(Payload),
     /// TC[132,5]: an Ethereum sign request with its `SAFE_ADMIN_TX`
@@ -208,6 +210,9 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
         }
         (apid::POLICY, service::POLICY, subtype::POLICY_CLOCK_RESYNC) => {
             signed_command(&tc.app_data).map(Request::PolicyClockResync)
+        }
+        (apid::POLICY, service::POLICY, subtype::POLICY_RETIRE) => {
+            signed_command(&tc.app_data).map(Request::PolicyRetire)
         }
         (apid::POLICY, service::POLICY, subtype::POLICY_STATUS_REQUEST)
             if !tc.app_data.is_empty() =>

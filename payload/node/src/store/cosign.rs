@@ -440,6 +440,41 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    /// Retires a wallet and records the command's sequence, in one
+    /// transaction. Its spends and audit entries stay. Returns whether it
+    /// was registered.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn retire_wallet(&mut self, id: &[u8; 32], command_seq: u64) -> Result<bool, StoreError> {
+        self.retire(
+            "DELETE FROM wallets WHERE id = ?1",
+            params![id.as_slice()],
+            command_seq,
+        )
+    }
+
+    /// Deletes what `delete` names and raises the administrator sequence,
+    /// in one transaction; whether a row went.
+    pub(super) fn retire(
+        &mut self,
+        delete: &str,
+        key: impl rusqlite::Params,
+        command_seq: u64,
+    ) -> Result<bool, StoreError> {
+        let seq = i64_of("admin_seq", command_seq)?;
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let gone = tx.execute(delete, key).map_err(err)?;
+        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(gone > 0)
+    }
+
     // ------------------------------------------------------------ signing
 
     /// The stored hash and answer of a request id.

@@ -230,6 +230,25 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    /// Retires a Safe and records the command's sequence, in one
+    /// transaction (its signed history stays). Returns whether it was
+    /// registered.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn retire_safe(
+        &mut self,
+        chain_id: u64,
+        address: &[u8; 20],
+        command_seq: u64,
+    ) -> Result<bool, StoreError> {
+        self.retire(
+            "DELETE FROM safes WHERE chain_id = ?1 AND address = ?2",
+            params![u64_bits(chain_id), address.as_slice()],
+            command_seq,
+        )
+    }
+
     /// What was signed at `(chain, account, nonce)`: signing hash and raw
     /// transaction.
     ///
