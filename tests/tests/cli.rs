@@ -222,6 +222,44 @@ fn rekey_switches_both_ends_and_retires_the_old_key() {
     assert_eq!(after.unknown_keys, before.unknown_keys + 1, "{after:?}");
 }
 
+/// The completion report of a rekey lost on the downlink: the node has
+/// switched its downlink to the new key, the ground (which accepts the new
+/// key from the moment it sends it) repeats the same TC, and the node
+/// answers that it is done, under the new key, instead of refusing the key
+/// id as used. Then both ends use the new key.
+#[test]
+fn a_rekey_whose_completion_was_lost_is_answered_again() {
+    let baud = 921_600;
+    let emu = Emulator::start(LinkParams::clean(baud)).unwrap();
+    let fx = Fixture::new(emu.node_path(), baud, Fixture::QUIET);
+    let _node = Node::start(&fx);
+    let mut link = fx.link(emu.ground_path(), baud);
+    let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).unwrap() + 1);
+    let rekey = spacenode_wire::msg::Rekey { key_id: 9, key };
+    let tc = link.new_tc(
+        apid::LINK,
+        service::LINK,
+        subtype::LINK_REKEY,
+        rekey.encode(),
+    );
+    link.expect_key(9, &key).unwrap();
+    link.request(&tc, patient(baud)).unwrap();
+    // As if that completion had been lost: the same TC again.
+    let again = link.request(&tc, patient(baud));
+    assert!(again.is_ok(), "the repeated rekey: {again:?}");
+    link.adopt_key(9, &key).unwrap();
+    let hk = housekeeping(&mut link, patient(baud));
+    assert_eq!(hk.tx_key_id, 9);
+    drop(link);
+    // A new ground process reads the key from its state and pings.
+    let out = fx.ground(emu.ground_path(), &["--baud", "921600", "ping"]);
+    assert!(
+        out.status.success(),
+        "ping under the new key: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// A USB serial bridge unplugged and replugged: the daemon keeps running,
 /// reopens the device, and records the outage (LINK_DOWN) in its event log.
 #[test]

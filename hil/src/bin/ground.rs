@@ -1040,6 +1040,7 @@ fn rekey(link: &mut Link, policy: RetryPolicy, key_id: u16) -> anyhow::Result<Ex
     let req = Rekey { key_id, key };
     let tc = link.new_tc(apid::LINK, service::LINK, subtype::LINK_REKEY, req.encode());
     let old = link.tx_key_id();
+    link.expect_key(key_id, &key)?;
     link.request(&tc, policy)?;
     link.adopt_key(key_id, &key)?;
     println!("link key {old} replaced by key {key_id}; the node switches on its next packet");

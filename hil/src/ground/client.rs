@@ -627,28 +627,51 @@ impl Link {
         })
     }
 
+    /// Stores a key the ground is about to send by rekey and accepts
+    /// downlink under it, before the node has confirmed it: the node
+    /// switches its downlink to the new key right after the completion
+    /// report, so if that report is lost, the answer to the retry comes
+    /// under the new key; and a ground that dies mid-rekey still has the
+    /// key the node now uses. The uplink key does not change.
+    ///
+    /// # Errors
+    /// [`GroundError`] if the state cannot be saved.
+    pub fn expect_key(&mut self, key_id: u16, key: &[u8; 32]) -> Result<(), GroundError> {
+        self.state.installed_keys.retain(|k| k.id != key_id);
+        self.state.installed_keys.push(InstalledKey {
+            id: key_id,
+            key: hex::encode(key),
+        });
+        self.save_state()?;
+        if !self.ciphers.iter().any(|c| c.key_id() == key_id) {
+            let cipher = Cipher::new(key_id, &LinkKey::new(*key));
+            self.rx.insert(RxKey::new(
+                cipher.clone(),
+                RxReservation::resume(1, RX_SEQ_BLOCK),
+            ));
+            self.ciphers.push(cipher);
+        }
+        Ok(())
+    }
+
     /// Records a key the node accepted by rekey and makes it the uplink key.
     ///
     /// # Errors
     /// [`GroundError`] if the state cannot be saved.
     pub fn adopt_key(&mut self, key_id: u16, key: &[u8; 32]) -> Result<(), GroundError> {
         let old = self.tx_cipher.key_id();
-        self.state.installed_keys.retain(|k| k.id != key_id);
-        self.state.installed_keys.push(InstalledKey {
-            id: key_id,
-            key: hex::encode(key),
-        });
+        self.expect_key(key_id, key)?;
         self.state.tx_key_id = Some(key_id);
         if !self.state.retired_keys.contains(&old) {
             self.state.retired_keys.push(old);
         }
         self.save_state()?;
-        let cipher = Cipher::new(key_id, &LinkKey::new(*key));
-        self.rx.insert(RxKey::new(
-            cipher.clone(),
-            RxReservation::resume(1, RX_SEQ_BLOCK),
-        ));
-        self.ciphers.push(cipher.clone());
+        let cipher = self
+            .ciphers
+            .iter()
+            .find(|c| c.key_id() == key_id)
+            .cloned()
+            .unwrap_or_else(|| Cipher::new(key_id, &LinkKey::new(*key)));
         self.tx = TxCounter::resume(1, SEQ_BLOCK);
         self.tx_cipher = cipher;
         Ok(())

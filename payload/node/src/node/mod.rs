@@ -818,14 +818,17 @@ impl Node {
     }
 }
 
-/// Administrator requests that change state once and cannot simply run
-/// again: their command sequence or policy version is spent by the first
+/// Requests that change state once and cannot simply run again: their
+/// command sequence, policy version or link key id is spent by the first
 /// execution. (Sign requests have their own durable retry path; chain
-/// batches, uploads and mode entry are idempotent by construction.)
+/// batches, uploads and mode entry are idempotent by construction.) A
+/// repeated rekey is answered under the new key, which the ground already
+/// accepts (`Link::expect_key`).
 fn one_shot(request: &Request) -> bool {
     matches!(
         request,
-        Request::PolicyPropose(_)
+        Request::Rekey(_)
+            | Request::PolicyPropose(_)
             | Request::PolicyVeto(_)
             | Request::PolicyRegisterWallet(_)
             | Request::PolicyClockResync(_)
