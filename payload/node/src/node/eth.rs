@@ -44,9 +44,7 @@ use spacenode_wire::cosign::{AdminSignRequest, AuditRecord, EthSignResult, Paylo
 use spacenode_wire::msg::{EventId, FailureNotice};
 use spacenode_wire::services::{apid, service, subtype};
 
-use super::sign::{
-    Stored, VELOCITY_MIN_RETENTION_MS, eth_result, parse_result, refused_result, store_failure,
-};
+use super::sign::{VELOCITY_MIN_RETENTION_MS, eth_result, refused_result, store_failure};
 use super::{Node, Now};
 use crate::store::Store;
 use crate::store::cosign::{AuditRow, DecisionRows, SeenRow};
@@ -505,38 +503,18 @@ impl Node {
                 };
                 self.after_refusal(&refusal, record(&r.audit), dest_id, now, out)
             }
-            Outcome::Replay(r) => {
-                let stored = self
-                    .store
-                    .seen_request(&r.request_id)
-                    .map_err(|e| store_failure(&e))?
-                    .and_then(|(_, result)| parse_result(&result));
-                tracing::info!(
-                    request_id = %hex::encode(r.request_id),
-                    audit_seq = r.audit.entry.seq,
-                    elapsed_us,
-                    "ethereum sign request replayed from the stored result"
-                );
-                self.emit_audit_record(record(&r.audit), dest_id, now, out)?;
-                match stored {
-                    Some(Stored::Eth(result)) => {
-                        self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
-                        self.emit_eth_result(r.request_id, result, dest_id, now, out)
-                    }
-                    Some(Stored::Refused(notice)) => {
-                        self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
-                        Err(notice)
-                    }
-                    None | Some(Stored::Approved { .. }) => Err(FailureNotice {
-                        code: ReasonCode::STORE_OUT_OF_RANGE,
-                        data: b"stored result of this request does not decode".to_vec(),
-                    }),
-                }
-            }
+            Outcome::Replay(r) => self.answer_replay(
+                r.request_id,
+                record(&r.audit),
+                elapsed_us,
+                dest_id,
+                now,
+                out,
+            ),
         }
     }
 
-    fn emit_eth_result(
+    pub(super) fn emit_eth_result(
         &mut self,
         request_id: [u8; 32],
         result: Vec<u8>,

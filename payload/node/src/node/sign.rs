@@ -165,13 +165,13 @@ pub(super) fn eth_result(result: &[u8]) -> Vec<u8> {
 }
 
 /// A stored answer, decoded.
-pub(super) enum Stored {
+enum Stored {
     Approved { txid: [u8; 32], sigs: Vec<u8> },
     Eth(Vec<u8>),
     Refused(FailureNotice),
 }
 
-pub(super) fn parse_result(b: &[u8]) -> Option<Stored> {
+fn parse_result(b: &[u8]) -> Option<Stored> {
     match b.split_first()? {
         (2, rest) if !rest.is_empty() => Some(Stored::Eth(rest.to_vec())),
         (1, rest) => {
@@ -475,16 +475,7 @@ impl Node {
                     txid: a.txid.to_byte_array(),
                     signatures: a.signatures_encoded,
                 };
-                self.emit_fragments(
-                    apid::SIGN,
-                    service::SIGN,
-                    subtype::SIGN_RESULT,
-                    0,
-                    &result.encode(),
-                    dest_id,
-                    now,
-                    out,
-                )
+                self.emit_btc_result(&result, dest_id, now, out)
             }
             Outcome::Refused(r) => {
                 self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
@@ -506,48 +497,82 @@ impl Node {
                 };
                 self.after_refusal(&refusal, record(&r.audit), dest_id, now, out)
             }
-            Outcome::Replay(r) => {
-                let stored = self
-                    .store
-                    .seen_request(&r.request_id)
-                    .map_err(|e| store_failure(&e))?
-                    .and_then(|(_, result)| parse_result(&result));
-                tracing::info!(
-                    request_id = %hex::encode(r.request_id),
-                    audit_seq = r.audit.entry.seq,
-                    elapsed_us,
-                    "sign request replayed from the stored result"
-                );
-                self.emit_audit_record(record(&r.audit), dest_id, now, out)?;
-                match stored {
-                    Some(Stored::Approved { txid, sigs }) => {
-                        self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
-                        let result = SignResult {
-                            request_id: r.request_id,
-                            txid,
-                            signatures: sigs,
-                        };
-                        self.emit_fragments(
-                            apid::SIGN,
-                            service::SIGN,
-                            subtype::SIGN_RESULT,
-                            0,
-                            &result.encode(),
-                            dest_id,
-                            now,
-                            out,
-                        )
-                    }
-                    Some(Stored::Refused(notice)) => {
-                        self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
-                        Err(notice)
-                    }
-                    None | Some(Stored::Eth(_)) => Err(FailureNotice {
-                        code: ReasonCode::STORE_OUT_OF_RANGE,
-                        data: b"stored result of this request does not decode".to_vec(),
-                    }),
-                }
+            Outcome::Replay(r) => self.answer_replay(
+                r.request_id,
+                record(&r.audit),
+                elapsed_us,
+                dest_id,
+                now,
+                out,
+            ),
+        }
+    }
+
+    fn emit_btc_result(
+        &mut self,
+        result: &SignResult,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        self.emit_fragments(
+            apid::SIGN,
+            service::SIGN,
+            subtype::SIGN_RESULT,
+            0,
+            &result.encode(),
+            dest_id,
+            now,
+            out,
+        )
+    }
+
+    /// Answers a replayed request (same id, same body: its decision is
+    /// committed) of either chain: its audit record (seq, encoded), then
+    /// the stored answer, never a new evaluation.
+    pub(super) fn answer_replay(
+        &mut self,
+        request_id: [u8; 32],
+        audit: (u64, Vec<u8>),
+        elapsed_us: u64,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let stored = self
+            .store
+            .seen_request(&request_id)
+            .map_err(|e| store_failure(&e))?
+            .and_then(|(_, result)| parse_result(&result));
+        tracing::info!(
+            request_id = %hex::encode(request_id),
+            audit_seq = audit.0,
+            elapsed_us,
+            "sign request replayed from the stored result"
+        );
+        self.emit_audit_record(audit, dest_id, now, out)?;
+        match stored {
+            Some(Stored::Approved { txid, sigs }) => {
+                self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
+                let result = SignResult {
+                    request_id,
+                    txid,
+                    signatures: sigs,
+                };
+                self.emit_btc_result(&result, dest_id, now, out)
             }
+            Some(Stored::Eth(result)) => {
+                self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
+                self.emit_eth_result(request_id, result, dest_id, now, out)
+            }
+            Some(Stored::Refused(notice)) => {
+                self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
+                Err(notice)
+            }
+            None => Err(FailureNotice {
+                code: ReasonCode::STORE_OUT_OF_RANGE,
+                data: b"stored result of this request does not decode".to_vec(),
+            }),
         }
     }
 }
