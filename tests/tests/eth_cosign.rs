@@ -611,31 +611,55 @@ fn ethereum_and_safe_requests_through_the_daemon() {
     println!("done in {:.1?}", started.elapsed());
 }
 
-/// A Safe retired by an administrator quorum (`ground safe retire`) is
-/// refused as unregistered (0x0730); the other Safe still signs; a second
-/// retirement is refused with 0x0566.
+/// A Safe retired by an administrator quorum is refused as unregistered
+/// (0x0730); the other Safe still signs; a second retirement is refused with
+/// 0x0566. The retirement takes the offline path an operator of a real
+/// quorum takes: `ground admin command retire-safe`, `ground admin sign` by
+/// each administrator, `ground safe retire --command`.
 #[test]
 fn a_retired_safe_is_refused() {
     let ew = EthWorld::start(3 * ETHER, "");
-    let k0 = format!("{}:0", ew.w.admins[0].0.display());
-    let k1 = format!("{}:1", ew.w.admins[1].0.display());
-    let safe = format!("{}", addr::SAFE);
-    let chain = SEPOLIA.to_string();
-    let args = [
-        "safe",
-        "retire",
-        "--chain-id",
-        &chain,
-        "--safe",
-        &safe,
-        "--key",
-        &k0,
-        "--key",
-        &k1,
-    ];
-    let (ok, text) = ew.w.ground(&args);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("retire.cmd");
+    let file = file.to_str().unwrap();
+    let mut link = ew.link();
+    let st = mode_status(&mut link, ew.w.policy());
+    drop(link);
+    let mut body = SEPOLIA.to_be_bytes().to_vec();
+    body.extend_from_slice(addr::SAFE.as_slice());
+    let (ok, text) = ew.w.ground(&[
+        "admin",
+        "command",
+        "retire-safe",
+        "--node-id",
+        &hex::encode(st.node_id),
+        "--seq",
+        &(st.admin_seq + 1).to_string(),
+        "--body-hex",
+        &hex::encode(&body),
+        "--out",
+        file,
+    ]);
+    assert!(ok, "{text}");
+    for i in [0usize, 1] {
+        let key = ew.w.admins[i].0.to_str().unwrap().to_owned();
+        let (ok, text) = ew.w.ground(&[
+            "admin",
+            "sign",
+            "--key",
+            &key,
+            "--signer",
+            &i.to_string(),
+            "--command",
+            file,
+        ]);
+        assert!(ok, "{text}");
+    }
+    let (ok, text) = ew.w.ground(&["safe", "retire", "--command", file]);
     assert!(ok, "{text}");
     assert!(text.contains("(1 wallet(s), 1 Safe(s)"), "{text}");
+    println!("{}", text.trim());
+
     let mut link = ew.link();
     let tx = safe_tx(
         addr::SAFE,
@@ -662,6 +686,21 @@ fn a_retired_safe_is_refused() {
         .unwrap();
     approved(&o, "the Safe still registered");
     drop(link);
-    let (ok, text) = ew.w.ground(&args);
+    let k0 = format!("{}:0", ew.w.admins[0].0.display());
+    let k1 = format!("{}:1", ew.w.admins[1].0.display());
+    let safe = format!("{}", addr::SAFE);
+    let chain = SEPOLIA.to_string();
+    let (ok, text) = ew.w.ground(&[
+        "safe",
+        "retire",
+        "--chain-id",
+        &chain,
+        "--safe",
+        &safe,
+        "--key",
+        &k0,
+        "--key",
+        &k1,
+    ]);
     assert!(!ok && text.contains("0x0566"), "{text}");
 }

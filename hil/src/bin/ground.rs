@@ -213,7 +213,8 @@ enum AdminCommand {
     /// Build an unsigned administrator command.
     Command {
         /// The command: exit-safe-mode, veto-policy, clock-resync,
-        /// register-wallet, retire-wallet.
+        /// register-wallet, retire-wallet, register-safe, retire-safe,
+        /// safe-admin-tx.
         kind: String,
         /// The node's id (16 hex characters, `node.id` in its config).
         #[arg(long)]
@@ -225,7 +226,9 @@ enum AdminCommand {
         #[arg(long, default_value_t = 86_400)]
         valid_for: u64,
         /// The command's body in hex (veto-policy: the pending policy's
-        /// hash; clock-resync: the time, i64 ms big-endian).
+        /// hash; clock-resync: the time, i64 ms big-endian; retire-wallet:
+        /// the wallet id; retire-safe: chain id u64 big-endian and the
+        /// Safe's address).
         #[arg(long, value_name = "HEX")]
         body_hex: Option<String>,
         /// Where to write the command.

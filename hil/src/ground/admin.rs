@@ -126,6 +126,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
     ),
     ("retire-wallet", kind::RETIRE_WALLET, "a wallet id"),
     (
+        "retire-safe",
+        kind::RETIRE_SAFE,
+        "chain id u64 big-endian, then the Safe's 20-byte address",
+    ),
+    (
         "register-safe",
         kind::REGISTER_SAFE,
         "a Safe registration (ground safe register builds it)",
