@@ -495,24 +495,10 @@ fn admin(command: &AdminCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn mode(link: &mut Link, policy: RetryPolicy, command: ModeCommand) -> anyhow::Result<ExitCode> {
-    use spacenode_wire::msg::{ModeCode, ModeStatus};
+    use spacenode_wire::msg::ModeCode;
     match command {
         ModeCommand::Status => {
-            let x = link.query(
-                (apid::MODE, service::MODE, subtype::MODE_STATUS_REQUEST),
-                &[],
-                subtype::MODE_STATUS,
-                policy,
-            )?;
-            let tm = x
-                .replies
-                .iter()
-                .rev()
-                .find(|t| t.service == service::MODE && t.subtype == subtype::MODE_STATUS)
-                .context(
-                    "the node completed the request but its status report was lost; try again",
-                )?;
-            let (st, _) = ModeStatus::decode(&tm.data).context("decoding the mode status")?;
+            let st = spacenode_hil::ground::cosign::mode_status(link, policy)?;
             let mode = ModeCode::from_u8(st.mode).map_or("unknown", ModeCode::name);
             println!("mode            {mode}");
             println!(

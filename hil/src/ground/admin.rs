@@ -230,6 +230,17 @@ pub fn write(path: &Path, cmd: &SignedCommand) -> Result<(), AdminError> {
     })
 }
 
+/// The administrator indexes that signed a command or a policy, e.g.
+/// `0, 2`.
+#[must_use]
+pub fn signer_list(signatures: &[Signature]) -> String {
+    signatures
+        .iter()
+        .map(|s| s.signer.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a command says, for the administrator who is about to sign it.
 ///
 /// # Errors
@@ -240,11 +251,6 @@ pub fn describe(cmd: &SignedCommand) -> Result<String, AdminError> {
         || format!("unknown kind {:#06x}", c.kind),
         ToString::to_string,
     );
-    let signers: Vec<String> = cmd
-        .signatures
-        .iter()
-        .map(|s| s.signer.to_string())
-        .collect();
     let body = if c.body.is_empty() {
         "empty".to_string()
     } else if c.body.len() <= 32 {
@@ -258,7 +264,7 @@ pub fn describe(cmd: &SignedCommand) -> Result<String, AdminError> {
         c.seq,
         crate::ground::display::utc(c.not_before_ms),
         crate::ground::display::utc(c.not_after_ms),
-        signers.join(", ")
+        signer_list(&cmd.signatures)
     ))
 }
 

@@ -201,17 +201,13 @@ pub fn retire(
         admin::kind_name(c.kind).unwrap_or("unknown"),
         admin::kind_name(retire_kind).unwrap_or("a retirement")
     );
-    let signers: Vec<String> = cmd
-        .signatures
-        .iter()
-        .map(|s| s.signer.to_string())
-        .collect();
+    let signers = admin::signer_list(&cmd.signatures);
     println!(
         "{} command seq {} for {} signed by administrators [{}]",
         admin::kind_name(c.kind).unwrap_or("retire"),
         c.seq,
         hex::encode(&c.body),
-        signers.join(", ")
+        signers
     );
     match cosign::admin_command(
         link,
@@ -556,15 +552,11 @@ pub fn policy_offline(command: &PolicyCommand) -> anyhow::Result<Option<ExitCode
             print!("{}", policyfile::describe(&loaded.document));
             policyfile::sign(&mut signed, &admin::load_key(key)?, *signer);
             policyfile::write(&target, &signed)?;
-            let who: Vec<String> = signed
-                .signatures
-                .iter()
-                .map(|s| s.signer.to_string())
-                .collect();
+            let who = admin::signer_list(&signed.signatures);
             println!(
                 "signed as administrator {signer}; {} now signed by [{}]",
                 target.display(),
-                who.join(", ")
+                who
             );
             Ok(Some(ExitCode::SUCCESS))
         }
@@ -600,12 +592,8 @@ pub fn policy_offline(command: &PolicyCommand) -> anyhow::Result<Option<ExitCode
                     "the administrators it names".to_string(),
                 )
             };
-            let who: Vec<String> = signed
-                .signatures
-                .iter()
-                .map(|s| s.signer.to_string())
-                .collect();
-            println!("signatures      [{}]", who.join(", "));
+            let who = admin::signer_list(&signed.signatures);
+            println!("signatures      [{}]", who);
             match policyfile::verify(signed, &set) {
                 Ok(_) => {
                     println!("VERIFIED: a quorum of {whose} signed this document");
@@ -894,15 +882,10 @@ fn send_registration(
     cmd: &spacenode_policy::command::SignedCommand,
 ) -> anyhow::Result<ExitCode> {
     let c = Command::decode(&cmd.command)?;
-    let signers: Vec<String> = cmd
-        .signatures
-        .iter()
-        .map(|s| s.signer.to_string())
-        .collect();
+    let signers = admin::signer_list(&cmd.signatures);
     println!(
         "REGISTER_WALLET command seq {} signed by administrators [{}]",
-        c.seq,
-        signers.join(", ")
+        c.seq, signers
     );
     let (bar, mut on) = upload_bar();
     let answer = cosign::admin_command(

@@ -674,15 +674,10 @@ fn send_registration(
     cmd: &spacenode_policy::command::SignedCommand,
 ) -> anyhow::Result<ExitCode> {
     let c = spacenode_policy::command::Command::decode(&cmd.command)?;
-    let signers: Vec<String> = cmd
-        .signatures
-        .iter()
-        .map(|s| s.signer.to_string())
-        .collect();
+    let signers = admin::signer_list(&cmd.signatures);
     println!(
         "REGISTER_SAFE command seq {} signed by administrators [{}]",
-        c.seq,
-        signers.join(", ")
+        c.seq, signers
     );
     match eth::register_safe(link, policy, &cmd.encode(), &mut |_| {})? {
         Answer::Refused(r) => bail!("the node refused the Safe: {r}"),
