@@ -263,9 +263,8 @@ fn ground_command_trigger_persists() {
 /// lapse.
 #[test]
 fn forged_burst_safe_mode_lapses_after_a_quiet_period() {
-    let (emu, fx) = setup(
-        "[health]\nauth_failure_burst = 5\nburst_window_s = 60\nforged_safe_lapse_s = 2\n",
-    );
+    let (emu, fx) =
+        setup("[health]\nauth_failure_burst = 5\nburst_window_s = 60\nforged_safe_lapse_s = 2\n");
     let _node = Node::start(&fx);
     let mut link = fx.link(emu.ground_path(), BAUD);
     let forger = Cipher::new(1, &LinkKey::new([0x66; 32]));

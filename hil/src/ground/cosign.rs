@@ -16,8 +16,7 @@ use spacenode_policy::audit::{
 use spacenode_wire::ReasonCode;
 use spacenode_wire::cosign::{
     AuditCheckpoint, AuditRecord, AuditRequest, Fragment, MAX_INLINE, Payload, PolicyStatus,
-    SignResult,
-    refusal_rule,
+    SignResult, refusal_rule,
 };
 use spacenode_wire::msg::Stage;
 use spacenode_wire::pus::Tm;

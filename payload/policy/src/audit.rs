@@ -707,10 +707,7 @@ mod tests {
         assert!(verify_from_checkpoint(&secp, &xonly, &cp, &sig, &kept).is_ok());
         // Tampering with the checkpoint is refused.
         for forged in [
-            Checkpoint {
-                end_seq: 4,
-                ..cp
-            },
+            Checkpoint { end_seq: 4, ..cp },
             Checkpoint {
                 chain_hash: [7; 32],
                 ..cp
@@ -725,7 +722,10 @@ mod tests {
         assert!(verify_from_checkpoint(&secp, &other, &cp, &sig, &kept).is_err());
         assert!(matches!(
             verify_from_checkpoint(&secp, &xonly, &cp, &sig, &kept[1..]),
-            Err(AuditError::SeqGap { expected: 6, got: 7 })
+            Err(AuditError::SeqGap {
+                expected: 6,
+                got: 7
+            })
         ));
         // A correctly signed checkpoint with the wrong hash breaks the
         // chain at the first kept entry.

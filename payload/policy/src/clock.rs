@@ -109,7 +109,12 @@ impl ClockAnchor {
     /// kernel boot (the daemon restarted), else a reboot anchor from the
     /// last persisted time, else a fresh one.
     #[must_use]
-    pub fn at_start(persisted: Option<Self>, last: Option<TimeMs>, mono: Mono, wall: TimeMs) -> Self {
+    pub fn at_start(
+        persisted: Option<Self>,
+        last: Option<TimeMs>,
+        mono: Mono,
+        wall: TimeMs,
+    ) -> Self {
         match (persisted, last) {
             (Some(a), _) if a.boot_id == mono.boot_id && a.boot_ms <= mono.boot_ms => a,
             (_, Some(l)) => Self::after_reboot(mono.boot_id, l),
@@ -304,7 +309,10 @@ impl ClockGuard {
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects, reason = "test arithmetic on small constants")]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "test arithmetic on small constants"
+)]
 mod tests {
     use super::*;
 
@@ -362,11 +370,19 @@ mod tests {
         // drift within the tolerance.
         assert_eq!(g.check(TimeMs(t0.0 + 60_000), &rules, 0), Ok(()));
         assert_eq!(g.check(TimeMs(t0.0 + 119_000), &rules, 0), Ok(()));
-        let e = g.check(TimeMs(t0.0 + 30 * DAY as i64 - 1), &rules, 0).unwrap_err();
-        assert_eq!((e.code(), e.rule(), e.raise_event()), (0x05E0, Rule::ClockStep, true));
+        let e = g
+            .check(TimeMs(t0.0 + 30 * DAY as i64 - 1), &rules, 0)
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.rule(), e.raise_event()),
+            (0x05E0, Rule::ClockStep, true)
+        );
         // Without the ceiling the old guard let it through: the defect.
         g.ceiling = None;
-        assert_eq!(g.check(TimeMs(t0.0 + 30 * DAY as i64 - 1), &rules, 0), Ok(()));
+        assert_eq!(
+            g.check(TimeMs(t0.0 + 30 * DAY as i64 - 1), &rules, 0),
+            Ok(())
+        );
         // After 30 real days of boottime it is honest time.
         g.ceiling = Some(anchor.ceiling(at(1_000 + 30 * DAY)));
         assert_eq!(g.check(TimeMs(t0.0 + 30 * DAY as i64), &rules, 0), Ok(()));
@@ -382,7 +398,10 @@ mod tests {
         let a = ClockAnchor::fresh(at(0), t0);
         for step in 1..=100u64 {
             let c = a.ceiling(at(step * 1_000));
-            assert_eq!(c.0, t0.0 + (step * 1_000 + tolerance_ms(step * 1_000)) as i64);
+            assert_eq!(
+                c.0,
+                t0.0 + (step * 1_000 + tolerance_ms(step * 1_000)) as i64
+            );
         }
         // Another boot, or boottime before the anchor, vouches for nothing.
         let other = Mono {
@@ -401,12 +420,27 @@ mod tests {
         let a = ClockAnchor::fresh(at(1_000), t0);
         // Daemon restart in the same kernel boot: the same anchor (a crash
         // loop gains nothing).
-        assert_eq!(ClockAnchor::at_start(Some(a), Some(last), at(9_000), TimeMs(0)), a);
+        assert_eq!(
+            ClockAnchor::at_start(Some(a), Some(last), at(9_000), TimeMs(0)),
+            a
+        );
         // Reboot: boottime restarted, the gap is not counted.
-        let r = ClockAnchor::at_start(Some(a), Some(last), Mono { boot_id: [9; 16], boot_ms: 20_000 }, TimeMs(0));
+        let r = ClockAnchor::at_start(
+            Some(a),
+            Some(last),
+            Mono {
+                boot_id: [9; 16],
+                boot_ms: 20_000,
+            },
+            TimeMs(0),
+        );
         assert_eq!(r, ClockAnchor::after_reboot([9; 16], last));
         assert_eq!(
-            r.ceiling(Mono { boot_id: [9; 16], boot_ms: 20_000 }).0,
+            r.ceiling(Mono {
+                boot_id: [9; 16],
+                boot_ms: 20_000
+            })
+            .0,
             last.0 + (REBOOT_ALLOWANCE_MS + 20_000 + tolerance_ms(20_000)) as i64
         );
         // Same id but boottime went backwards: treated as a reboot.
@@ -415,7 +449,10 @@ mod tests {
             ClockAnchor::after_reboot(ID, last)
         );
         // No history at all: the wall time as it is.
-        assert_eq!(ClockAnchor::at_start(None, None, at(3), t0), ClockAnchor::fresh(at(3), t0));
+        assert_eq!(
+            ClockAnchor::at_start(None, None, at(3), t0),
+            ClockAnchor::fresh(at(3), t0)
+        );
         assert_eq!(ClockAnchor::decode(&a.encode()), Some(a));
         assert_eq!(ClockAnchor::decode(&[0; 31]), None);
     }
@@ -430,7 +467,10 @@ mod tests {
         assert_eq!(trusted_now(TimeMs(10), None, ceiling), TimeMs(10));
         // A ceiling below the last accepted time (never normally): the
         // ceiling wins, nothing waits on a time not vouched for.
-        assert_eq!(trusted_now(TimeMs(5_000), Some(TimeMs(3_000)), ceiling), ceiling);
+        assert_eq!(
+            trusted_now(TimeMs(5_000), Some(TimeMs(3_000)), ceiling),
+            ceiling
+        );
     }
 
     #[test]

@@ -198,7 +198,10 @@ mod tests {
             transition(Mode::Normal, Input::QuorumExit),
             (Mode::Normal, false)
         );
-        assert_eq!(transition(Mode::Normal, Input::Lapse), (Mode::Normal, false));
+        assert_eq!(
+            transition(Mode::Normal, Input::Lapse),
+            (Mode::Normal, false)
+        );
         // Only what unauthenticated traffic can cause lapses.
         let lapsing: Vec<SafeReason> = SafeReason::ALL.into_iter().filter(|r| r.lapses()).collect();
         assert_eq!(lapsing, vec![SafeReason::AuthFailureBurst]);

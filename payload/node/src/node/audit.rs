@@ -80,7 +80,11 @@ impl Node {
 }
 
 /// Writes one segment's records and syncs them to disk.
-fn write_archive(state_dir: &std::path::Path, first: u64, rows: &[AuditRow]) -> std::io::Result<()> {
+fn write_archive(
+    state_dir: &std::path::Path,
+    first: u64,
+    rows: &[AuditRow],
+) -> std::io::Result<()> {
     let dir = state_dir.join(ARCHIVE_DIR);
     std::fs::create_dir_all(&dir)?;
     let last = rows.last().map_or(first, |r| r.seq);

@@ -26,9 +26,7 @@ const CLOCK_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 /// is new: a daemon restart in the same kernel boot keeps the stored one,
 /// so a crash loop gains no allowance.
 pub(super) fn anchor_at_start(store: &mut Store, now: Now) -> Result<ClockAnchor, StoreError> {
-    let persisted = store
-        .clock_anchor()?
-        .and_then(|b| ClockAnchor::decode(&b));
+    let persisted = store.clock_anchor()?.and_then(|b| ClockAnchor::decode(&b));
     let last = store.clock_last_accepted()?.map(TimeMs);
     let anchor = ClockAnchor::at_start(persisted, last, now.boot, TimeMs(now.unix_ms));
     if persisted != Some(anchor) {

@@ -27,16 +27,17 @@
 use bitcoin::NetworkKind;
 use spacenode_btc::wallet::{AllowMatcher, Wallet};
 use spacenode_keys::KeyStore;
+use spacenode_policy::Rule;
 use spacenode_policy::change::{ChangeError, PolicyState, Transition};
+use spacenode_policy::clock::{ClockAnchor, ClockGuard};
 use spacenode_policy::command::{Command, CommandError, SignedCommand, kind};
 use spacenode_policy::document::SignedPolicy;
 use spacenode_policy::quorum::{AdminSet, QuorumError};
 use spacenode_policy::units::TimeMs;
-use spacenode_policy::Rule;
-use spacenode_policy::clock::{ClockAnchor, ClockGuard};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::cosign::{
-    AuditCheckpoint, AuditRecord, AuditRequest, Fragment, MAX_AUDIT_PER_REQUEST, Payload, PolicyStatus, refusal_data,
+    AuditCheckpoint, AuditRecord, AuditRequest, Fragment, MAX_AUDIT_PER_REQUEST, Payload,
+    PolicyStatus, refusal_data,
 };
 use spacenode_wire::msg::{EventId, FailureNotice};
 use spacenode_wire::services::{apid, service, subtype};
@@ -504,8 +505,7 @@ impl Node {
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
-        let cmd =
-            self.authorize_command_at(signed, kind::CLOCK_RESYNC, now.unix_ms, now, out)?;
+        let cmd = self.authorize_command_at(signed, kind::CLOCK_RESYNC, now.unix_ms, now, out)?;
         let Ok(body) = <[u8; 8]>::try_from(cmd.body.as_slice()) else {
             let e = CommandError::Malformed("clock resync body is a time i64");
             return Err(self.command_refused(&e, now, out));
@@ -525,7 +525,11 @@ impl Node {
             .resync_clock(accepted.0, &anchor.encode(), cmd.seq)
             .map_err(|e| store_failure(&e))?;
         self.clock_anchor = anchor;
-        tracing::warn!(accepted = accepted.0, seq = cmd.seq, "clock guard resynced and re-anchored");
+        tracing::warn!(
+            accepted = accepted.0,
+            seq = cmd.seq,
+            "clock guard resynced and re-anchored"
+        );
         Ok(())
     }
 

@@ -509,13 +509,13 @@ impl Node {
             Outcome::Replay(r) => {
                 self.replay_audited(r.request_id, r.audit.entry.seq);
                 self.answer_replay(
-                r.request_id,
-                record(&r.audit),
-                elapsed_us,
-                dest_id,
-                now,
-                out,
-            )
+                    r.request_id,
+                    record(&r.audit),
+                    elapsed_us,
+                    dest_id,
+                    now,
+                    out,
+                )
             }
         }
     }

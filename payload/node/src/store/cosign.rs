@@ -84,6 +84,10 @@ pub struct AuditRow {
     pub receipt: [u8; 64],
 }
 
+/// The stored audit checkpoint: last archived seq, its entry hash, the
+/// receipt key's signature.
+pub type StoredCheckpoint = (u64, [u8; 32], [u8; 64]);
+
 /// A registered wallet row: id and registration body.
 pub type WalletRow = ([u8; 32], Vec<u8>);
 
@@ -788,12 +792,12 @@ impl Store {
         }
     }
 
-    /// The checkpoint of the archived audit prefix (40 bytes, see
+    /// The checkpoint of the archived audit prefix (see
     /// `policy::audit::Checkpoint`) and its signature.
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn audit_checkpoint(&self) -> Result<Option<(u64, [u8; 32], [u8; 64])>, StoreError> {
+    pub fn audit_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         let row: Option<(i64, Vec<u8>, Vec<u8>)> = self
             .conn
             .query_row(

@@ -910,7 +910,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         let bounds = (5, 20);
-        s.append_event_bounded(0, 0x0050, 3, &[8, 1], bounds).unwrap();
+        s.append_event_bounded(0, 0x0050, 3, &[8, 1], bounds)
+            .unwrap();
         for i in 0..100 {
             s.append_event_bounded(i, 0x0010, 2, &[], bounds).unwrap();
         }
@@ -920,8 +921,16 @@ mod tests {
             "the flood evicted the safe-mode event: {:?}",
             all.iter().map(|e| e.event_id).collect::<Vec<_>>()
         );
-        let flood: Vec<u32> = all.iter().filter(|e| e.event_id == 0x0010).map(|e| e.seq).collect();
-        assert_eq!(flood, vec![97, 98, 99, 100, 101], "the latest of the flooding id");
+        let flood: Vec<u32> = all
+            .iter()
+            .filter(|e| e.event_id == 0x0010)
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            flood,
+            vec![97, 98, 99, 100, 101],
+            "the latest of the flooding id"
+        );
         assert_eq!(s.events_dropped(0x0010).unwrap(), 95);
         assert_eq!(s.events_dropped(0x0050).unwrap(), 0);
     }
