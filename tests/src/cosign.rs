@@ -252,6 +252,21 @@ impl World {
         fee: u64,
         change_index: u32,
     ) -> (Vec<u8>, Psbt) {
+        self.request_at(id, inputs, amount, fee, change_index, 0)
+    }
+
+    /// [`World::request`] with its validity window shifted by `offset_ms`
+    /// (for a node whose wall clock was stepped).
+    #[must_use]
+    pub fn request_at(
+        &self,
+        id: [u8; 32],
+        inputs: &[usize],
+        amount: u64,
+        fee: u64,
+        change_index: u32,
+        offset_ms: i64,
+    ) -> (Vec<u8>, Psbt) {
         let psbt = self
             .funding
             .psbt(inputs, self.dest.clone(), amount, fee, change_index)
@@ -261,6 +276,7 @@ impl World {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_millis() as u64;
+        let now = now.saturating_add_signed(offset_ms);
         let body = btc::build_request(
             id,
             self.node_id,

@@ -629,3 +629,182 @@ fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
     );
     assert_sign_refused_by_mode(&mut link, policy);
 }
+
+/// Issue 13 item 6: the time source steps 29 days forward (under the
+/// example policies' 30-day `max_forward_jump`). Before the fix the tick
+/// activated the pending policy change at once (its veto delay skipped) and
+/// the next sign request found its 24 h velocity window empty. Now the
+/// wall clock is bounded by `CLOCK_BOOTTIME`: the change stays pending and
+/// the request is refused as a clock step (0x05E0) instead of charged
+/// against an emptied window.
+#[test]
+fn a_forward_clock_step_neither_empties_velocity_nor_activates_a_pending_policy() {
+    let w = World::start(&WorldConfig {
+        rules: WorldConfig::default()
+            .rules
+            .replace("cap_sat = 1000000000", "cap_sat = 150000000"),
+        node_extra: "[health]\ntest_hooks = true\n".into(),
+        ..WorldConfig::default()
+    });
+    let policy = w.policy();
+    let mut link = w.link();
+    let (req, _) = w.request([0xC1; 32], &[0], 90_000_000, 2_000, 0);
+    let r = w.sign(&mut link, policy, &req).unwrap();
+    assert!(r.result.is_some(), "first spend: {:?}", r.refused);
+    // A change proposed now waits for the first policy's 3600 s delay.
+    let v2 = PolicyDocument::from_toml(&policy_toml(
+        2,
+        2,
+        &w.admins,
+        &w.approver.1,
+        &WorldConfig::default().rules,
+    ))
+    .unwrap();
+    let signed_v2 = sign_policy(&v2, &[(&w.admins[0].1, 0), (&w.admins[2].1, 2)]);
+    let Answer::Ok(Some(st)) =
+        cosign::propose(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap()
+    else {
+        panic!("v2 refused")
+    };
+    assert!(st.pending && st.pending_version == 2, "{st:?}");
+    let step: i64 = 29 * 86_400_000;
+    std::fs::write(
+        w.fx.state_dir.join("test-clock-offset-ms"),
+        step.to_string(),
+    )
+    .unwrap();
+    // Several policy polls (every second) with the stepped clock.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let st = cosign::policy_status(&mut link, policy).unwrap();
+    assert_eq!(
+        (st.active_version, st.pending),
+        (1, true),
+        "a clock step activated the pending policy early: {st:?}"
+    );
+    let (req, _) = w.request_at([0xC2; 32], &[1], 90_000_000, 2_000, 0, step);
+    let r = w.sign(&mut link, policy, &req).unwrap();
+    assert!(
+        r.result.is_none(),
+        "a clock step emptied the velocity window: the second spend was signed"
+    );
+    assert_eq!(r.refused.map(|x| x.code), Some(ReasonCode(0x05E0)));
+}
+
+fn audit_rows(w: &World) -> i64 {
+    rusqlite::Connection::open(w.fx.state_dir.join("spacenode.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Issue 13 item 9: every replay of a decided request used to append an
+/// audit entry (1000 replays, 1000 rows). Now the first replay is audited
+/// and the rest are counted on the request's row.
+#[test]
+fn a_thousand_replays_add_a_bounded_number_of_audit_rows() {
+    let w = World::start(&WorldConfig::default());
+    let policy = w.policy();
+    let mut link = w.link();
+    let (req, _) = w.request([0xD1; 32], &[0], 10_000_000, 2_000, 0);
+    let first = w.sign(&mut link, policy, &req).unwrap();
+    assert!(first.result.is_some(), "{:?}", first.refused);
+    let before = audit_rows(&w);
+    let payload = cosign::send_payload(&mut link, policy, &req, &mut |_| {}).unwrap();
+    // One after the other, each waiting only for its completion report (no
+    // retries: a lost answer would add a replay, not hide one).
+    let started = Instant::now();
+    for _ in 0..1000 {
+        let tc = link.new_tc(
+            apid::SIGN,
+            service::SIGN,
+            subtype::SIGN_REQUEST,
+            payload.encode(),
+        );
+        link.send(&tc).unwrap();
+        // Wait for its completion report (whatever else comes down).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "no completion report");
+            if let Some(tm) = link
+                .recv(Instant::now() + Duration::from_millis(500))
+                .unwrap()
+                && tm.service == service::VERIFICATION
+                && matches!(tm.subtype, subtype::COMPLETE_OK | subtype::COMPLETE_FAIL)
+            {
+                break;
+            }
+        }
+    }
+    eprintln!("1000 replays sent in {:?}", started.elapsed());
+    // TCs are handled in order: once this one is answered, all were.
+    let last = w.sign(&mut link, policy, &req).unwrap();
+    assert_eq!(
+        last.result, first.result,
+        "a replay answers the stored result"
+    );
+    let added = audit_rows(&w) - before;
+    assert!(added <= 2, "1001 replays added {added} audit rows");
+    let replays: i64 = rusqlite::Connection::open(w.fx.state_dir.join("spacenode.db"))
+        .unwrap()
+        .query_row(
+            "SELECT replays FROM seen_requests WHERE request_id = ?1",
+            [[0xD1u8; 32].as_slice()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(replays > 500, "replays counted on the row: {replays}");
+}
+
+/// Issue 13 item 9: the audit log is archived in segments behind a
+/// checkpoint signed by the receipt key; `ground audit verify` accepts the
+/// pruned log from it. Tampering with an archived row is irrelevant,
+/// tampering with the checkpoint is refused (0x05E1).
+#[test]
+fn a_pruned_audit_log_verifies_from_the_signed_checkpoint() {
+    let mut w = World::start(&WorldConfig::default());
+    let cfg = std::fs::read_to_string(&w.fx.node_config).unwrap();
+    std::fs::write(
+        &w.fx.node_config,
+        cfg.replacen(
+            "hk_interval_s = 0\n",
+            "hk_interval_s = 0\naudit_keep_entries = 2\naudit_segment_entries = 2\n",
+            1,
+        ),
+    )
+    .unwrap();
+    w.restart();
+    let policy = w.policy();
+    let mut link = w.link();
+    // Six decisions (refused: above the per-transaction cap).
+    for i in 0..6u8 {
+        let (req, _) = w.request([0xE0 + i; 32], &[0, 1], 160_000_000, 2_000, 0);
+        let r = w.sign(&mut link, policy, &req).unwrap();
+        assert_eq!(r.refused.map(|x| x.code), Some(ReasonCode(0x0612)));
+    }
+    drop(link);
+    assert_eq!(audit_rows(&w), 4, "two entries archived");
+    let (ok, text) = w.ground(&["audit", "verify"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("checkpoint at seq 1"), "{text}");
+    // An archived row is no longer part of what is verified.
+    let archive = std::fs::read_dir(w.fx.state_dir.join("audit-archive"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xFF;
+    std::fs::write(&archive, bytes).unwrap();
+    let (ok, text) = w.ground(&["audit", "verify"]);
+    assert!(ok, "{text}");
+    // A tampered checkpoint is refused.
+    rusqlite::Connection::open(w.fx.state_dir.join("spacenode.db"))
+        .unwrap()
+        .execute("UPDATE audit_checkpoint SET chain_hash = zeroblob(32)", [])
+        .unwrap();
+    let (ok, text) = w.ground(&["audit", "verify"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("0x05e1"), "{text}");
+}

@@ -254,22 +254,44 @@ fn ground_command_trigger_persists() {
     assert_sign_refused_by_mode(&mut link, patient(BAUD));
 }
 
-/// A burst of forged packets (probing) puts the node in safe mode 0x0807.
+/// A burst of forged packets (probing) puts the node in safe mode 0x0807,
+/// but forged packets need no key, so that safe mode must not need the
+/// quorum to leave (issue 13 item 8): it lapses after
+/// `forged_safe_lapse_s` without a new forgery (`SAFE_LAPSED`). The test
+/// used to end at "still safe", which was the defect. A sticky reason that
+/// fires during it (here `ground mode safe`) supersedes it and does not
+/// lapse.
 #[test]
-fn authentication_failure_burst_trigger() {
-    let (emu, fx) = setup("[health]\nauth_failure_burst = 5\nburst_window_s = 60\n");
+fn forged_burst_safe_mode_lapses_after_a_quiet_period() {
+    let (emu, fx) =
+        setup("[health]\nauth_failure_burst = 5\nburst_window_s = 60\nforged_safe_lapse_s = 2\n");
     let _node = Node::start(&fx);
     let mut link = fx.link(emu.ground_path(), BAUD);
     let forger = Cipher::new(1, &LinkKey::new([0x66; 32]));
-    for seq in 0..6u64 {
-        let env = forger
-            .seal(Direction::Uplink, 1_000_000 + seq, b"not a telecommand")
-            .unwrap();
-        link.write_raw(&frame::encode(&env).unwrap()).unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let forge = |link: &mut spacenode_hil::ground::client::Link, base: u64| {
+        for seq in 0..6u64 {
+            let env = forger
+                .seal(Direction::Uplink, base + seq, b"not a telecommand")
+                .unwrap();
+            link.write_raw(&frame::encode(&env).unwrap()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    forge(&mut link, 1_000_000);
     assert_safe(&mode_status(&mut link, patient(BAUD)), 0x0807);
     assert_sign_refused_by_mode(&mut link, patient(BAUD));
+    // Quiet for longer than the lapse: back to normal without any quorum.
+    std::thread::sleep(Duration::from_millis(2_600));
+    let st = mode_status(&mut link, patient(BAUD));
+    assert_eq!(st.mode, 1, "forged-packet safe mode did not lapse: {st:?}");
+    // Again, then a sticky reason on top: it replaces 0x0807 and stays.
+    forge(&mut link, 2_000_000);
+    assert_safe(&mode_status(&mut link, patient(BAUD)), 0x0807);
+    drop(link);
+    ground_ok(&fx, &emu, &["mode", "safe"]);
+    std::thread::sleep(Duration::from_millis(2_600));
+    let mut link = fx.link(emu.ground_path(), BAUD);
+    assert_safe(&mode_status(&mut link, patient(BAUD)), 0x0801);
 }
 
 /// Free storage below the safe threshold: 0x0809.

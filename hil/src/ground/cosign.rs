@@ -10,11 +10,13 @@
 //! request from its stored result).
 
 use bitcoin::secp256k1::{Secp256k1, XOnlyPublicKey};
-use spacenode_policy::audit::{AuditEntry, verify_chain, verify_receipt};
+use spacenode_policy::audit::{
+    AuditEntry, AuditError, Checkpoint, verify_chain, verify_from_checkpoint, verify_receipt,
+};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::cosign::{
-    AuditRecord, AuditRequest, Fragment, MAX_INLINE, Payload, PolicyStatus, SignResult,
-    refusal_rule,
+    AuditCheckpoint, AuditRecord, AuditRequest, Fragment, MAX_INLINE, Payload, PolicyStatus,
+    SignResult, refusal_rule,
 };
 use spacenode_wire::msg::Stage;
 use spacenode_wire::pus::Tm;
@@ -412,6 +414,16 @@ pub fn sign(
 /// most [`spacenode_wire::cosign::MAX_AUDIT_PER_REQUEST`]).
 pub const AUDIT_BATCH: u16 = 16;
 
+/// What [`audit_log`] fetched: the signed checkpoint of the node's archived
+/// prefix (when the fetch started at or below it) and the entries.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFetch {
+    /// The checkpoint the kept entries continue from.
+    pub checkpoint: Option<AuditCheckpoint>,
+    /// The entries, in order.
+    pub entries: Vec<Audited>,
+}
+
 /// Fetches audit entries `from..` up to the node's head.
 ///
 /// # Errors
@@ -423,12 +435,28 @@ pub fn audit_entries(
     until: u64,
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<Audited>, CosignError> {
+    audit_log(link, policy, from, until, on_progress).map(|f| f.entries)
+}
+
+/// Fetches the audit log `from..` up to the node's head; entries the node
+/// archived are replaced by its signed checkpoint (TM[131,13]), and the
+/// fetch continues after it.
+///
+/// # Errors
+/// [`CosignError`].
+pub fn audit_log(
+    link: &mut Link,
+    policy: RetryPolicy,
+    from: u64,
+    until: u64,
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<AuditFetch, CosignError> {
     // A batch is many TMs before the completion report (16 entries of up
     // to ~600 bytes: about 0.1 s at 921600 Bd, 0.8 s at 115200): wait for
     // it as for an evaluated request, or every repeat asks for the same
     // batch again and the completion never gets through.
     let policy = evaluation_policy(policy);
-    let mut out: Vec<Audited> = Vec::new();
+    let mut out = AuditFetch::default();
     let mut next = from;
     let mut stalls = 0;
     while next < until {
@@ -444,15 +472,25 @@ pub fn audit_entries(
             .encode(),
         );
         let x = link.request(&tc, policy)?;
+        let before = next;
+        if let Some(cp) = x
+            .replies
+            .iter()
+            .filter(|t| t.subtype == subtype::POLICY_AUDIT_CHECKPOINT)
+            .find_map(|t| AuditCheckpoint::decode(&t.data).ok())
+            && cp.end_seq >= next
+        {
+            next = cp.end_seq.saturating_add(1);
+            out.checkpoint = Some(cp);
+        }
         let mut got = Fragment::reassemble(&fragments(&x.replies, subtype::POLICY_AUDIT_ENTRY));
         got.sort_by_key(|(k, _)| *k);
-        let before = next;
         for (seq, bytes) in got {
             if seq != next {
                 // A lost fragment: ask again from the gap.
                 break;
             }
-            out.push(audited(&bytes)?);
+            out.entries.push(audited(&bytes)?);
             next = next.saturating_add(1);
         }
         on_progress(next);
@@ -480,21 +518,55 @@ pub fn verify_audit(
     receipt_key: &XOnlyPublicKey,
     expected_head: Option<[u8; 32]>,
 ) -> Result<[u8; 32], CosignError> {
+    verify_audit_log(
+        &AuditFetch {
+            checkpoint: None,
+            entries: entries.to_vec(),
+        },
+        receipt_key,
+        expected_head,
+    )
+}
+
+/// Verifies a fetched log: from its start, or (pruned) from the node's
+/// signed checkpoint — its signature by `receipt_key`, then the entries
+/// after it linking to its hash. Returns the last hash.
+///
+/// # Errors
+/// [`CosignError::Audit`] with the first problem.
+pub fn verify_audit_log(
+    log: &AuditFetch,
+    receipt_key: &XOnlyPublicKey,
+    expected_head: Option<[u8; 32]>,
+) -> Result<[u8; 32], CosignError> {
     let secp = Secp256k1::verification_only();
-    if let Some(first) = entries.first()
-        && first.entry.seq != 0
-    {
-        return Err(CosignError::Audit(format!(
-            "log starts at seq {}, not 0",
-            first.entry.seq
-        )));
-    }
-    let pairs: Vec<(AuditEntry, [u8; 64])> = entries
+    let pairs: Vec<(AuditEntry, [u8; 64])> = log
+        .entries
         .iter()
         .map(|a| (a.entry.clone(), a.receipt))
         .collect();
-    let last = verify_chain(&secp, receipt_key, &pairs, [0; 32])
-        .map_err(|e| CosignError::Audit(format!("{e} (code {:#06x})", e.code())))?;
+    let fail = |e: AuditError| CosignError::Audit(format!("{e} (code {:#06x})", e.code()));
+    let last = match &log.checkpoint {
+        Some(cp) => {
+            let checkpoint = Checkpoint {
+                end_seq: cp.end_seq,
+                chain_hash: cp.chain_hash,
+            };
+            verify_from_checkpoint(&secp, receipt_key, &checkpoint, &cp.signature, &pairs)
+                .map_err(fail)?
+        }
+        None => {
+            if let Some(first) = log.entries.first()
+                && first.entry.seq != 0
+            {
+                return Err(CosignError::Audit(format!(
+                    "log starts at seq {}, not 0",
+                    first.entry.seq
+                )));
+            }
+            verify_chain(&secp, receipt_key, &pairs, [0; 32]).map_err(fail)?
+        }
+    };
     if let Some(head) = expected_head
         && head != last
     {

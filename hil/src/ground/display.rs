@@ -604,6 +604,7 @@ fn event_details(ev: &Event) -> String {
             _ => None,
         },
         EventId::SAFE_MODE
+        | EventId::SAFE_LAPSED
         | EventId::SAFE_TRIGGER
         | EventId::ADMIN_REFUSED
         | EventId::SIGN_FAULT => r

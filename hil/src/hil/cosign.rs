@@ -503,10 +503,11 @@ impl Desk {
         min_approved: u32,
     ) -> Result<String, DeskError> {
         let status = cosign::policy_status(link, policy).map_err(|e| de("policy status")(&e))?;
-        let entries = cosign::audit_entries(link, policy, 0, status.audit_next_seq, &mut |_| {})
+        let log = cosign::audit_log(link, policy, 0, status.audit_next_seq, &mut |_| {})
             .map_err(|e| de("audit download")(&e))?;
-        cosign::verify_audit(&entries, &self.receipt_key, Some(status.audit_last_hash))
+        cosign::verify_audit_log(&log, &self.receipt_key, Some(status.audit_last_hash))
             .map_err(|e| de("audit chain")(&e))?;
+        let entries = log.entries;
         let count = |d: Decision| entries.iter().filter(|a| a.entry.decision == d).count();
         let approved = count(Decision::Approved);
         if approved < usize::try_from(min_approved).unwrap_or(usize::MAX) {

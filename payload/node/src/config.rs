@@ -184,6 +184,8 @@ struct RawHealth {
     burst_window_s: u32,
     #[serde(default = "default_refusal_burst")]
     refusal_burst: u32,
+    #[serde(default = "default_forged_safe_lapse")]
+    forged_safe_lapse_s: u32,
     #[serde(default)]
     contact_timeout_s: u64,
     #[serde(default = "default_safe_free")]
@@ -206,6 +208,7 @@ impl Default for RawHealth {
             auth_failure_burst: default_auth_burst(),
             burst_window_s: default_burst_window(),
             refusal_burst: default_refusal_burst(),
+            forged_safe_lapse_s: default_forged_safe_lapse(),
             contact_timeout_s: 0,
             safe_free_bytes: default_safe_free(),
             beacon_interval_s: default_beacon(),
@@ -245,6 +248,9 @@ fn default_burst_window() -> u32 {
 fn default_refusal_burst() -> u32 {
     20
 }
+fn default_forged_safe_lapse() -> u32 {
+    900
+}
 fn default_safe_free() -> u64 {
     4 * 1024 * 1024
 }
@@ -263,6 +269,10 @@ struct RawTelemetry {
     storage_warn_free_bytes: u64,
     #[serde(default = "default_thermal")]
     thermal_zone: PathBuf,
+    #[serde(default = "default_audit_keep")]
+    audit_keep_entries: u32,
+    #[serde(default = "default_audit_segment")]
+    audit_segment_entries: u16,
 }
 
 impl Default for RawTelemetry {
@@ -272,6 +282,8 @@ impl Default for RawTelemetry {
             event_min_interval_ms: default_event_interval(),
             storage_warn_free_bytes: default_storage_warn(),
             thermal_zone: default_thermal(),
+            audit_keep_entries: default_audit_keep(),
+            audit_segment_entries: default_audit_segment(),
         }
     }
 }
@@ -356,6 +368,12 @@ fn default_hk_interval() -> u32 {
 fn default_event_interval() -> u32 {
     1000
 }
+fn default_audit_keep() -> u32 {
+    50_000
+}
+fn default_audit_segment() -> u16 {
+    10_000
+}
 fn default_storage_warn() -> u64 {
     16 * 1024 * 1024
 }
@@ -424,6 +442,9 @@ pub struct HealthConfig {
     /// Policy refusals of sign requests within `burst_window` that mean
     /// probing (0: off).
     pub refusal_burst: u32,
+    /// A forged-packet safe mode (0x0807) lapses after this long without
+    /// a new authentication failure (`docs/health.md`).
+    pub forged_safe_lapse: Duration,
     /// Loss of contact after this long without an authenticated command
     /// (zero: off).
     pub contact_timeout: Duration,
@@ -461,6 +482,11 @@ pub struct TelemetryConfig {
     pub storage_warn_free_bytes: u64,
     /// File with the CPU temperature in milli-degrees, if present.
     pub thermal_zone: PathBuf,
+    /// Audit entries kept in the database; beyond this plus one segment,
+    /// the oldest segment is archived behind a signed checkpoint.
+    pub audit_keep_entries: u32,
+    /// Entries per archived audit segment (at least 1).
+    pub audit_segment_entries: u16,
 }
 
 /// Largest accepted `chain.window`: four difficulty periods. Memory and
@@ -703,6 +729,8 @@ impl Config {
                 event_min_interval_ms: raw.telemetry.event_min_interval_ms,
                 storage_warn_free_bytes: raw.telemetry.storage_warn_free_bytes,
                 thermal_zone: raw.telemetry.thermal_zone,
+                audit_keep_entries: raw.telemetry.audit_keep_entries,
+                audit_segment_entries: raw.telemetry.audit_segment_entries.max(1),
             },
             chain: ChainSettings {
                 network: raw.chain.network,
@@ -877,6 +905,12 @@ fn validate_health(raw: &RawHealth, profile: Profile) -> Result<HealthConfig, Co
             "must be at least 1",
         ));
     }
+    if raw.forged_safe_lapse_s == 0 {
+        return Err(ConfigError::invalid(
+            "health.forged_safe_lapse_s",
+            "must be positive: forged packets alone must not need the quorum",
+        ));
+    }
     if raw.beacon_interval_s == 0 {
         return Err(ConfigError::invalid(
             "health.beacon_interval_s",
@@ -894,6 +928,7 @@ fn validate_health(raw: &RawHealth, profile: Profile) -> Result<HealthConfig, Co
         auth_failure_burst: raw.auth_failure_burst,
         burst_window: secs(raw.burst_window_s),
         refusal_burst: raw.refusal_burst,
+        forged_safe_lapse: secs(raw.forged_safe_lapse_s),
         contact_timeout: Duration::from_secs(raw.contact_timeout_s),
         safe_free_bytes: raw.safe_free_bytes,
         beacon_interval: secs(raw.beacon_interval_s),

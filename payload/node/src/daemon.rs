@@ -46,6 +46,25 @@ fn watchdog(cfg: &Config) -> Box<dyn Watchdog> {
     chosen.unwrap_or_else(|| Box::new(NoWatchdog))
 }
 
+/// Test hook (`health.test_hooks`, development profile only): a file in
+/// the state directory whose integer content (ms) is added to the wall
+/// clock, so system tests can step the time source like an attacker who
+/// controls it. `CLOCK_BOOTTIME` is not touched.
+pub const TEST_CLOCK_OFFSET_FILE: &str = "test-clock-offset-ms";
+
+/// Reads the clocks (with the test hook's wall-clock offset, if enabled).
+fn read_now(cfg: &Config) -> Now {
+    let mut now = Now::read();
+    if cfg.health.test_hooks
+        && let Some(offset) = std::fs::read_to_string(cfg.state_dir.join(TEST_CLOCK_OFFSET_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+    {
+        now.unix_ms = now.unix_ms.saturating_add(offset);
+    }
+    now
+}
+
 /// Frames queued towards the transport before new ones are dropped.
 const OUTBOUND_QUEUE: usize = 256;
 
@@ -54,7 +73,7 @@ const OUTBOUND_QUEUE: usize = 256;
 /// # Errors
 /// [`NodeError`] if the node's state cannot be opened.
 pub async fn run(cfg: Config) -> Result<(), NodeError> {
-    let now = Now::read();
+    let now = read_now(&cfg);
     let mut node = Node::start(cfg.clone(), now)?;
     let (event_tx, mut event_rx) = mpsc::channel(256);
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
@@ -96,7 +115,7 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             }
         }
     };
-    let boot = node.on_start(Now::read());
+    let boot = node.on_start(read_now(&cfg));
     send(&mut node, boot);
 
     let mut ready = false;
@@ -114,7 +133,7 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
         tokio::select! {
             ev = event_rx.recv() => {
                 let Some(ev) = ev else { break };
-                let now = Now::read();
+                let now = read_now(&cfg);
                 // The transport updates the decoder counters before it
                 // hands a frame over, so a report built now includes it.
                 if let Ok(s) = stats.lock() {
@@ -152,7 +171,7 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 if let Ok(s) = stats.lock() {
                     node.set_frame_stats(*s);
                 }
-                let frames = node.tick(Now::read());
+                let frames = node.tick(read_now(&cfg));
                 send(&mut node, frames);
             }
             _ = term => {

@@ -26,10 +26,26 @@
 //! key 10 and 65-byte `r || s || v` signatures in key 11. Entries without
 //! key 13 encode exactly as before it existed.
 //!
+//! The node keeps a bounded number of entries (issue 13 item 9): older
+//! ones are archived in segments and dropped from the database, and a
+//! [`Checkpoint`] signed by the same receipt key vouches for the archived
+//! part:
+//!
+//! ```text
+//! checkpoint := end_seq u64 BE | chain_hash 32      (40 bytes)
+//! signature  := BIP340 by the node receipt key over
+//!               tagged hash "spacenode/audit-checkpoint/v1" of checkpoint
+//! ```
+//!
+//! `chain_hash` is the entry hash of entry `end_seq`, i.e. the `prev_hash`
+//! of entry `end_seq + 1`; [`verify_from_checkpoint`] verifies a pruned
+//! log (the entries after `end_seq`) from it, so the chain still verifies
+//! end to end without the archived rows.
+//!
 //! Owns: [`AuditEntry`], its encoding and hash, [`AuditLog`] (persisted
-//! head: next seq + last hash), [`verify_receipt`], [`verify_chain`]. Must
-//! never: produce two entries with one seq, or an entry whose prev_hash is
-//! not the head.
+//! head: next seq + last hash), [`Checkpoint`], [`verify_receipt`],
+//! [`verify_chain`], [`verify_from_checkpoint`]. Must never: produce two
+//! entries with one seq, or an entry whose prev_hash is not the head.
 
 use bitcoin::secp256k1::{Message, Secp256k1, Verification, XOnlyPublicKey, schnorr};
 
@@ -42,12 +58,15 @@ use alloy_primitives::Address;
 pub const ENTRY_TAG: &str = "spacenode/audit-entry/v1";
 /// Tag of receipt messages.
 pub const RECEIPT_TAG: &str = "spacenode/audit-receipt/v1";
+/// Tag of checkpoint messages.
+pub const CHECKPOINT_TAG: &str = "spacenode/audit-checkpoint/v1";
 /// Hardened BIP32 indexes of the node's receipt key, `m/21326'/1'/0'`
 /// (purpose 0x534E "SN", 1' receipts, 0' key generation). Both signing
 /// crates sign receipts with this key.
 pub const RECEIPT_PATH: [u32; 3] = [21326, 1, 0];
 
-/// Errors verifying audit data. Codes 0x05C0..=0x05CF (ground side).
+/// Errors verifying audit data. Codes 0x05C0..=0x05CF and 0x05E1..=0x05E2
+/// (ground side).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuditError {
     /// Entry bytes do not decode.
@@ -73,6 +92,12 @@ pub enum AuditError {
         /// Found.
         got: u64,
     },
+    /// The checkpoint's signature does not verify (or it does not decode).
+    #[error("audit checkpoint at seq {end_seq}: signature does not verify")]
+    BadCheckpoint {
+        /// The checkpoint's last archived seq.
+        end_seq: u64,
+    },
 }
 
 impl AuditError {
@@ -84,6 +109,7 @@ impl AuditError {
             Self::BadReceipt { .. } => 0x05C1,
             Self::BrokenChain { .. } => 0x05C2,
             Self::SeqGap { .. } => 0x05C3,
+            Self::BadCheckpoint { .. } => 0x05E1,
         }
     }
 }
@@ -401,6 +427,100 @@ impl AuditLog {
     }
 }
 
+/// The node's signed statement about an archived prefix of the log:
+/// entries `0..=end_seq` existed and entry `end_seq` hashes to
+/// `chain_hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Last archived (pruned) entry.
+    pub end_seq: u64,
+    /// Its entry hash (the next entry's `prev_hash`).
+    pub chain_hash: [u8; 32],
+}
+
+impl Checkpoint {
+    /// Encoded length.
+    pub const LEN: usize = 40;
+
+    /// `end_seq u64 BE | chain_hash 32`.
+    #[must_use]
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        let (a, b) = out.split_at_mut(8);
+        a.copy_from_slice(&self.end_seq.to_be_bytes());
+        b.copy_from_slice(&self.chain_hash);
+        out
+    }
+
+    /// From [`Checkpoint::encode`]'s bytes.
+    ///
+    /// # Errors
+    /// [`AuditError::Malformed`] if not 40 bytes.
+    pub fn decode(b: &[u8]) -> Result<Self, AuditError> {
+        let bad = || AuditError::Malformed(cbor::shape("checkpoint", "not 40 bytes"));
+        let (seq, hash) = b.split_first_chunk::<8>().ok_or_else(bad)?;
+        Ok(Self {
+            end_seq: u64::from_be_bytes(*seq),
+            chain_hash: <[u8; 32]>::try_from(hash).map_err(|_| bad())?,
+        })
+    }
+
+    /// The 32-byte message the node's receipt key signs.
+    #[must_use]
+    pub fn message(&self) -> [u8; 32] {
+        tagged_hash(CHECKPOINT_TAG, &self.encode())
+    }
+}
+
+/// Checks a checkpoint's signature.
+///
+/// # Errors
+/// [`AuditError::BadCheckpoint`].
+pub fn verify_checkpoint<C: Verification>(
+    secp: &Secp256k1<C>,
+    node_receipt_key: &XOnlyPublicKey,
+    checkpoint: &Checkpoint,
+    signature: &[u8; 64],
+) -> Result<(), AuditError> {
+    let bad = AuditError::BadCheckpoint {
+        end_seq: checkpoint.end_seq,
+    };
+    let sig = schnorr::Signature::from_slice(signature).map_err(|_| bad.clone())?;
+    secp.verify_schnorr(
+        &sig,
+        &Message::from_digest(checkpoint.message()),
+        node_receipt_key,
+    )
+    .map_err(|_| bad)
+}
+
+/// Verifies a pruned log: the checkpoint's signature, then the entries
+/// after it (the first must be `end_seq + 1` and link to `chain_hash`).
+/// Archived entries are not needed; a tampered one cannot matter. Returns
+/// the last hash.
+///
+/// # Errors
+/// The first [`AuditError`].
+pub fn verify_from_checkpoint<C: Verification>(
+    secp: &Secp256k1<C>,
+    node_receipt_key: &XOnlyPublicKey,
+    checkpoint: &Checkpoint,
+    signature: &[u8; 64],
+    entries: &[(AuditEntry, [u8; 64])],
+) -> Result<[u8; 32], AuditError> {
+    verify_checkpoint(secp, node_receipt_key, checkpoint, signature)?;
+    let expected = checkpoint.end_seq.saturating_add(1);
+    if let Some((first, _)) = entries.first()
+        && first.seq != expected
+    {
+        return Err(AuditError::SeqGap {
+            expected,
+            got: first.seq,
+        });
+    }
+    verify_chain(secp, node_receipt_key, entries, checkpoint.chain_hash)
+}
+
 /// Checks one receipt.
 ///
 /// # Errors
@@ -556,6 +676,67 @@ mod tests {
         ));
         let other = kp(43).x_only_public_key().0;
         assert!(verify_chain(&secp, &other, &l, [0; 32]).is_err());
+    }
+
+    /// Issue 13 item 9: a log pruned behind a signed checkpoint still
+    /// verifies from it; archived rows no longer matter, the checkpoint
+    /// does.
+    #[test]
+    fn pruned_log_verifies_from_a_signed_checkpoint() {
+        let secp = Secp256k1::new();
+        let key = kp(42);
+        let xonly = key.x_only_public_key().0;
+        let mut l = log(10);
+        let cp = Checkpoint {
+            end_seq: 5,
+            chain_hash: l[5].0.hash(),
+        };
+        assert_eq!(Checkpoint::decode(&cp.encode()), Ok(cp));
+        assert!(Checkpoint::decode(&[0; 39]).is_err());
+        let sign = |c: &Checkpoint| {
+            secp.sign_schnorr_no_aux_rand(&Message::from_digest(c.message()), &key)
+                .serialize()
+        };
+        let sig = sign(&cp);
+        let kept = l.split_off(6);
+        let last = verify_from_checkpoint(&secp, &xonly, &cp, &sig, &kept).unwrap();
+        assert_eq!(last, kept[3].0.hash());
+        // Tampering with an archived (pre-checkpoint) row is irrelevant:
+        // it is not part of what is verified.
+        l[2].0.code = 0x0612;
+        assert!(verify_from_checkpoint(&secp, &xonly, &cp, &sig, &kept).is_ok());
+        // Tampering with the checkpoint is refused.
+        for forged in [
+            Checkpoint { end_seq: 4, ..cp },
+            Checkpoint {
+                chain_hash: [7; 32],
+                ..cp
+            },
+        ] {
+            let e = verify_from_checkpoint(&secp, &xonly, &forged, &sig, &kept).unwrap_err();
+            assert_eq!(e.code(), 0x05E1, "{e}");
+        }
+        // A checkpoint signed by another key, or entries that do not
+        // start right after it, are refused too.
+        let other = kp(43).x_only_public_key().0;
+        assert!(verify_from_checkpoint(&secp, &other, &cp, &sig, &kept).is_err());
+        assert!(matches!(
+            verify_from_checkpoint(&secp, &xonly, &cp, &sig, &kept[1..]),
+            Err(AuditError::SeqGap {
+                expected: 6,
+                got: 7
+            })
+        ));
+        // A correctly signed checkpoint with the wrong hash breaks the
+        // chain at the first kept entry.
+        let wrong = Checkpoint {
+            chain_hash: [7; 32],
+            ..cp
+        };
+        assert_eq!(
+            verify_from_checkpoint(&secp, &xonly, &wrong, &sign(&wrong), &kept),
+            Err(AuditError::BrokenChain { seq: 6 })
+        );
     }
 
     proptest! {

@@ -595,6 +595,51 @@ impl AuditRecord {
     }
 }
 
+/// The signed checkpoint of the node's archived audit prefix (TM[131,13]):
+/// `end_seq u64 | chain_hash 32 | signature 64`. The signature is the
+/// node receipt key's over `spacenode_policy::audit::Checkpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    /// Last archived entry.
+    pub end_seq: u64,
+    /// Its entry hash.
+    pub chain_hash: [u8; 32],
+    /// BIP340 signature by the receipt key.
+    pub signature: [u8; 64],
+}
+
+impl AuditCheckpoint {
+    /// Encoded length.
+    pub const LEN: usize = 104;
+
+    /// Wire form.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.extend_from_slice(&self.end_seq.to_be_bytes());
+        out.extend_from_slice(&self.chain_hash);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// Decodes the wire form.
+    ///
+    /// # Errors
+    /// [`MsgError`].
+    pub fn decode(data: &[u8]) -> Result<Self, MsgError> {
+        let mut r = Reader::new(data);
+        let end_seq = r.u64("end seq")?;
+        let chain_hash = r.array("chain hash")?;
+        let signature = r.array("signature")?;
+        r.finish()?;
+        Ok(Self {
+            end_seq,
+            chain_hash,
+            signature,
+        })
+    }
+}
+
 // ---------------------------------------------------------------- ST[132]
 
 /// The node's answer to an approved sign request (TM[132,2] content, in

@@ -538,6 +538,10 @@ events! {
     SAFE_TRIGGER = 0x0052, Medium, "another safe-mode trigger fired";
     /// An administrator command was refused. Aux: reason code u16.
     ADMIN_REFUSED = 0x0053, Medium, "administrator command refused";
+    /// A safe mode that unauthenticated traffic alone caused (the
+    /// forged-packet burst) lapsed after `health.forged_safe_lapse_s`
+    /// without a new forgery. Aux: the lapsed reason code u16.
+    SAFE_LAPSED = 0x0054, Medium, "forged-packet safe mode lapsed after a quiet period";
     /// The clock guard refused the node's time (a backwards step, a jump
     /// beyond the policy's bound, or behind the chain); signing is denied
     /// until the clock is sane or an administrator resyncs it. Aux: reason
@@ -558,6 +562,10 @@ events! {
     /// A wallet or Safe was retired: nothing is signed for it any more.
     /// Aux: wallet id 32, or chain id u64 | Safe address 20.
     RETIRED = 0x0066, Info, "wallet or Safe retired";
+    /// A decided request was replayed again after its first replay was
+    /// audited: counted on its row instead of a new audit entry. Aux:
+    /// request id 32, replays counted u64.
+    SIGN_REPLAYS = 0x0067, Low, "replays of a decided request counted";
 }
 
 /// A PUS 5 event report.

@@ -147,6 +147,10 @@ pub mod subtype {
     /// command of kind `RETIRE_WALLET` (body: wallet id) or `RETIRE_SAFE`
     /// (body: chain id u64 BE | Safe address 20).
     pub const POLICY_RETIRE: u8 = 12;
+    /// TM[131,13] the signed checkpoint of the archived audit prefix
+    /// (`AuditCheckpoint`), sent before the entries when an audit request
+    /// starts at or below it.
+    pub const POLICY_AUDIT_CHECKPOINT: u8 = 13;
 
     /// TC[132,1] a sign request (payload reference: inline or a completed
     /// upload).
@@ -425,6 +429,12 @@ pub const MESSAGES: &[MessageDef] = &[
         service::POLICY,
         subtype::POLICY_AUDIT_ENTRY,
         "policy.audit-entry",
+    ),
+    tm(
+        Some(apid::POLICY),
+        service::POLICY,
+        subtype::POLICY_AUDIT_CHECKPOINT,
+        "policy.audit-checkpoint",
     ),
     tc(
         apid::POLICY,

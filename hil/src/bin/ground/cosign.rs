@@ -1144,13 +1144,16 @@ pub fn audit(
     } else {
         ProgressBar::hidden()
     };
-    let entries = cosign::audit_entries(link, policy, 0, st.audit_next_seq, &mut |n| {
+    let log = cosign::audit_log(link, policy, 0, st.audit_next_seq, &mut |n| {
         bar.set_position(n)
     });
     bar.finish_and_clear();
-    let entries = entries?;
-    let head = (!entries.is_empty()).then_some(st.audit_last_hash);
-    let verdict = cosign::verify_audit(&entries, &key, head);
+    let log = log?;
+    let head = (!log.entries.is_empty() || log.checkpoint.is_some()).then_some(st.audit_last_hash);
+    // A pruned log verifies from the node's signed checkpoint.
+    let verdict = cosign::verify_audit_log(&log, &key, head);
+    let checkpoint = log.checkpoint;
+    let entries = log.entries;
     let (mut approved, mut refused, mut replayed) = (0u64, 0u64, 0u64);
     for a in &entries {
         match a.entry.decision {
@@ -1167,6 +1170,7 @@ pub fn audit(
             "{}",
             serde_json::json!({
                 "entries": entries.len(),
+                "checkpoint_seq": checkpoint.map(|c| c.end_seq),
                 "approved": approved,
                 "refused": refused,
                 "replayed": replayed,
@@ -1180,8 +1184,14 @@ pub fn audit(
     match verdict {
         Ok(_) => {
             if !json {
+                let from = checkpoint.map_or(String::new(), |c| {
+                    format!(
+                        " from the node's signed checkpoint at seq {} (entries up to it archived)",
+                        c.end_seq
+                    )
+                });
                 println!(
-                    "audit log VERIFIED: {} entries ({approved} approved, {refused} refused, {replayed} replayed), \
+                    "audit log VERIFIED{from}: {} entries ({approved} approved, {refused} refused, {replayed} replayed), \
                      hash chain intact, every receipt signed by {key} ({source}), head {}",
                     entries.len(),
                     hex::encode(st.audit_last_hash)

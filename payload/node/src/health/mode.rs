@@ -8,9 +8,14 @@
 //! ```
 //!
 //! In safe mode the node signs nothing; it keeps the link, chain sync and
-//! housekeeping alive and leaves only on a quorum-signed command. The first
+//! housekeeping alive and leaves on a quorum-signed command. The first
 //! reason is kept (it is the cause; later triggers are its consequences and
-//! are reported as events). This module must never read storage or clocks.
+//! are reported as events), with one exception: a reason that unauthenticated
+//! traffic alone can cause ([`SafeReason::lapses`], the forged-packet burst)
+//! lapses after a quiet period ([`Input::Lapse`]) and is replaced by any
+//! other reason that fires while it holds, so a lapse can never end a safe
+//! mode that something else asked for. This module must never read storage
+//! or clocks.
 
 use spacenode_wire::ReasonCode;
 
@@ -78,6 +83,16 @@ impl SafeReason {
         Self::ALL.into_iter().find(|r| r.code().0 == code)
     }
 
+    /// Whether this reason lapses on its own after a quiet period instead
+    /// of needing the quorum: only the forged-packet burst, which anyone
+    /// with a radio can cause without any key (issue 13 item 8). Every
+    /// other reason needs an authentic fault or command and stays until the
+    /// quorum acts.
+    #[must_use]
+    pub fn lapses(self) -> bool {
+        self == Self::AuthFailureBurst
+    }
+
     /// Lower-case name.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -129,6 +144,8 @@ pub enum Input {
     EnterSafe(SafeReason),
     /// A quorum-signed exit command was authorised.
     QuorumExit,
+    /// The quiet period of a lapsing reason ran out (no new trigger).
+    Lapse,
 }
 
 /// The next mode and whether it changed.
@@ -136,8 +153,13 @@ pub enum Input {
 pub fn transition(mode: Mode, input: Input) -> (Mode, bool) {
     let next = match (mode, input) {
         (Mode::Normal, Input::EnterSafe(r)) => Mode::Safe(r),
+        // A sticky reason supersedes a lapsing one, so the lapse cannot
+        // end it.
+        (Mode::Safe(first), Input::EnterSafe(r)) if first.lapses() && !r.lapses() => Mode::Safe(r),
         (Mode::Safe(first), Input::EnterSafe(_)) => Mode::Safe(first),
         (Mode::Safe(_) | Mode::Normal, Input::QuorumExit) => Mode::Normal,
+        (Mode::Safe(r), Input::Lapse) if r.lapses() => Mode::Normal,
+        (m, Input::Lapse) => m,
     };
     (next, next != mode)
 }
@@ -158,16 +180,31 @@ mod tests {
                 (Mode::Normal, true)
             );
             for other in SafeReason::ALL {
-                assert_eq!(
-                    transition(Mode::Safe(r), Input::EnterSafe(other)),
+                let kept = if r.lapses() && !other.lapses() {
+                    (Mode::Safe(other), true)
+                } else {
                     (Mode::Safe(r), false)
-                );
+                };
+                assert_eq!(transition(Mode::Safe(r), Input::EnterSafe(other)), kept);
             }
+            let lapsed = if r.lapses() {
+                (Mode::Normal, true)
+            } else {
+                (Mode::Safe(r), false)
+            };
+            assert_eq!(transition(Mode::Safe(r), Input::Lapse), lapsed);
         }
         assert_eq!(
             transition(Mode::Normal, Input::QuorumExit),
             (Mode::Normal, false)
         );
+        assert_eq!(
+            transition(Mode::Normal, Input::Lapse),
+            (Mode::Normal, false)
+        );
+        // Only what unauthenticated traffic can cause lapses.
+        let lapsing: Vec<SafeReason> = SafeReason::ALL.into_iter().filter(|r| r.lapses()).collect();
+        assert_eq!(lapsing, vec![SafeReason::AuthFailureBurst]);
     }
 
     #[test]

@@ -359,6 +359,7 @@ impl Node {
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
         let t = TimeMs(now.unix_ms);
+        let ceiling = self.clock_ceiling(now);
         let started = Instant::now();
         let (outcome, prune) = {
             let (Some(policy), Some(keys)) = (&self.policy, &self.keys) else {
@@ -387,6 +388,7 @@ impl Node {
                     .clock_last_accepted()
                     .map_err(|e| store_failure(&e))?
                     .map(TimeMs),
+                ceiling: Some(ceiling),
             };
             let (next_seq, last_hash) = store.audit_head().map_err(|e| store_failure(&e))?;
             let last_command_seq = store.admin_seq().map_err(|e| store_failure(&e))?;
@@ -449,12 +451,19 @@ impl Node {
                 });
             }
         };
+        if let Outcome::Replay(r) = &outcome
+            && let Some(audit) = self.counted_replay(r.request_id, now, out)?
+        {
+            let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            return self.answer_replay(r.request_id, audit, elapsed_us, dest_id, now, out);
+        }
         let rows = decision_rows(&outcome, now.unix_ms, prune);
         // THE persistence point: nothing of this decision has left the
         // node, and nothing leaves before this commit returns.
         self.store
             .commit_decision(&rows)
             .map_err(|e| store_failure(&e))?;
+        self.archive_audit_if_due();
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let record = |a: &engine::AuditRecord| {
             (
@@ -503,14 +512,17 @@ impl Node {
                 };
                 self.after_refusal(&refusal, record(&r.audit), dest_id, now, out)
             }
-            Outcome::Replay(r) => self.answer_replay(
-                r.request_id,
-                record(&r.audit),
-                elapsed_us,
-                dest_id,
-                now,
-                out,
-            ),
+            Outcome::Replay(r) => {
+                self.replay_audited(r.request_id, r.audit.entry.seq);
+                self.answer_replay(
+                    r.request_id,
+                    record(&r.audit),
+                    elapsed_us,
+                    dest_id,
+                    now,
+                    out,
+                )
+            }
         }
     }
 

@@ -158,7 +158,9 @@ impl Node {
         };
         let last = self.store.admin_seq().map_err(|e| store_failure(&e))?;
         let secp = Secp256k1::verification_only();
-        let cmd = match signed.authorize(&secp, &admins, self.cfg.node_id, last, now.unix_ms) {
+        // Trusted time (`node::clock`) for the validity window.
+        let at = self.trusted_now(now).0;
+        let cmd = match signed.authorize(&secp, &admins, self.cfg.node_id, last, at) {
             Ok(c) => c,
             Err(e) => return Err(refuse(self, e, out)),
         };
@@ -243,6 +245,7 @@ impl Node {
         {
             self.save_safe(reason, now);
         }
+        self.lapse_forged_safe(now, out);
         let timeout = self.cfg.health.contact_timeout;
         if !timeout.is_zero() && triggers::lost_contact(self.last_contact_ms, now.unix_ms, timeout)
         {
@@ -257,6 +260,41 @@ impl Node {
                 .extend_from_slice(&self.sign_beacon(&body.data).unwrap_or([0; 64]));
             out.extend(self.emit(&body, now));
         }
+    }
+
+    /// Ends a safe mode that only unauthenticated traffic caused once no
+    /// forgery arrived for `health.forged_safe_lapse` (`docs/health.md`,
+    /// "Forged packets"). Any other reason has superseded a lapsing one
+    /// (`mode::transition`), so this never ends a safe mode an authentic
+    /// fault or command asked for.
+    fn lapse_forged_safe(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
+        let Mode::Safe(reason) = self.mode else {
+            return;
+        };
+        if !reason.lapses()
+            || now.mono.saturating_duration_since(self.last_forgery)
+                < self.cfg.health.forged_safe_lapse
+        {
+            return;
+        }
+        let (next, changed) = transition(self.mode, Input::Lapse);
+        if !changed {
+            return;
+        }
+        if let Err(e) = self.store.set_mode(0, now.unix_ms, None) {
+            // Staying safe a little longer is the safe failure.
+            tracing::warn!(error = %e, "cannot persist the lapse of the forged-packet safe mode");
+            return;
+        }
+        self.mode = next;
+        self.mode_since_ms = now.unix_ms;
+        self.unsaved_safe = None;
+        tracing::warn!(
+            reason = reason.name(),
+            "forged-packet safe mode lapsed after a quiet period"
+        );
+        let aux = reason.code().0.to_be_bytes().to_vec();
+        out.extend(self.raise(EventId::SAFE_LAPSED, aux, now));
     }
 
     /// `mode.status` or the beacon body.

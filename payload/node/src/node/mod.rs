@@ -7,6 +7,8 @@
 //! It must never panic on an uplinked byte and never stop the link because a
 //! packet was bad: every refusal is counted, rate-limited and reported.
 
+mod audit;
+mod clock;
 mod eth;
 mod files;
 mod health;
@@ -21,6 +23,7 @@ use bitcoin::secp256k1::{All, Secp256k1};
 use spacenode_btc::wallet::{AllowMatcher, Wallet};
 use spacenode_keys::{KeyStore, SoftKeyStore, Tpm};
 use spacenode_policy::change::PolicyState;
+use spacenode_policy::clock::{ClockAnchor, Mono};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::frame::{self, DecoderStats};
 use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, Stage, Verification};
@@ -47,6 +50,9 @@ pub struct Now {
     pub unix_ms: i64,
     /// Monotonic clock (for intervals).
     pub mono: Instant,
+    /// Kernel boot id and `CLOCK_BOOTTIME`: what the wall clock's advance
+    /// is bounded by (`spacenode_policy::clock`).
+    pub boot: Mono,
 }
 
 impl Now {
@@ -56,7 +62,7 @@ impl Now {
         u64::try_from(self.unix_ms.div_euclid(1000)).unwrap_or(0)
     }
 
-    /// Reads both clocks. Only the runtime calls this.
+    /// Reads the clocks. Only the runtime calls this.
     #[must_use]
     pub fn read() -> Self {
         let unix_ms = std::time::SystemTime::now()
@@ -66,8 +72,37 @@ impl Now {
         Self {
             unix_ms,
             mono: Instant::now(),
+            boot: read_boot_clock(),
         }
     }
+}
+
+/// The kernel's boot id (read once) and `CLOCK_BOOTTIME` in ms. An
+/// unreadable boot id is all zeros and an unreadable clock 0: the clock
+/// guard then vouches for no elapsed time, so the node refuses time-based
+/// decisions until a `CLOCK_RESYNC` rather than trusting the wall clock.
+fn read_boot_clock() -> Mono {
+    static BOOT_ID: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    let boot_id = *BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .and_then(|s| hex::decode(s.trim().replace('-', "")).ok())
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .unwrap_or_else(|| {
+                tracing::error!("cannot read the kernel boot id");
+                [0; 16]
+            })
+    });
+    let boot_ms = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .ok()
+        .and_then(|t| {
+            let ms = i128::from(t.tv_sec())
+                .checked_mul(1000)?
+                .checked_add(i128::from(t.tv_nsec()) / 1_000_000)?;
+            u64::try_from(ms).ok()
+        })
+        .unwrap_or(0);
+    Mono { boot_id, boot_ms }
 }
 
 /// Errors that stop the node from starting.
@@ -108,6 +143,13 @@ pub struct Node {
     soft_sealer: Option<SoftKeyStore>,
     custody_open_time: Duration,
     auth_burst: BurstDetector,
+    /// What bounds the wall clock's advance in this kernel boot
+    /// (`policy::clock`); persisted when it changes.
+    clock_anchor: ClockAnchor,
+    next_clock_save: Instant,
+    /// Last authentication failure (or the start): a forged-packet safe
+    /// mode lapses `health.forged_safe_lapse` after it.
+    last_forgery: Instant,
     last_contact_ms: i64,
     contact_saved_ms: i64,
     next_beacon: Instant,
@@ -200,6 +242,7 @@ impl Node {
                 "sequence bounds jumped after a database rollback or loss"
             );
         }
+        let clock_anchor = clock::anchor_at_start(&mut store, now)?;
         let sec = LinkSecurity::resume(&cfg.link, &custody.link_keys, &store)?;
         let chain = ChainService::open(&cfg.chain, &store);
         let limiter = EventLimiter::new(Duration::from_millis(u64::from(
@@ -226,6 +269,9 @@ impl Node {
                 usize::try_from(cfg.health.auth_failure_burst).unwrap_or(usize::MAX),
                 cfg.health.burst_window,
             ),
+            last_forgery: now.mono,
+            clock_anchor,
+            next_clock_save: now.mono,
             refusal_burst: BurstDetector::new(
                 usize::try_from(cfg.health.refusal_burst).unwrap_or(usize::MAX),
                 cfg.health.burst_window,
@@ -388,6 +434,7 @@ impl Node {
                 }
             }
             LinkSecError::Sec(SecError::AuthFailed { key_id, .. }) => {
+                self.last_forgery = mono;
                 if self.auth_burst.record(mono) {
                     out.extend(self.enter_safe(SafeReason::AuthFailureBurst, now));
                 }
@@ -625,6 +672,7 @@ impl Node {
     pub fn tick(&mut self, now: Now) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         self.health_tick(now, &mut out);
+        self.clock_tick(now, &mut out);
         if now.mono >= self.next_policy_poll {
             self.next_policy_poll = now.mono + policy::POLL_INTERVAL;
             self.poll_policy(now, &mut out);

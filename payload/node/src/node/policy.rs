@@ -27,15 +27,17 @@
 use bitcoin::NetworkKind;
 use spacenode_btc::wallet::{AllowMatcher, Wallet};
 use spacenode_keys::KeyStore;
+use spacenode_policy::Rule;
 use spacenode_policy::change::{ChangeError, PolicyState, Transition};
+use spacenode_policy::clock::{ClockAnchor, ClockGuard};
 use spacenode_policy::command::{Command, CommandError, SignedCommand, kind};
 use spacenode_policy::document::SignedPolicy;
 use spacenode_policy::quorum::{AdminSet, QuorumError};
 use spacenode_policy::units::TimeMs;
-use spacenode_policy::{Rule, clock::ClockGuard};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::cosign::{
-    AuditRecord, AuditRequest, Fragment, MAX_AUDIT_PER_REQUEST, Payload, PolicyStatus, refusal_data,
+    AuditCheckpoint, AuditRecord, AuditRequest, Fragment, MAX_AUDIT_PER_REQUEST, Payload,
+    PolicyStatus, refusal_data,
 };
 use spacenode_wire::msg::{EventId, FailureNotice};
 use spacenode_wire::services::{apid, service, subtype};
@@ -222,7 +224,9 @@ impl Node {
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
         let bytes = self.resolve_payload(payload)?;
-        let t = TimeMs(now.unix_ms);
+        // Trusted time (`node::clock`): a clock stepped back cannot
+        // schedule the activation in the past.
+        let t = self.trusted_now(now);
         let signed = match SignedPolicy::decode(&bytes) {
             Ok(s) => s,
             Err(e) => {
@@ -346,7 +350,9 @@ impl Node {
     /// Activates the pending change when its time has come (called on the
     /// tick and before every decision that depends on the policy).
     pub(super) fn poll_policy(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
-        let t = TimeMs(now.unix_ms);
+        // Trusted time (`node::clock`): a clock walked forward cannot make
+        // the pending change due before its veto delay really passed.
+        let t = self.trusted_now(now);
         let Some(current) = &self.policy else {
             return;
         };
@@ -374,6 +380,10 @@ impl Node {
         };
         let last = self.store.admin_seq().map_err(|e| store_failure(&e))?;
         let mut next = current.clone();
+        // The raw wall clock, not the trusted time: a veto only cancels the
+        // pending change it names (safety-increasing), and after a reboot
+        // gap the trusted time lags real time, which must not make the
+        // quorum's veto "not yet valid" (`docs/policy.md`, "The clock").
         let t = match next.veto(&self.secp, cmd, self.cfg.node_id, last, TimeMs(now.unix_ms)) {
             Ok(t) => t,
             Err(e) => return Err(self.change_refused(&e, now, out)),
@@ -391,11 +401,26 @@ impl Node {
     }
 
     /// Authorises an administrator command of `expected` kind against the
-    /// active policy's administrators.
+    /// active policy's administrators; its validity window is checked
+    /// against the trusted time (`node::clock`).
     pub(super) fn authorize_command(
         &mut self,
         cmd: &SignedCommand,
         expected: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<Command, FailureNotice> {
+        let at = self.trusted_now(now).0;
+        self.authorize_command_at(cmd, expected, at, now, out)
+    }
+
+    /// [`Self::authorize_command`] with the validity window checked at
+    /// `at_ms`.
+    fn authorize_command_at(
+        &mut self,
+        cmd: &SignedCommand,
+        expected: u16,
+        at_ms: i64,
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<Command, FailureNotice> {
@@ -407,7 +432,7 @@ impl Node {
             Ok(a) => a,
             Err(e) => return Err(self.command_refused(&e, now, out)),
         };
-        let c = match cmd.authorize(&self.secp, &admins, self.cfg.node_id, last, now.unix_ms) {
+        let c = match cmd.authorize(&self.secp, &admins, self.cfg.node_id, last, at_ms) {
             Ok(c) => c,
             Err(e) => return Err(self.command_refused(&e, now, out)),
         };
@@ -467,14 +492,20 @@ impl Node {
         Ok(())
     }
 
-    /// TC[131,10]: accepts a node time the clock guard refused as a jump.
+    /// TC[131,10]: accepts a node time the clock guard refused as a jump
+    /// and re-anchors the monotonic bound there: authenticated ground time
+    /// is the only thing that can count a reboot gap (`docs/policy.md`,
+    /// "The clock"). Its validity window is checked against the raw wall
+    /// clock, because it is the command that repairs a clock the trusted
+    /// time no longer follows; it can only move time forward, to the
+    /// time the quorum signed.
     pub(super) fn clock_resync(
         &mut self,
         signed: &SignedCommand,
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
-        let cmd = self.authorize_command(signed, kind::CLOCK_RESYNC, now, out)?;
+        let cmd = self.authorize_command_at(signed, kind::CLOCK_RESYNC, now.unix_ms, now, out)?;
         let Ok(body) = <[u8; 8]>::try_from(cmd.body.as_slice()) else {
             let e = CommandError::Malformed("clock resync body is a time i64");
             return Err(self.command_refused(&e, now, out));
@@ -485,13 +516,20 @@ impl Node {
             .map_err(|e| store_failure(&e))?;
         let mut guard = ClockGuard {
             last_accepted: last.map(TimeMs),
+            ceiling: None,
         };
         guard.resync(TimeMs(i64::from_be_bytes(body)));
-        let accepted = guard.last_accepted.map_or(0, |t| t.0);
+        let accepted = guard.last_accepted.unwrap_or(TimeMs(0));
+        let anchor = ClockAnchor::fresh(now.boot, accepted);
         self.store
-            .resync_clock(accepted, cmd.seq)
+            .resync_clock(accepted.0, &anchor.encode(), cmd.seq)
             .map_err(|e| store_failure(&e))?;
-        tracing::warn!(accepted, seq = cmd.seq, "clock guard resynced");
+        self.clock_anchor = anchor;
+        tracing::warn!(
+            accepted = accepted.0,
+            seq = cmd.seq,
+            "clock guard resynced and re-anchored"
+        );
         Ok(())
     }
 
@@ -653,9 +691,33 @@ impl Node {
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
+        // Entries archived behind the checkpoint are gone: send the signed
+        // checkpoint first, then the kept entries after it.
+        let mut from = req.from_seq;
+        if let Some((end_seq, chain_hash, signature)) = self
+            .store
+            .audit_checkpoint()
+            .map_err(|e| store_failure(&e))?
+            && from <= end_seq
+        {
+            let body = TmBody {
+                apid: apid::POLICY,
+                service: service::POLICY,
+                subtype: subtype::POLICY_AUDIT_CHECKPOINT,
+                dest_id,
+                data: AuditCheckpoint {
+                    end_seq,
+                    chain_hash,
+                    signature,
+                }
+                .encode(),
+            };
+            out.extend(self.emit(&body, now));
+            from = end_seq.saturating_add(1);
+        }
         let rows = self
             .store
-            .audit_entries(req.from_seq, req.max.min(MAX_AUDIT_PER_REQUEST))
+            .audit_entries(from, req.max.min(MAX_AUDIT_PER_REQUEST))
             .map_err(|e| store_failure(&e))?;
         for row in rows {
             let record = AuditRecord {

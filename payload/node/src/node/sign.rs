@@ -357,6 +357,7 @@ impl Node {
             return self.eth_sign(&bytes, None, dest_id, now, out);
         }
         let t = TimeMs(now.unix_ms);
+        let ceiling = self.clock_ceiling(now);
         let started = Instant::now();
         let (outcome, prune) = {
             let (Some(policy), Some(allow), Some(keys)) = (&self.policy, &self.allow, &self.keys)
@@ -387,6 +388,7 @@ impl Node {
                     .clock_last_accepted()
                     .map_err(|e| store_failure(&e))?
                     .map(TimeMs),
+                ceiling: Some(ceiling),
             };
             let (next_seq, last_hash) = store.audit_head().map_err(|e| store_failure(&e))?;
             let history = StoreHistory {
@@ -440,12 +442,19 @@ impl Node {
                 });
             }
         };
+        if let Outcome::Replay(r) = &outcome
+            && let Some(audit) = self.counted_replay(r.request_id, now, out)?
+        {
+            let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            return self.answer_replay(r.request_id, audit, elapsed_us, dest_id, now, out);
+        }
         let rows = decision_rows(&outcome, now.unix_ms, prune)?;
         // THE persistence point: nothing of this decision has left the
         // node, and nothing leaves before this commit returns.
         self.store
             .commit_decision(&rows)
             .map_err(|e| store_failure(&e))?;
+        self.archive_audit_if_due();
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let record = |a: &spacenode_btc::engine::AuditRecord| {
             (
@@ -497,14 +506,17 @@ impl Node {
                 };
                 self.after_refusal(&refusal, record(&r.audit), dest_id, now, out)
             }
-            Outcome::Replay(r) => self.answer_replay(
-                r.request_id,
-                record(&r.audit),
-                elapsed_us,
-                dest_id,
-                now,
-                out,
-            ),
+            Outcome::Replay(r) => {
+                self.replay_audited(r.request_id, r.audit.entry.seq);
+                self.answer_replay(
+                    r.request_id,
+                    record(&r.audit),
+                    elapsed_us,
+                    dest_id,
+                    now,
+                    out,
+                )
+            }
         }
     }
 
@@ -573,6 +585,67 @@ impl Node {
                 code: ReasonCode::STORE_OUT_OF_RANGE,
                 data: b"stored result of this request does not decode".to_vec(),
             }),
+        }
+    }
+}
+
+impl Node {
+    /// Replays of a decided request (issue 13 item 9): the first one is
+    /// audited like any decision; after that, each one is only counted on
+    /// the request's row (and reported, rate-limited, as `SIGN_REPLAYS`)
+    /// and answered with the audited replay's record, so a replay flood
+    /// cannot grow the audit log. Returns that record, or `None` when this
+    /// replay must be audited (the first, or its record was archived).
+    pub(super) fn counted_replay(
+        &mut self,
+        request_id: [u8; 32],
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<Option<(u64, Vec<u8>)>, FailureNotice> {
+        let Some((Some(seq), _)) = self
+            .store
+            .replay_state(&request_id)
+            .map_err(|e| store_failure(&e))?
+        else {
+            return Ok(None);
+        };
+        let Some(row) = self
+            .store
+            .audit_entries(seq, 1)
+            .map_err(|e| store_failure(&e))?
+            .into_iter()
+            .find(|r| r.seq == seq)
+        else {
+            return Ok(None);
+        };
+        let replays = self
+            .store
+            .count_replay(&request_id)
+            .map_err(|e| store_failure(&e))?;
+        tracing::info!(
+            request_id = %hex::encode(request_id),
+            replays,
+            audit_seq = seq,
+            "replay counted, not audited again"
+        );
+        let mut aux = request_id.to_vec();
+        aux.extend_from_slice(&replays.to_be_bytes());
+        if let Some(aux) = self.limiter.latest(EventId::SIGN_REPLAYS, aux, now.mono) {
+            out.extend(self.raise(EventId::SIGN_REPLAYS, aux, now));
+        }
+        let record = AuditRecord {
+            receipt: row.receipt,
+            entry: row.entry,
+        };
+        Ok(Some((seq, record.encode())))
+    }
+
+    /// Notes that a replay of `request_id` was audited as entry `seq`.
+    /// Not in the decision's transaction: a crash in between only audits
+    /// one more replay.
+    pub(super) fn replay_audited(&mut self, request_id: [u8; 32], seq: u64) {
+        if let Err(e) = self.store.mark_replay_audited(&request_id, seq) {
+            tracing::warn!(error = %e, "cannot record the audited replay");
         }
     }
 }

@@ -84,6 +84,10 @@ pub struct AuditRow {
     pub receipt: [u8; 64],
 }
 
+/// The stored audit checkpoint: last archived seq, its entry hash, the
+/// receipt key's signature.
+pub type StoredCheckpoint = (u64, [u8; 32], [u8; 64]);
+
 /// A registered wallet row: id and registration body.
 pub type WalletRow = ([u8; 32], Vec<u8>);
 
@@ -134,6 +138,26 @@ pub(super) fn array<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8;
 
 const UPSERT_META: &str = "INSERT INTO meta(key, value) VALUES (?1, ?2) \
                            ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+/// The four `meta` keys of the clock anchor, 8 bytes each.
+const ANCHOR_KEYS: [&str; 4] = [
+    "clock_anchor_boot_id_hi",
+    "clock_anchor_boot_id_lo",
+    "clock_anchor_boot_ms",
+    "clock_anchor_wall_ms",
+];
+
+const RAISE_CLOCK: &str = "INSERT INTO meta(key, value) VALUES ('clock_last_accepted_ms', ?1) \
+     ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
+
+fn write_anchor(tx: &rusqlite::Transaction<'_>, anchor: &[u8; 32]) -> rusqlite::Result<()> {
+    for (key, chunk) in ANCHOR_KEYS.iter().zip(anchor.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        tx.execute(UPSERT_META, params![key, i64::from_be_bytes(b)])?;
+    }
+    Ok(())
+}
+
 pub(super) const RAISE_ADMIN_SEQ: &str = "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
                                ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
 
@@ -560,12 +584,64 @@ impl Store {
         self.meta("clock_last_accepted_ms")
     }
 
-    /// An administrator clock resync: the new last accepted time and the
-    /// command's sequence, in one transaction.
+    /// The clock anchor (`policy::clock::ClockAnchor`, 32 bytes: boot id
+    /// 16 | boot ms u64 | wall i64), stored as four `meta` integers.
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn resync_clock(&mut self, last_accepted_ms: i64, seq: u64) -> Result<(), StoreError> {
+    pub fn clock_anchor(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        let mut out = [0u8; 32];
+        for (i, key) in ANCHOR_KEYS.iter().enumerate() {
+            let Some(v) = self.meta(key)? else {
+                return Ok(None);
+            };
+            let at = i.saturating_mul(8);
+            if let Some(dst) = out.get_mut(at..at.saturating_add(8)) {
+                dst.copy_from_slice(&v.to_be_bytes());
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Stores the clock anchor (a new kernel boot's, or a fresh node's).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn set_clock_anchor(&mut self, anchor: &[u8; 32]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        write_anchor(&tx, anchor).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Raises the clock guard's last accepted time to `ms` (never lowers
+    /// it): the periodic record of a wall time the monotonic clock vouched
+    /// for, so a reboot counts from at most a minute ago.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn raise_clock_last_accepted(&mut self, ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(RAISE_CLOCK, [ms])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// An administrator clock resync: the new last accepted time, the new
+    /// clock anchor and the command's sequence, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn resync_clock(
+        &mut self,
+        last_accepted_ms: i64,
+        anchor: &[u8; 32],
+        seq: u64,
+    ) -> Result<(), StoreError> {
         let seq = i64_of("admin_seq", seq)?;
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
@@ -578,6 +654,7 @@ impl Store {
             params!["clock_last_accepted_ms", last_accepted_ms],
         )
         .map_err(err)?;
+        write_anchor(&tx, anchor).map_err(err)?;
         tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
         tx.commit().map_err(err)
     }
@@ -631,6 +708,143 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Replay bookkeeping of a decided request: the audit seq of its
+    /// audited replay (if one was audited) and the replays counted.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn replay_state(&self, id: &[u8; 32]) -> Result<Option<(Option<u64>, u64)>, StoreError> {
+        let row: Option<(Option<i64>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT replay_audit_seq, replays FROM seen_requests WHERE request_id = ?1",
+                [id.as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.map(|(seq, n)| {
+            Ok((
+                seq.map(|s| u64_of("replay audit seq", s)).transpose()?,
+                u64_of("replays", n)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Records that a replay of `id` was audited as entry `seq` (and
+    /// counts it).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn mark_replay_audited(&mut self, id: &[u8; 32], seq: u64) -> Result<(), StoreError> {
+        let seq = i64_of("replay audit seq", seq)?;
+        self.conn
+            .execute(
+                "UPDATE seen_requests SET replay_audit_seq = ?2, replays = replays + 1 \
+                 WHERE request_id = ?1",
+                params![id.as_slice(), seq],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Counts one more replay of `id` without an audit entry; returns the
+    /// replays counted so far.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn count_replay(&mut self, id: &[u8; 32]) -> Result<u64, StoreError> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "UPDATE seen_requests SET replays = replays + 1 WHERE request_id = ?1 \
+                 RETURNING replays",
+                [id.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        u64_of("replays", n.unwrap_or(0))
+    }
+
+    /// Number of audit rows kept and the lowest seq among them (seqs are
+    /// contiguous: appended at the head, archived from the tail; two
+    /// lookups on the primary key).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn audit_span(&self) -> Result<(u64, Option<u64>), StoreError> {
+        let (first, last): (Option<i64>, Option<i64>) = self
+            .conn
+            .query_row("SELECT min(seq), max(seq) FROM audit", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        match (first, last) {
+            (Some(f), Some(l)) => Ok((
+                u64_of("audit rows", l.saturating_sub(f).saturating_add(1))?,
+                Some(u64_of("audit seq", f)?),
+            )),
+            _ => Ok((0, None)),
+        }
+    }
+
+    /// The checkpoint of the archived audit prefix (see
+    /// `policy::audit::Checkpoint`) and its signature.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn audit_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row: Option<(i64, Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT end_seq, chain_hash, signature FROM audit_checkpoint WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.map(|(seq, h, sig)| {
+            Ok((
+                u64_of("checkpoint seq", seq)?,
+                array("checkpoint hash", &h)?,
+                array("checkpoint signature", &sig)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Drops the audit rows up to `end_seq` (already archived) and stores
+    /// the signed checkpoint that vouches for them, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn prune_audit(
+        &mut self,
+        end_seq: u64,
+        chain_hash: &[u8; 32],
+        signature: &[u8; 64],
+    ) -> Result<(), StoreError> {
+        let end = i64_of("checkpoint seq", end_seq)?;
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO audit_checkpoint(id, end_seq, chain_hash, signature) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT(id) DO UPDATE SET end_seq = excluded.end_seq, \
+             chain_hash = excluded.chain_hash, signature = excluded.signature",
+            params![end, chain_hash.as_slice(), signature.as_slice()],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM audit WHERE seq <= ?1", [end])
+            .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     /// Persists one signing decision (see [`DecisionRows`]) in ONE
@@ -718,12 +932,7 @@ impl Store {
         )
         .map_err(err)?;
         if let Some(ms) = d.clock_ms {
-            tx.execute(
-                "INSERT INTO meta(key, value) VALUES ('clock_last_accepted_ms', ?1) \
-                 ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                [ms],
-            )
-            .map_err(err)?;
+            tx.execute(RAISE_CLOCK, [ms]).map_err(err)?;
         }
         super::eth::write_rows(&tx, &d.eth, d.time_ms).map_err(err)?;
         tx.commit().map_err(err)
@@ -850,8 +1059,17 @@ mod tests {
         assert_eq!(s.admin_seq().unwrap(), 3, "never lowered");
         s.register_wallet(&[4; 32], b"body2", 3, 5).unwrap();
         assert_eq!(s.wallets().unwrap(), vec![([4; 32], b"body2".to_vec())]);
-        s.resync_clock(99, 6).unwrap();
+        assert_eq!(s.clock_anchor().unwrap(), None);
+        let anchor: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        s.resync_clock(99, &anchor, 6).unwrap();
         assert_eq!(s.clock_last_accepted().unwrap(), Some(99));
+        assert_eq!(s.clock_anchor().unwrap(), Some(anchor));
+        s.raise_clock_last_accepted(50).unwrap();
+        assert_eq!(s.clock_last_accepted().unwrap(), Some(99));
+        s.raise_clock_last_accepted(150).unwrap();
+        assert_eq!(s.clock_last_accepted().unwrap(), Some(150));
+        s.set_clock_anchor(&[0xFF; 32]).unwrap();
+        assert_eq!(s.clock_anchor().unwrap(), Some([0xFF; 32]));
         assert_eq!(s.admin_seq().unwrap(), 6);
     }
 }

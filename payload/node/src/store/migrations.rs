@@ -179,6 +179,24 @@ const MIGRATIONS: &[&str] = &[
         amount     BLOB NOT NULL CHECK (length(amount) = 16),
         request_id BLOB NOT NULL CHECK (length(request_id) = 32)
      ) STRICT;",
+    // 6: bounded growth (issue 13 item 9): replays of a decided request
+    // are counted on its `seen_requests` row after the first one is
+    // audited (`replay_audit_seq`); the audit log's archived prefix is
+    // vouched for by one signed checkpoint; events dropped by the per-id
+    // bound are counted per id.
+    "ALTER TABLE seen_requests ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE seen_requests ADD COLUMN replay_audit_seq INTEGER;
+     CREATE TABLE audit_checkpoint (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        end_seq    INTEGER NOT NULL CHECK (end_seq >= 0),
+        chain_hash BLOB NOT NULL CHECK (length(chain_hash) = 32),
+        signature  BLOB NOT NULL CHECK (length(signature) = 64)
+     ) STRICT;
+     CREATE INDEX events_by_id ON events(event_id, seq);
+     CREATE TABLE event_drops (
+        event_id INTEGER PRIMARY KEY CHECK (event_id BETWEEN 0 AND 65535),
+        dropped  INTEGER NOT NULL CHECK (dropped >= 0)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

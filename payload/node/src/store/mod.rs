@@ -136,6 +136,11 @@ impl Drop for StoredKey {
 /// Maximum events kept; older ones are pruned.
 pub const EVENT_LOG_CAPACITY: i64 = 10_000;
 
+/// Maximum events kept per event id (issue 13 item 9): a flood of one id
+/// (refused packets) drops its own oldest events, counted in
+/// `event_drops`, and never evicts other ids' events.
+pub const EVENTS_PER_ID: i64 = 200;
+
 /// The database.
 #[derive(Debug)]
 pub struct Store {
@@ -663,6 +668,24 @@ impl Store {
         severity: u8,
         aux: &[u8],
     ) -> Result<u32, StoreError> {
+        self.append_event_bounded(
+            time_unix_ms,
+            event_id,
+            severity,
+            aux,
+            (EVENTS_PER_ID, EVENT_LOG_CAPACITY),
+        )
+    }
+
+    /// [`Self::append_event`] with the bounds (per id, whole log) given.
+    fn append_event_bounded(
+        &mut self,
+        time_unix_ms: i64,
+        event_id: u16,
+        severity: u8,
+        aux: &[u8],
+        (per_id, capacity): (i64, i64),
+    ) -> Result<u32, StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -688,9 +711,27 @@ impl Store {
             params![seq, time_unix_ms, event_id, severity, aux],
         )
         .map_err(err)?;
+        let dropped = tx
+            .execute(
+                "DELETE FROM events WHERE event_id = ?1 AND seq <= \
+                 (SELECT seq FROM events WHERE event_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                params![event_id, per_id],
+            )
+            .map_err(err)?;
+        if dropped > 0 {
+            tx.execute(
+                "INSERT INTO event_drops(event_id, dropped) VALUES (?1, ?2) \
+                 ON CONFLICT(event_id) DO UPDATE SET dropped = dropped + excluded.dropped",
+                params![event_id, i64::try_from(dropped).unwrap_or(i64::MAX)],
+            )
+            .map_err(err)?;
+        }
+        // The whole log is bounded by count (not by sequence distance, which
+        // a flood of one id would advance past every other id's events).
         tx.execute(
-            "DELETE FROM events WHERE seq <= ?1",
-            [seq.saturating_sub(EVENT_LOG_CAPACITY)],
+            "DELETE FROM events WHERE seq <= \
+             (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+            [capacity],
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;
@@ -698,6 +739,23 @@ impl Store {
             what: "event_seq",
             value: seq,
         })
+    }
+
+    /// Events of `event_id` dropped by the per-id bound ([`EVENTS_PER_ID`]).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn events_dropped(&self, event_id: u16) -> Result<u64, StoreError> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT dropped FROM event_drops WHERE event_id = ?1",
+                [event_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
     /// The most recent `max` events, oldest first.
@@ -842,6 +900,39 @@ mod tests {
         }
         let recent = s.recent_events(2).unwrap();
         assert_eq!(recent.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    }
+
+    /// Issue 13 item 9: a flood of one event id (refused packets) keeps
+    /// only its latest events and counts the dropped ones; it never evicts
+    /// another id's events. (Bounds scaled down: 5 per id, 20 in all.)
+    #[test]
+    fn a_flood_of_one_event_id_does_not_evict_other_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let bounds = (5, 20);
+        s.append_event_bounded(0, 0x0050, 3, &[8, 1], bounds)
+            .unwrap();
+        for i in 0..100 {
+            s.append_event_bounded(i, 0x0010, 2, &[], bounds).unwrap();
+        }
+        let all = s.recent_events(u16::MAX).unwrap();
+        assert!(
+            all.iter().any(|e| e.event_id == 0x0050),
+            "the flood evicted the safe-mode event: {:?}",
+            all.iter().map(|e| e.event_id).collect::<Vec<_>>()
+        );
+        let flood: Vec<u32> = all
+            .iter()
+            .filter(|e| e.event_id == 0x0010)
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            flood,
+            vec![97, 98, 99, 100, 101],
+            "the latest of the flooding id"
+        );
+        assert_eq!(s.events_dropped(0x0010).unwrap(), 95);
+        assert_eq!(s.events_dropped(0x0050).unwrap(), 0);
     }
 
     #[test]
