@@ -468,7 +468,7 @@ fn deep_reorg_stops_signing_until_the_quorum_clears_it() {
         all.extend_from_slice(args);
         w.fx.ground(w.emu.ground_path(), &all)
     };
-    let refused = |out: &Output, code: &str| {
+    let fails = |out: &Output, code: &str| {
         assert!(!out.status.success(), "{}", text(out));
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(code),
@@ -476,7 +476,7 @@ fn deep_reorg_stops_signing_until_the_quorum_clears_it() {
             text(out)
         );
     };
-    refused(&g(&["chain", "sync", "--headers", &path]), "0x0325");
+    fails(&g(&["chain", "sync", "--headers", &path]), "0x0325");
     let st = json(&g(&["chain", "status", "--json"]));
     let branch_start =
         u32::try_from(st["deep_reorg_refused"]["branch_start"].as_u64().unwrap()).unwrap();
@@ -491,7 +491,7 @@ fn deep_reorg_stops_signing_until_the_quorum_clears_it() {
     drop(link);
 
     // The plain TC (any authenticated ground) is refused.
-    refused(&g(&["chain", "clear-deep-reorg"]), "0x03b0");
+    fails(&g(&["chain", "clear-deep-reorg"]), "0x03b0");
 
     let command = |seq: u64, branch: u32, signers: &[usize]| {
         let mut cmd = admin::build(
@@ -511,7 +511,7 @@ fn deep_reorg_stops_signing_until_the_quorum_clears_it() {
     };
     let seq = mode.admin_seq + 1;
     // One administrator is not the quorum; another branch is not this one.
-    refused(
+    fails(
         &g(&[
             "chain",
             "clear-reorg",
@@ -520,7 +520,7 @@ fn deep_reorg_stops_signing_until_the_quorum_clears_it() {
         ]),
         "0x050",
     );
-    refused(
+    fails(
         &g(&[
             "chain",
             "clear-reorg",

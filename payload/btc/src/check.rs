@@ -30,8 +30,8 @@
 //!    `btc-nonstandard-script`, `btc-dust`, `btc-nonstandard-size`,
 //!    `btc-min-relay-fee`;
 //! 10. equivocation / replacement (`btc-equivocation`,
-//!    `btc-replacement-partial`, `btc-replacement`, then
-//!    `btc-replacement-increment`: BIP125 rule 4);
+//!     `btc-replacement-partial`, `btc-replacement`, then
+//!     `btc-replacement-increment`: BIP125 rule 4);
 //! 11. `btc-fee-cap`: absolute and per-vbyte over an honest vsize estimate
 //!     (unsigned weight + miniscript's maximum satisfaction weight of each
 //!     input's derived descriptor; an upper bound that exceeds the final
