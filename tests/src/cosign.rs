@@ -45,6 +45,8 @@ pub struct WorldConfig {
     pub node_extra: String,
     /// The first policy's activation delay (for the next change).
     pub activation_delay_s: u64,
+    /// Extra keys of the node's `[chain]` table (e.g. `window = 3`).
+    pub chain_extra: String,
 }
 
 impl Default for WorldConfig {
@@ -63,6 +65,7 @@ impl Default for WorldConfig {
             ),
             node_extra: String::new(),
             activation_delay_s: 3600,
+            chain_extra: String::new(),
         }
     }
 }
@@ -127,8 +130,9 @@ impl World {
             .map(|(_, k)| format!("\"{}\"", k.x_only_public_key().0))
             .collect();
         let mut node_cfg = format!(
-            "[chain]\nnetwork = \"regtest\"\nstart = \"genesis\"\n\n\
+            "[chain]\nnetwork = \"regtest\"\nstart = \"genesis\"\n{}\n\
              [admin]\nthreshold = 2\nkeys = [{}]\n\n",
+            cfg.chain_extra,
             admin_keys.join(", ")
         );
         if let Some(sw) = &sw {

@@ -14,6 +14,9 @@ use spacenode_chain::checkpoint::header_from_bytes;
 use spacenode_chain::regtest::{genesis, mine_chain};
 use spacenode_chain::validate::header_bytes;
 use spacenode_hil::emulator::{Emulator, LinkParams};
+use spacenode_hil::ground::{admin, cosign};
+use spacenode_policy::command::kind;
+use spacenode_system_tests::cosign::{World, WorldConfig};
 use spacenode_system_tests::{Fixture, Node, bin, repo_root};
 
 const BAUD: u32 = 921_600;
@@ -418,11 +421,126 @@ fn deep_reorg_is_refused_raises_the_event_and_sets_the_flag() {
         text(&out)
     );
 
+    // Issue 13 item 12: any authenticated ground used to clear the flag
+    // with this plain TC (this test asserted that). It now needs the
+    // administrator quorum: `deep_reorg_stops_signing_until_the_quorum_clears_it`.
     let out = ground(&fx, &emu, &["chain", "clear-deep-reorg"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0x03b0"),
+        "{}",
+        text(&out)
+    );
     let hk = json(&ground(&fx, &emu, &["hk", "--json"]));
-    assert_eq!(hk["chain_flags"], 0, "{hk}");
+    assert_eq!(hk["chain_flags"], 1, "{hk}");
     let st = json(&ground(&fx, &emu, &["chain", "status", "--json"]));
-    assert!(st["deep_reorg_refused"].is_null(), "{st}");
+    assert!(!st["deep_reorg_refused"].is_null(), "{st}");
     assert_eq!(st["tip_height"], 32);
+}
+
+/// Issue 13 item 12, through the real daemon: a refused deep reorg stops
+/// Bitcoin signing (`btc-deep-reorg`); the plain clear TC is refused
+/// (0x03B0); a command signed by one administrator, or for another branch,
+/// is refused; a quorum-signed CLEAR_DEEP_REORG clears the flag and the
+/// same request is then signed.
+#[test]
+fn deep_reorg_stops_signing_until_the_quorum_clears_it() {
+    let w = World::start(&WorldConfig {
+        // Keeps heights 2..=4: the funding block (2) and its confirmations.
+        chain_extra: "window = 3\n".into(),
+        ..WorldConfig::default()
+    });
+    let policy = w.policy();
+    let mut link = w.link();
+    let (first, _) = w.request([1; 32], &[0], 50_000_000, 2_000, 0);
+    let r = w.sign(&mut link, policy, &first).unwrap();
+    assert!(r.result.is_some(), "{:?}", r.refused);
+    drop(link);
+
+    // A heavier branch forking after genesis, below the kept window.
+    let g = genesis();
+    let branch: Vec<Header> = std::iter::once(g)
+        .chain(mine_chain(&g, 10, 601).unwrap())
+        .collect();
+    let path = write(w.fx.dir.path(), "branch.bin", &raw_file(&branch));
+    let g = |args: &[&str]| {
+        let mut all = vec!["--baud", "921600"];
+        all.extend_from_slice(args);
+        w.fx.ground(w.emu.ground_path(), &all)
+    };
+    let fails = |out: &Output, code: &str| {
+        assert!(!out.status.success(), "{}", text(out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(code),
+            "{code}: {}",
+            text(out)
+        );
+    };
+    fails(&g(&["chain", "sync", "--headers", &path]), "0x0325");
+    let st = json(&g(&["chain", "status", "--json"]));
+    let branch_start =
+        u32::try_from(st["deep_reorg_refused"]["branch_start"].as_u64().unwrap()).unwrap();
+
+    let mut link = w.link();
+    let (req, _) = w.request([2; 32], &[1], 50_000_000, 2_000, 1);
+    let r = w.sign(&mut link, policy, &req).unwrap();
+    let refused = r.refused.expect("signing refused while the flag is set");
+    assert_eq!(refused.code.0, 0x06A7, "{refused}");
+    assert_eq!(refused.rule.as_deref(), Some("btc-deep-reorg"), "{refused}");
+    let mode = cosign::mode_status(&mut link, policy).unwrap();
+    drop(link);
+
+    // The plain TC (any authenticated ground) is refused.
+    fails(&g(&["chain", "clear-deep-reorg"]), "0x03b0");
+
+    let command = |seq: u64, branch: u32, signers: &[usize]| {
+        let mut cmd = admin::build(
+            kind::CLEAR_DEEP_REORG,
+            w.node_id,
+            seq,
+            0,
+            i64::MAX,
+            branch.to_be_bytes().to_vec(),
+        );
+        for i in signers {
+            admin::sign(&mut cmd, &w.admins[*i].1, u8::try_from(*i).unwrap()).unwrap();
+        }
+        let p = w.fx.dir.path().join(format!("clear-{seq}.cmd"));
+        admin::write(&p, &cmd).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let seq = mode.admin_seq + 1;
+    // One administrator is not the quorum; another branch is not this one.
+    fails(
+        &g(&[
+            "chain",
+            "clear-reorg",
+            "--command",
+            &command(seq, branch_start, &[0]),
+        ]),
+        "0x050",
+    );
+    fails(
+        &g(&[
+            "chain",
+            "clear-reorg",
+            "--command",
+            &command(seq, branch_start + 1, &[0, 2]),
+        ]),
+        "0x03b2",
+    );
+    assert_eq!(json(&g(&["hk", "--json"]))["chain_flags"], 1);
+
+    let out = g(&[
+        "chain",
+        "clear-deep-reorg",
+        "--command",
+        &command(seq, branch_start, &[0, 2]),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&g(&["hk", "--json"]))["chain_flags"], 0);
+
+    let mut link = w.link();
+    let r = w.sign(&mut link, policy, &req).unwrap();
+    assert!(r.result.is_some(), "{:?}", r.refused);
 }

@@ -808,3 +808,61 @@ fn a_pruned_audit_log_verifies_from_the_signed_checkpoint() {
     assert!(!ok, "{text}");
     assert!(text.contains("0x05e1"), "{text}");
 }
+
+/// Issue 13 item 1 through the real daemon and its SQLite spend history:
+/// A = {u0..u3} pays 0.95 BTC; B = {u0} paying the same with a higher fee
+/// (which the old rule took for a fee bump of A, charging only the fee
+/// increase) is refused as `btc-replacement-partial`; a bump spending all of
+/// A's outpoints and u4 is signed; a second "replacement" of A leaving u4
+/// alone meets that bump and is refused.
+#[test]
+fn partial_replacements_are_refused_by_the_daemon() {
+    let base = WorldConfig::default();
+    let w = World::start(&WorldConfig {
+        utxos: 5,
+        rules: format!(
+            "per_tx_cap_sat = 200000000\nmax_fee_sat = 100000\nmax_fee_rate_sat_vb = 100\n\
+             min_confirmations = 3\nmax_psbt_bytes = 200000\n\
+             [[rules.velocity]]\nwindow_s = 3600\ncap_sat = 300000000\n\
+             [[rules.allow]]\nlabel = \"exchange\"\naddress = \"{}\"\n\
+             [rules.replacement]\nallowed = true\nmax_fee_sat = 200000\nmax_fee_rate_sat_vb = 200\n",
+            spacenode_system_tests::cosign::DEST
+        ),
+        ..base
+    });
+    let policy = w.policy();
+    let mut link = w.link();
+    let pay = 95_000_000;
+    let (a, a_psbt) = w.request([1; 32], &[0, 1, 2, 3], pay, 2_000, 0);
+    let r = w.sign(&mut link, policy, &a).unwrap();
+    assert!(r.result.is_some(), "{:?}", r.refused);
+    for (k, u) in [0usize, 1, 2, 3].into_iter().enumerate() {
+        let k8 = u8::try_from(k).unwrap();
+        let (b, _) = w.request([10 + k8; 32], &[u], pay, 3_000 + u64::from(k8), 1);
+        let r = w.sign(&mut link, policy, &b).unwrap();
+        let refused = r.refused.expect("a partial replacement is refused");
+        assert_eq!(refused.code.0, 0x06A0, "{refused}");
+        assert_eq!(
+            refused.rule.as_deref(),
+            Some("btc-replacement-partial"),
+            "{refused}"
+        );
+    }
+    let (bump, bump_psbt) = w.request([20; 32], &[0, 1, 2, 3, 4], pay, 5_000, 2);
+    let r = w.sign(&mut link, policy, &bump).unwrap();
+    assert!(r.result.is_some(), "{:?}", r.refused);
+    assert_ne!(
+        a_psbt.unsigned_tx.compute_txid(),
+        bump_psbt.unsigned_tx.compute_txid()
+    );
+    let (again, _) = w.request([21; 32], &[0, 1, 2, 3], pay, 9_000, 3);
+    let r = w.sign(&mut link, policy, &again).unwrap();
+    let refused = r.refused.expect("a second replacement of A is refused");
+    assert_eq!(refused.code.0, 0x06A0, "{refused}");
+    assert!(
+        refused
+            .detail
+            .contains(&bump_psbt.unsigned_tx.compute_txid().to_string()),
+        "{refused}"
+    );
+}

@@ -214,7 +214,7 @@ enum AdminCommand {
     Command {
         /// The command: exit-safe-mode, veto-policy, clock-resync,
         /// register-wallet, retire-wallet, register-safe, retire-safe,
-        /// safe-admin-tx.
+        /// safe-admin-tx, clear-deep-reorg.
         kind: String,
         /// The node's id (16 hex characters, `node.id` in its config).
         #[arg(long)]
@@ -228,7 +228,8 @@ enum AdminCommand {
         /// The command's body in hex (veto-policy: the pending policy's
         /// hash; clock-resync: the time, i64 ms big-endian; retire-wallet:
         /// the wallet id; retire-safe: chain id u64 big-endian and the
-        /// Safe's address).
+        /// Safe's address; clear-deep-reorg: the refused branch's first
+        /// height, u32 big-endian).
         #[arg(long, value_name = "HEX")]
         body_hex: Option<String>,
         /// Where to write the command.
@@ -289,9 +290,17 @@ enum ChainCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Acknowledge a refused deep reorg: clears the node's flag (the event
-    /// log keeps the record).
-    ClearDeepReorg,
+    /// Clear the flag of a refused deep reorg, which stops Bitcoin signing:
+    /// needs a quorum-signed command (`ground admin command clear-deep-reorg
+    /// --body-hex <branch start, u32 BE>`, then `ground admin sign` by the
+    /// quorum). Without --command the node refuses (0x03B0). The event log
+    /// keeps the record.
+    #[command(alias = "clear-reorg")]
+    ClearDeepReorg {
+        /// The signed CLEAR_DEEP_REORG command file.
+        #[arg(long)]
+        command: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -660,8 +669,13 @@ fn chain_command(
             }
             Ok(ExitCode::SUCCESS)
         }
-        ChainCommand::ClearDeepReorg => {
-            chain::clear_deep_reorg(link, policy)?;
+        ChainCommand::ClearDeepReorg { command } => {
+            let bytes = command
+                .as_deref()
+                .map(spacenode_hil::ground::admin::read)
+                .transpose()?
+                .map(|c| c.encode());
+            chain::clear_deep_reorg(link, policy, bytes.as_deref())?;
             println!("deep-reorg flag cleared");
             Ok(ExitCode::SUCCESS)
         }

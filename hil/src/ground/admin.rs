@@ -140,6 +140,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         kind::SAFE_ADMIN_TX,
         "the request hash of one Ethereum request whose Safe calls itself",
     ),
+    (
+        "clear-deep-reorg",
+        kind::CLEAR_DEEP_REORG,
+        "the refused branch's first height, u32 big-endian (ground chain status)",
+    ),
 ];
 
 /// The kinds the tool can build, by name.

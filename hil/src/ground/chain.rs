@@ -572,16 +572,22 @@ pub fn status(link: &mut Link, policy: RetryPolicy) -> Result<(ChainStatus, i64)
     Err(ChainCmdError::Status(why))
 }
 
-/// Acknowledges the node's deep-reorg flag.
+/// Clears the node's deep-reorg flag with a quorum-signed
+/// `CLEAR_DEEP_REORG` command (its encoded bytes). `None` sends the former
+/// plain TC, which the node refuses with 0x03B0 (kept to show the reason).
 ///
 /// # Errors
 /// [`ChainCmdError`] on link failure or refusal.
-pub fn clear_deep_reorg(link: &mut Link, policy: RetryPolicy) -> Result<(), ChainCmdError> {
+pub fn clear_deep_reorg(
+    link: &mut Link,
+    policy: RetryPolicy,
+    command: Option<&[u8]>,
+) -> Result<(), ChainCmdError> {
     let tc = link.new_tc(
         apid::CHAIN,
         service::CHAIN,
         subtype::CHAIN_CLEAR_DEEP_REORG,
-        Vec::new(),
+        command.map(<[u8]>::to_vec).unwrap_or_default(),
     );
     link.request(&tc, policy).map_err(refusal(0, 0))?;
     Ok(())

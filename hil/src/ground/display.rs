@@ -123,6 +123,9 @@ pub const CHAIN_CODES: &[(u16, &str, &str)] = &[
     (0x03A2, "StatusError::UnknownNetwork", "unknown network id"),
     (0x03A3, "StatusError::InvalidFlags", "unknown status flags"),
     (0x03A4, "StatusError::NonCanonical", "absent record not zeroed"),
+    (0x03B0, "ClearReorgError::NeedsQuorum", "clearing the deep-reorg flag needs a quorum-signed CLEAR_DEEP_REORG command"),
+    (0x03B1, "ClearReorgError::NotFlagged", "no refused deep reorg is flagged"),
+    (0x03B2, "ClearReorgError::OtherBranch", "the command names another refused branch than the flagged one"),
 ];
 
 /// Names and meanings of the policy (0x05xx), Bitcoin signing (0x06xx)
@@ -388,6 +391,46 @@ const COSIGN_CODES: &[(u16, &str, &str)] = &[
     ),
     (0x061A, "BtcError::Signer", "the key store failed"),
     (
+        0x06A0,
+        "BtcError::PartialReplacement",
+        "replacement leaves outpoints of the replaced transaction unspent",
+    ),
+    (
+        0x06A1,
+        "BtcError::Dust",
+        "output below the dust threshold of its script",
+    ),
+    (
+        0x06A2,
+        "BtcError::NonStandardScript",
+        "output script not a standard template (or a second/oversized OP_RETURN)",
+    ),
+    (
+        0x06A3,
+        "BtcError::NonStandardSize",
+        "weight above 400000 or non-witness size below 65 bytes",
+    ),
+    (
+        0x06A4,
+        "BtcError::BelowMinRelayFee",
+        "fee rate below the minimum relay fee (1 sat/vB)",
+    ),
+    (
+        0x06A5,
+        "BtcError::NonStandardVersion",
+        "transaction version not 1, 2 or 3 (or TRUC above 10000 vB)",
+    ),
+    (
+        0x06A6,
+        "BtcError::ReplacementIncrement",
+        "replacement adds less than 1 sat/vB of its size (BIP125 rule 4)",
+    ),
+    (
+        0x06A7,
+        "BtcError::DeepReorg",
+        "a refused deep reorg is flagged: signing stops until the quorum clears it",
+    ),
+    (
         0x0901,
         "FILE_TOO_LARGE",
         "upload of 0 bytes or above 64 KiB",
@@ -512,9 +555,11 @@ pub fn chain_status_table(st: &ChainStatus, tm_time_ms: i64) -> String {
                 || "no".to_string(),
                 |d| {
                     format!(
-                        "YES: branch {}..={} forks below the lowest kept height {} \
-                         (clear with `ground chain clear-deep-reorg`)",
-                        d.branch_start, d.branch_end, d.lowest_kept
+                        "YES: branch {}..={} forks below the lowest kept height {}; \
+                         Bitcoin signing stopped (clear with a quorum-signed command: \
+                         `ground admin command clear-deep-reorg --body-hex {:08x}`, \
+                         then `ground chain clear-deep-reorg --command FILE`)",
+                        d.branch_start, d.branch_end, d.lowest_kept, d.branch_start
                     )
                 },
             ),

@@ -15,6 +15,9 @@ pub trait ChainView {
     fn tip_height(&self) -> u32;
     /// Median time past of the tip, seconds.
     fn median_time_past(&self) -> u32;
+    /// First height of the branch of a refused deep reorg while its flag is
+    /// set (Bitcoin signing stops: `btc-deep-reorg`), `None` otherwise.
+    fn deep_reorg_refused(&self) -> Option<u32>;
     /// Checks a proof with the full funding transaction against our chain.
     ///
     /// # Errors
@@ -30,6 +33,10 @@ impl ChainView for ChainState {
 
     fn median_time_past(&self) -> u32 {
         ChainState::median_time_past(self)
+    }
+
+    fn deep_reorg_refused(&self) -> Option<u32> {
+        self.status().deep_reorg_refused.map(|d| d.branch_start)
     }
 
     fn verify(

@@ -26,14 +26,19 @@
 //! 8. `btc-foreign-change`: an output carrying a node-key derivation hint of
 //!    a registered wallet must derive to its script; change is recognised
 //!    only on branch 1 of a wallet the transaction spends from;
-//! 9. equivocation / replacement (`btc-equivocation`, `btc-replacement`);
-//! 10. `btc-fee-cap`: absolute and per-vbyte over an honest vsize estimate
+//! 9. standard relay policy (`standard`): `btc-nonstandard-version`,
+//!    `btc-nonstandard-script`, `btc-dust`, `btc-nonstandard-size`,
+//!    `btc-min-relay-fee`;
+//! 10. equivocation / replacement (`btc-equivocation`,
+//!     `btc-replacement-partial`, `btc-replacement`, then
+//!     `btc-replacement-increment`: BIP125 rule 4);
+//! 11. `btc-fee-cap`: absolute and per-vbyte over an honest vsize estimate
 //!     (unsigned weight + miniscript's maximum satisfaction weight of each
 //!     input's derived descriptor; an upper bound that exceeds the final
 //!     size by at most a byte or two per signature);
-//! 11. `btc-per-tx-cap` on destinations + fee;
-//! 12. `btc-allowlist` on every non-change output;
-//! 13. `btc-velocity` (a replacement counts only what it adds; the same
+//! 12. `btc-per-tx-cap` on destinations + fee;
+//! 13. `btc-allowlist` on every non-change output;
+//! 14. `btc-velocity` (a replacement counts only what it adds; the same
 //!     transaction again counts nothing).
 //!
 //! Must never: trust a PSBT-provided script, path or amount that it has not
@@ -60,6 +65,7 @@ use crate::chain::{ChainView, proof_for};
 use crate::error::BtcError;
 use crate::history::{Conflict, SpendHistory, classify};
 use crate::psbt_v2::{self, MAX_ITEMS, PsbtVersion};
+use crate::standard;
 use crate::wallet::{AllowMatcher, Wallet, WalletKind};
 
 /// How the node signs one input.
@@ -476,7 +482,11 @@ where
     }
     let vsize = weight.div_ceil(4);
 
-    // 9. equivocation
+    // 9. standard relay policy
+    standard::check_outputs(tx)?;
+    standard::check_size_and_fee(tx, weight, fee.0)?;
+
+    // 10. equivocation
     let dest_outs: Vec<TxOut> = dests.iter().map(|(_, o)| o.clone()).collect();
     let outpoints: Vec<OutPoint> = tx.input.iter().map(|i| i.previous_output).collect();
     let conflict = classify(
@@ -487,8 +497,11 @@ where
         fee,
         &rules.replacement,
     )?;
+    if let Conflict::Replaces(p) = &conflict {
+        standard::check_increment(&p.txid, p.fee.0, fee.0, vsize)?;
+    }
 
-    // 10. fee caps
+    // 11. fee caps
     let (max_fee, max_rate) = match conflict {
         Conflict::Replaces(_) => (rules.replacement.max_fee, rules.replacement.max_fee_rate),
         _ => (rules.max_fee, rules.max_fee_rate),
@@ -507,7 +520,7 @@ where
         });
     }
 
-    // 11. per-tx cap
+    // 12. per-tx cap
     if amount > rules.per_tx_cap {
         return Err(BtcError::PerTxCap {
             amount: amount.0,
@@ -515,7 +528,7 @@ where
         });
     }
 
-    // 12. allowlist
+    // 13. allowlist
     let mut destinations = Vec::with_capacity(dests.len());
     for (index, out) in dests {
         let hints = psbt.outputs.get(index).map(hints_out).unwrap_or_default();
@@ -530,7 +543,7 @@ where
         destinations.push((index, out, label));
     }
 
-    // 13. velocity
+    // 14. velocity
     let velocity_amount = match &conflict {
         Conflict::Fresh => amount,
         Conflict::SameTransaction => Sats::ZERO,

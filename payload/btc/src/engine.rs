@@ -4,7 +4,8 @@
 //! Order: envelope decodes (`request-malformed`) → clock guard
 //! (`clock-step`, raises an event) → seen ids (`request-id-reuse`, or a
 //! replay answered from the stored result) → target, validity window
-//! (`request-expired`) and ground approvals (`btc-approvals`) → allowed UTC
+//! (`request-expired`) and ground approvals (`btc-approvals`) → no refused
+//! deep reorg flagged (`btc-deep-reorg`, not remembered) → allowed UTC
 //! windows (`btc-time-window`) → PSBT checks (`check`) → signing with the
 //! double sighash and self-verification (`sign`) → spend record, velocity
 //! entry and audit entry with its node-signed receipt.
@@ -15,7 +16,7 @@
 //!
 //! | outcome | write |
 //! |---|---|
-//! | `Approved` | `seen_requests(request_id, request_hash, result = encoded signatures)`; `spends(txid, request_id, destinations, fee, amount, time)` and `spent_outpoints(outpoint, txid)` (replace rows of a replaced txid's conflicting outpoints); `velocity(at_ms, sats, request_id)` if `velocity` is `Some`; `audit(seq, entry, receipt)` and the audit head; `clock.last_accepted` |
+//! | `Approved` | `seen_requests(request_id, request_hash, result = encoded signatures)`; `spends(txid, request_id, destinations, fee, amount, time)` and `spent_outpoints(outpoint, txid)` for every outpoint (a replacement spends all outpoints of the txid it replaces, so all of that txid's rows are re-pointed: `history`); `velocity(at_ms, sats, request_id)` if `velocity` is `Some`; `audit(seq, entry, receipt)` and the audit head; `clock.last_accepted` |
 //! | `Refused` | `audit(...)`, audit head; `seen_requests(id, hash, result = refusal code)` if `remember_id`; `clock.last_accepted` if `clock` changed |
 //! | `Replay` | `audit(...)`, audit head; then answer with the stored result |
 //!
@@ -345,6 +346,20 @@ where
             );
         }
     };
+    // A refused deep reorg means the header chain disagrees with a
+    // heavier branch: SPV confirmations may be stale or forged, so nothing
+    // is signed until the quorum clears the flag. Not remembered: the same
+    // request may be retried once the flag is cleared.
+    if let Some(branch_start) = view.chain.deep_reorg_refused() {
+        return refuse(
+            &mut head,
+            clock,
+            Some(request_id),
+            Some(hash),
+            BtcError::DeepReorg { branch_start }.into(),
+            false,
+        );
+    }
     let rules = &doc.rules;
     if !rules.time_windows.is_empty() && !rules.time_windows.iter().any(|w| w.contains(now.0)) {
         return refuse(
@@ -411,6 +426,7 @@ where
                 .collect(),
             fee: spend.fee,
             amount: spend.amount,
+            outpoints: spend.outpoints(),
         },
         replaces: match &spend.conflict {
             Conflict::Replaces(p) => Some(p.txid),

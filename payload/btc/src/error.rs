@@ -1,5 +1,5 @@
 //! Refusals of the Bitcoin signing path: one enum, stable codes
-//! (0x0600..=0x06FF) and a rule tag per variant.
+//! (0x0600..=0x06FF; issue-13 additions 0x06A0..=0x06BF) and a rule tag per variant.
 //!
 //! Owns: [`BtcError`] and [`Refusal`] (what reaches the ground and the audit
 //! log: code, rule tag, message, whether to raise an event). Must never:
@@ -189,6 +189,86 @@ pub enum BtcError {
     /// Wallet registration refused.
     #[error("wallet registration: {0}")]
     Registration(#[from] crate::wallet::WalletError),
+    /// A "replacement" that leaves outpoints of the replaced transaction
+    /// unspent (both could confirm: issue 13 item 1).
+    #[error(
+        "replacement of {previous} refused: it spends {left_out} of its {spent} outpoints \
+         no more (first missing {missing}); a replacement must spend every outpoint \
+         of the transaction it replaces"
+    )]
+    PartialReplacement {
+        /// Earlier txid.
+        previous: String,
+        /// First outpoint of the earlier transaction not spent here.
+        missing: String,
+        /// How many of its outpoints are not spent here.
+        left_out: usize,
+        /// How many outpoints it spends.
+        spent: usize,
+    },
+    /// An output below Bitcoin Core's dust threshold for its script.
+    #[error(
+        "output {index}: {value} sat is dust for its script (threshold {threshold} sat at 3 sat/vB)"
+    )]
+    Dust {
+        /// Output.
+        index: usize,
+        /// Its value.
+        value: u64,
+        /// Core's `GetDustThreshold` at the default dust relay fee.
+        threshold: u64,
+    },
+    /// An output script outside the standard templates.
+    #[error("output {index}: non-standard script ({detail})")]
+    NonStandardScript {
+        /// Output.
+        index: usize,
+        /// Why.
+        detail: String,
+    },
+    /// Transaction size outside the standard bounds.
+    #[error("non-standard size: {0}")]
+    NonStandardSize(String),
+    /// Fee rate below the minimum relay fee rate.
+    #[error(
+        "fee {fee} sat for an estimated {vsize} vB is below the minimum relay fee of {min_rate} sat/vB"
+    )]
+    BelowMinRelayFee {
+        /// Fee.
+        fee: u64,
+        /// Estimated vsize.
+        vsize: u64,
+        /// Minimum rate, sat/vB.
+        min_rate: u64,
+    },
+    /// Transaction version not standard (1, 2, or 3 within TRUC limits).
+    #[error("non-standard transaction version: {0}")]
+    NonStandardVersion(String),
+    /// A replacement that does not pay for its own relay (BIP125 rule 4).
+    #[error(
+        "replacement of {previous} adds {added} sat of fee, below {required} sat \
+         (incremental relay fee 1 sat/vB x {vsize} vB)"
+    )]
+    ReplacementIncrement {
+        /// Earlier txid.
+        previous: String,
+        /// Fee added over the replaced transaction.
+        added: u64,
+        /// What relay requires.
+        required: u64,
+        /// Estimated vsize of the replacement.
+        vsize: u64,
+    },
+    /// A deeper reorganisation than the window was refused; the chain view
+    /// may be stale or attacked until the quorum clears the flag.
+    #[error(
+        "a deep reorg was refused (branch from height {branch_start}); Bitcoin signing \
+         stops until a quorum-signed CLEAR_DEEP_REORG command clears the flag"
+    )]
+    DeepReorg {
+        /// First height of the refused branch.
+        branch_start: u32,
+    },
 }
 
 impl BtcError {
@@ -223,6 +303,14 @@ impl BtcError {
             Self::SignatureSelfCheck { .. } => 0x0619,
             Self::Signer(_) => 0x061A,
             Self::Registration(w) => w.code(),
+            Self::PartialReplacement { .. } => 0x06A0,
+            Self::Dust { .. } => 0x06A1,
+            Self::NonStandardScript { .. } => 0x06A2,
+            Self::NonStandardSize(_) => 0x06A3,
+            Self::BelowMinRelayFee { .. } => 0x06A4,
+            Self::NonStandardVersion(_) => 0x06A5,
+            Self::ReplacementIncrement { .. } => 0x06A6,
+            Self::DeepReorg { .. } => 0x06A7,
         }
     }
 
@@ -254,6 +342,14 @@ impl BtcError {
                 Rule::SelfCheck
             }
             Self::Registration(_) => Rule::WalletRegistration,
+            Self::PartialReplacement { .. } => Rule::PartialReplacement,
+            Self::Dust { .. } => Rule::Dust,
+            Self::NonStandardScript { .. } => Rule::NonStandardScript,
+            Self::NonStandardSize(_) => Rule::NonStandardSize,
+            Self::BelowMinRelayFee { .. } => Rule::MinRelayFee,
+            Self::NonStandardVersion(_) => Rule::NonStandardVersion,
+            Self::ReplacementIncrement { .. } => Rule::ReplacementIncrement,
+            Self::DeepReorg { .. } => Rule::DeepReorg,
         }
     }
 

@@ -10,12 +10,32 @@
 //! Rules: outpoints never signed → new spend. All signed in this very
 //! transaction (same txid) → the same transaction again (velocity counts 0).
 //! Signed in ONE other transaction → refused unless the policy allows
-//! replacement, and then only with identical destinations (same scripts and
-//! amounts, as a multiset) and a strictly higher fee (the fee caps of the
-//! replacement rule apply, checked by the caller). Outpoints of several
-//! other transactions → refused (not a simple fee bump).
+//! replacement, and then only if it spends EVERY outpoint of the transaction
+//! it replaces (a superset, `btc-replacement-partial` otherwise), with
+//! identical destinations (same scripts and amounts, as a multiset) and a
+//! strictly higher fee (the fee caps of the replacement rule apply, checked
+//! by the caller). Outpoints of several other transactions → refused (not a
+//! simple fee bump).
 //!
-//! Must never: let a replacement change where money goes.
+//! Why the superset: velocity charges a replacement only what it adds over
+//! the transaction it replaces, on the grounds that at most one of the two
+//! can confirm. That holds only if they conflict on every input of the
+//! replaced one; a "replacement" spending a subset leaves the other inputs
+//! free for more "replacements", all of which can confirm together (issue
+//! 13 item 1: A = {u0..u3}, then B = {u0}, C = {u1}, ... each paying A's
+//! destinations).
+//!
+//! What history must hold for this: every outpoint of a live spend points
+//! at it. Recording a replacement re-points ALL outpoints of the replaced
+//! transaction (they are a subset of the replacement's), so a replaced
+//! transaction has no outpoint left and is never found again; a second
+//! replacement of A therefore meets A's replacement B on A's outpoints and
+//! must be a superset of B: replacements form one chain A ⊆ B ⊆ C ..., any
+//! two of which conflict. [`PriorSpend::outpoints`] is the replaced
+//! transaction's outpoint set read from that mapping.
+//!
+//! Must never: let a replacement change where money goes, or let two
+//! transactions that can both confirm be charged as one.
 #![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
@@ -37,6 +57,8 @@ pub struct PriorSpend {
     pub fee: Sats,
     /// What it took from the wallets (destinations + fee).
     pub amount: Sats,
+    /// Every outpoint it spends (a replacement must spend all of them).
+    pub outpoints: Vec<OutPoint>,
 }
 
 /// Lookup of persisted spends.
@@ -59,8 +81,14 @@ impl SpendHistory for MemoryHistory {
 }
 
 impl MemoryHistory {
-    /// Records an approved spend (what the node writes to its tables).
+    /// Records an approved spend (what the node writes to its tables):
+    /// every outpoint now points at `spend`, including those of a
+    /// transaction it replaces (module docs).
     pub fn record(&mut self, outpoints: &[OutPoint], spend: &PriorSpend) {
+        let spend = PriorSpend {
+            outpoints: outpoints.to_vec(),
+            ..spend.clone()
+        };
         for o in outpoints {
             self.spent.insert(*o, spend.clone());
         }
@@ -90,7 +118,8 @@ fn sorted(v: &[TxOut]) -> Vec<(Vec<u8>, u64)> {
 /// Classifies a checked transaction.
 ///
 /// # Errors
-/// [`BtcError::Equivocation`] or [`BtcError::Replacement`].
+/// [`BtcError::Equivocation`], [`BtcError::PartialReplacement`] or
+/// [`BtcError::Replacement`].
 pub fn classify<H: SpendHistory + ?Sized>(
     history: &H,
     txid: Txid,
@@ -136,6 +165,19 @@ pub fn classify<H: SpendHistory + ?Sized>(
                     detail: "mixes outpoints of this and another signed transaction".into(),
                 });
             }
+            if let Some(missing) = p.outpoints.iter().find(|o| !outpoints.contains(*o)) {
+                let left_out = p
+                    .outpoints
+                    .iter()
+                    .filter(|o| !outpoints.contains(*o))
+                    .count();
+                return Err(BtcError::PartialReplacement {
+                    previous: p.txid.to_string(),
+                    missing: missing.to_string(),
+                    left_out,
+                    spent: p.outpoints.len(),
+                });
+            }
             if sorted(&p.destinations) != sorted(destinations) {
                 return Err(BtcError::Replacement {
                     previous: p.txid.to_string(),
@@ -154,6 +196,7 @@ pub fn classify<H: SpendHistory + ?Sized>(
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, reason = "test code")]
 mod tests {
     use super::*;
     use bitcoin::hashes::Hash;
@@ -196,6 +239,7 @@ mod tests {
             destinations: d.clone(),
             fee: Sats(10),
             amount: Sats(21),
+            outpoints: vec![op(1), op(2)],
         };
         h.record(&[op(1), op(2)], &p1);
         assert_eq!(
@@ -204,12 +248,25 @@ mod tests {
         );
         let e = classify(&h, t2, &[op(1)], &d, Sats(20), &rule(false)).unwrap_err();
         assert_eq!(e.code(), 0x0615);
-        // Same destinations in another order, higher fee: a fee bump.
+        // Same destinations in another order, higher fee, every outpoint of
+        // t1 and one more: a fee bump. (This test used to accept [op(1),
+        // op(3)], a "replacement" that drops op(2) of t1: issue 13 item 1,
+        // wrong, see `partial_replacement_refused`.)
         let swapped = vec![out(6, 2), out(5, 1)];
         assert_eq!(
-            classify(&h, t2, &[op(1), op(3)], &swapped, Sats(20), &rule(true)).unwrap(),
+            classify(
+                &h,
+                t2,
+                &[op(1), op(2), op(3)],
+                &swapped,
+                Sats(20),
+                &rule(true)
+            )
+            .unwrap(),
             Conflict::Replaces(p1.clone())
         );
+        let e = classify(&h, t2, &[op(1), op(3)], &swapped, Sats(20), &rule(true)).unwrap_err();
+        assert_eq!(e.code(), 0x06A0);
         assert!(classify(&h, t2, &[op(1)], &[out(5, 1)], Sats(20), &rule(true)).is_err());
         assert!(classify(&h, t2, &[op(1)], &d, Sats(10), &rule(true)).is_err());
         // Conflicts with two earlier transactions.
@@ -220,7 +277,80 @@ mod tests {
                 ..p1.clone()
             },
         );
-        let e = classify(&h, t2, &[op(1), op(4)], &d, Sats(20), &rule(true)).unwrap_err();
+        let e = classify(&h, t2, &[op(1), op(2), op(4)], &d, Sats(20), &rule(true)).unwrap_err();
         assert_eq!(e.code(), 0x0616);
+    }
+
+    fn spend(txid: Txid, fee: u64, d: &[TxOut]) -> PriorSpend {
+        PriorSpend {
+            txid,
+            destinations: d.to_vec(),
+            fee: Sats(fee),
+            amount: Sats(fee.saturating_add(11)),
+            outpoints: Vec::new(),
+        }
+    }
+
+    /// Issue 13 item 1: A = {u0..u3}; B = {u0}, C = {u1}, ... with A's
+    /// destinations and a higher fee would each pass as "fee bumps" of A.
+    #[test]
+    fn partial_replacement_refused() {
+        let mut h = MemoryHistory::default();
+        let d = vec![out(5, 1)];
+        let a = Txid::from_byte_array([0xA; 32]);
+        h.record(&[op(0), op(1), op(2), op(3)], &spend(a, 10, &d));
+        for (k, u) in (0..4u8).enumerate() {
+            let t = Txid::from_byte_array([0xB0 | u; 32]);
+            let fee = 11 + u64::try_from(k).unwrap();
+            let e = classify(&h, t, &[op(u)], &d, Sats(fee), &rule(true)).unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    BtcError::PartialReplacement {
+                        left_out: 3,
+                        spent: 4,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            assert_eq!(e.rule(), spacenode_policy::Rule::PartialReplacement);
+        }
+    }
+
+    /// A replacement of A must conflict with every earlier replacement of A:
+    /// B = A + u9 replaced A; C = A (again a superset of A, higher fee than
+    /// B) would not conflict with B on u9 — it meets B on A's outpoints and
+    /// must then be a superset of B.
+    #[test]
+    fn replacements_of_one_transaction_form_a_chain() {
+        let mut h = MemoryHistory::default();
+        let d = vec![out(5, 1)];
+        let a = Txid::from_byte_array([0xA; 32]);
+        let b = Txid::from_byte_array([0xB; 32]);
+        let c = Txid::from_byte_array([0xC; 32]);
+        h.record(&[op(0), op(1)], &spend(a, 10, &d));
+        let bump = classify(&h, b, &[op(0), op(1), op(9)], &d, Sats(20), &rule(true)).unwrap();
+        assert!(matches!(bump, Conflict::Replaces(ref p) if p.txid == a));
+        h.record(&[op(0), op(1), op(9)], &spend(b, 20, &d));
+        // A's outpoints now all belong to B: A is never found again.
+        assert!(h.spent.values().all(|p| p.txid == b));
+        let e = classify(&h, c, &[op(0), op(1)], &d, Sats(30), &rule(true)).unwrap_err();
+        assert!(
+            matches!(&e, BtcError::PartialReplacement { previous, .. } if *previous == b.to_string()),
+            "{e}"
+        );
+        // A superset of B is the next link of the chain.
+        let next = classify(
+            &h,
+            c,
+            &[op(0), op(1), op(9), op(7)],
+            &d,
+            Sats(30),
+            &rule(true),
+        );
+        assert!(matches!(next, Ok(Conflict::Replaces(ref p)) if p.txid == b));
+        // A itself again: meets B, not a superset of it (and a lower fee).
+        assert!(classify(&h, a, &[op(0), op(1)], &d, Sats(10), &rule(true)).is_err());
     }
 }

@@ -7,6 +7,8 @@
 //! - [`chain`]: the [`chain::ChainView`] seam over the node's header chain;
 //! - [`history`]: anti-equivocation over persisted signed outpoints;
 //! - [`check`]: every policy check on a PSBT before signing;
+//! - [`standard`]: Bitcoin Core's standard relay policy (dust, templates,
+//!   weight, fee floors, version);
 //! - [`sign`]: double-sighash signing with self-verification;
 //! - [`signer`]: the key-store seam ([`signer::BtcSigner`]) and a soft
 //!   signer for tests, demos and ground keys;
@@ -30,6 +32,7 @@ pub mod history;
 pub mod psbt_v2;
 pub mod sign;
 pub mod signer;
+pub mod standard;
 pub mod wallet;
 
 pub use error::{BtcError, Refusal};

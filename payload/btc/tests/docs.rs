@@ -14,7 +14,7 @@ fn every_tag_and_code_is_documented() {
             r.tag()
         );
     }
-    for code in 0x0601..=0x061Au16 {
+    for code in (0x0601..=0x061Au16).chain(0x06A0..=0x06A7) {
         assert!(
             doc.contains(&format!("| {code:#06X} |").replace("0X", "0x")),
             "code {code:#06x} missing"

@@ -396,6 +396,203 @@ fn equivocation_and_replacement() {
     );
 }
 
+/// Issue 13 item 1, the exact attack: A = {u0..u3} pays 0.95 BTC; then
+/// B = {u0}, C = {u1}, D = {u2}, E = {u3} each pay the same 0.95 BTC with a
+/// slightly higher fee. Before the fix each passed as a fee bump of A and
+/// velocity charged only the fee increase: 3.8 BTC left against the 3 BTC/h
+/// cap. Now each is refused as `btc-replacement-partial`; a replacement
+/// spending all of A's outpoints (and more) is still a fee bump, and a
+/// second replacement of A must conflict with the first.
+#[test]
+fn partial_replacements_cannot_bypass_velocity() {
+    let mut d = demo(DemoWallet::WshSortedMulti);
+    let dest = d.destination().unwrap();
+    let pay = 95_000_000;
+    let a = d.psbt(&[0, 1, 2, 3], dest.clone(), pay, 2_000, 0).unwrap();
+    let o = eval(&d, 1, a.serialize(), &[0, 1, 2, 3]);
+    approved(&o);
+    d.commit(&o);
+    // A conflicts with each of B..E, so what can leave is the larger of A
+    // and the approved B..E together (these do not conflict with each other).
+    let mut partials = 0;
+    let mut outcomes = Vec::new();
+    for (k, u) in [0usize, 1, 2, 3].into_iter().enumerate() {
+        let k8 = u8::try_from(k).unwrap();
+        let p = d
+            .psbt(&[u], dest.clone(), pay, 3_000 + u64::from(k8), 1)
+            .unwrap();
+        let o = eval(&d, 2 + k8, p.serialize(), &[u]);
+        if matches!(o, Outcome::Approved(_)) {
+            partials += pay;
+        }
+        d.commit(&o);
+        outcomes.push(o);
+    }
+    let left = partials.max(pay);
+    let cap = d.policy.active.document.rules.velocity[0].cap.0;
+    assert!(
+        left <= cap,
+        "{} BTC signed to leave against a {} BTC/h cap",
+        left as f64 / BTC as f64,
+        cap as f64 / BTC as f64
+    );
+    for o in &outcomes {
+        let r = refused(o, Rule::PartialReplacement, 0x06A0);
+        assert!(
+            r.detail.contains("spends 3 of its 4 outpoints no more"),
+            "{r}"
+        );
+    }
+    // An honest fee bump spends all of A's outpoints (here one more):
+    // velocity is charged the added fee only.
+    let bump = d
+        .psbt(&[0, 1, 2, 3, 4], dest.clone(), pay, 5_000, 2)
+        .unwrap();
+    let o = eval(&d, 10, bump.serialize(), &[0, 1, 2, 3, 4]);
+    let b = approved(&o);
+    assert_eq!(b.spend.replaces, Some(a.unsigned_tx.compute_txid()));
+    assert_eq!(b.velocity.unwrap().amount.0, 3_000);
+    d.commit(&o);
+    // A second replacement of A that leaves u4 alone would not conflict
+    // with the first: it meets the first on A's outpoints and is refused.
+    let again = d.psbt(&[0, 1, 2, 3], dest.clone(), pay, 9_000, 3).unwrap();
+    let r = refused(
+        &eval(&d, 11, again.serialize(), &[0, 1, 2, 3]),
+        Rule::PartialReplacement,
+        0x06A0,
+    );
+    assert!(
+        r.detail
+            .contains(&bump.unsigned_tx.compute_txid().to_string()),
+        "{r}"
+    );
+}
+
+/// Issue 13 item 14: what Bitcoin Core's standard relay policy refuses is
+/// not co-signed (a 0-sat destination was approved before), each with its
+/// own tag; the same spend with standard values is approved.
+#[test]
+fn standard_relay_policy() {
+    let mut d = demo(DemoWallet::WshSortedMulti);
+    let dest = d.destination().unwrap();
+    let threshold = spacenode_btc::standard::dust_threshold(&TxOut {
+        value: Amount::ZERO,
+        script_pubkey: dest.clone(),
+    });
+    assert_eq!(threshold, 294, "the demo destination is P2WPKH");
+    // The issue's case: the destination gets 0 sat, change takes the rest.
+    let zero = d.psbt(&[0], dest.clone(), 0, 2_000, 0).unwrap();
+    let r = refused(&eval(&d, 1, zero.serialize(), &[0]), Rule::Dust, 0x06A1);
+    assert!(r.detail.contains("threshold 294"), "{r}");
+    let below = d.psbt(&[0], dest.clone(), threshold - 1, 2_000, 0).unwrap();
+    refused(&eval(&d, 2, below.serialize(), &[0]), Rule::Dust, 0x06A1);
+    // At the threshold: approved.
+    let at = d.psbt(&[0], dest.clone(), threshold, 2_000, 0).unwrap();
+    approved(&eval(&d, 3, at.serialize(), &[0]));
+    // A non-standard output script (OP_TRUE), paid from the change.
+    let mut p = good(&d);
+    p.unsigned_tx.output[1].value =
+        Amount::from_sat(p.unsigned_tx.output[1].value.to_sat() - 10_000);
+    p.unsigned_tx.output.push(TxOut {
+        value: Amount::from_sat(10_000),
+        script_pubkey: ScriptBuf::from_bytes(vec![0x51]),
+    });
+    p.outputs.push(Default::default());
+    refused(
+        &eval(&d, 4, p.serialize(), &[0]),
+        Rule::NonStandardScript,
+        0x06A2,
+    );
+    // Version 4.
+    let mut p = good(&d);
+    p.unsigned_tx.version = bitcoin::transaction::Version(4);
+    refused(
+        &eval(&d, 5, p.serialize(), &[0]),
+        Rule::NonStandardVersion,
+        0x06A5,
+    );
+    // 100 sat of fee for about 200 vB.
+    let cheap = d.psbt(&[0], dest.clone(), BTC / 2, 100, 0).unwrap();
+    let r = refused(
+        &eval(&d, 6, cheap.serialize(), &[0]),
+        Rule::MinRelayFee,
+        0x06A4,
+    );
+    assert!(r.detail.contains("1 sat/vB"), "{r}");
+    // BIP125 rule 4: a fee bump of one sat does not pay for its relay.
+    let first = good(&d);
+    let o = eval(&d, 7, first.serialize(), &[0]);
+    approved(&o);
+    d.commit(&o);
+    let one_sat = d.psbt(&[0], dest.clone(), BTC / 2, 2_001, 0).unwrap();
+    refused(
+        &eval(&d, 8, one_sat.serialize(), &[0]),
+        Rule::ReplacementIncrement,
+        0x06A6,
+    );
+    let enough = d.psbt(&[0], dest, BTC / 2, 2_000 + 1_000, 0).unwrap();
+    approved(&eval(&d, 9, enough.serialize(), &[0]));
+}
+
+/// Issue 13 item 12: a real refused deep reorg (a heavier branch forking
+/// below the kept window) stops Bitcoin signing (`btc-deep-reorg`, not
+/// remembered); after the clear the same request is signed.
+#[test]
+fn deep_reorg_flag_stops_signing() {
+    use spacenode_chain::regtest::{genesis, mine_chain};
+    use spacenode_chain::{Chain, ChainConfig, Checkpoint, HeaderBatch, MemoryStore};
+    let mut d = demo(DemoWallet::WshSortedMulti);
+    let tip = d.chain.state().tip_height();
+    // A window that still holds the funding block (height 2).
+    let window = tip - 1;
+    let mut chain = Chain::open(
+        ChainConfig {
+            network: bitcoin::Network::Regtest,
+            window,
+        },
+        MemoryStore::default(),
+        Checkpoint::genesis(bitcoin::Network::Regtest),
+    )
+    .unwrap();
+    let now_s = u64::try_from(d.now.0 / 1000).unwrap();
+    let batch = d.regtest.batch(1, tip).unwrap();
+    chain.apply_batch(&batch, now_s).unwrap();
+    d.chain = chain;
+    let p = good(&d);
+    approved(&eval(&d, 1, p.serialize(), &[0]));
+
+    let branch = mine_chain(&genesis(), usize::try_from(tip + 5).unwrap(), 601).unwrap();
+    let e = d
+        .chain
+        .apply_batch(
+            &HeaderBatch::new(bitcoin::Network::Regtest, 1, branch).unwrap(),
+            now_s,
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), 0x0325, "{e}");
+    let o = eval(&d, 2, p.serialize(), &[0]);
+    refused(&o, Rule::DeepReorg, 0x06A7);
+    let Outcome::Refused(r) = &o else {
+        unreachable!()
+    };
+    assert!(!r.remember_id, "a retry after the clear must be evaluated");
+    d.commit(&o);
+
+    let flagged = d.chain.state().status().deep_reorg_refused.unwrap();
+    assert!(
+        d.chain
+            .state()
+            .check_clear_deep_reorg(flagged.branch_start + 1)
+            .is_err()
+    );
+    d.chain
+        .state()
+        .check_clear_deep_reorg(flagged.branch_start)
+        .unwrap();
+    d.chain.clear_deep_reorg_flag().unwrap();
+    approved(&eval(&d, 2, p.serialize(), &[0]));
+}
+
 #[test]
 fn time_windows() {
     let mut d = demo(DemoWallet::WshSortedMulti);

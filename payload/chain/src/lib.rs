@@ -47,7 +47,9 @@ pub use batch::{BatchError, HeaderBatch};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use params::ChainParams;
 pub use spv::{MerkleBranch, SpvConfirmation, SpvError};
-pub use state::{BatchOutcome, Chain, ChainConfig, ChainError, ChainState, Planned};
+pub use state::{
+    BatchOutcome, Chain, ChainConfig, ChainError, ChainState, ClearReorgError, Planned,
+};
 pub use status::{ChainStatus, StatusError};
 pub use store::{ChainMeta, ChainStore, ChainUpdate, MemoryStore, StoredChain, StoredHeader};
 pub use validate::{HeaderContext, ValidatedHeader, ValidationError};

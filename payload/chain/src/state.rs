@@ -176,6 +176,45 @@ impl ChainError {
     }
 }
 
+/// Why the deep-reorg flag stays set (codes 0x03B0..=0x03B7). The flag
+/// stops Bitcoin signing (`btc-deep-reorg`): the node saw a heavier branch
+/// it cannot follow, so its SPV view may be stale or under attack. Only the
+/// administrator quorum clears it, for the branch it looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClearReorgError {
+    /// A clear without a quorum-signed command (the former plain TC).
+    #[error(
+        "clearing the deep-reorg flag needs a quorum-signed CLEAR_DEEP_REORG command \
+         (ground admin command clear-deep-reorg, then ground chain clear-deep-reorg --command FILE)"
+    )]
+    NeedsQuorum,
+    /// Nothing to clear.
+    #[error("no refused deep reorg is flagged")]
+    NotFlagged,
+    /// The command was signed for another refused branch.
+    #[error(
+        "the command clears the branch from height {named}, the flagged branch starts at {flagged}"
+    )]
+    OtherBranch {
+        /// Branch start named by the command.
+        named: u32,
+        /// Branch start of the flag.
+        flagged: u32,
+    },
+}
+
+impl ClearReorgError {
+    /// Stable reason code reported to the ground.
+    #[must_use]
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::NeedsQuorum => 0x03B0,
+            Self::NotFlagged => 0x03B1,
+            Self::OtherBranch { .. } => 0x03B2,
+        }
+    }
+}
+
 /// What a header batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
@@ -827,7 +866,24 @@ impl ChainState {
         })
     }
 
-    /// Update clearing the deep-reorg flag (housekeeping acknowledged it).
+    /// May a command naming the refused branch from `branch_start` clear
+    /// the flag? (The caller has checked the administrator quorum.)
+    ///
+    /// # Errors
+    /// [`ClearReorgError::NotFlagged`] or [`ClearReorgError::OtherBranch`].
+    pub fn check_clear_deep_reorg(&self, branch_start: u32) -> Result<(), ClearReorgError> {
+        match self.meta.deep_reorg_refused {
+            None => Err(ClearReorgError::NotFlagged),
+            Some(d) if d.branch_start != branch_start => Err(ClearReorgError::OtherBranch {
+                named: branch_start,
+                flagged: d.branch_start,
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Update clearing the deep-reorg flag (the administrator quorum
+    /// cleared it: [`ChainState::check_clear_deep_reorg`]).
     #[must_use]
     pub fn plan_clear_deep_reorg_flag(&self) -> ChainUpdate {
         let mut meta = self.meta;

@@ -56,6 +56,11 @@ pub mod kind {
     /// Safe itself (owners, threshold, guard, modules, fallback handler):
     /// body = the request hash (32). Checked by `spacenode_eth::engine`.
     pub const SAFE_ADMIN_TX: u16 = 0x0014;
+    /// Clear the flag of a refused deep reorg, which stops Bitcoin signing
+    /// (body: the refused branch's first height, u32 big-endian, as `ground
+    /// chain status` shows it; the node refuses a command for another
+    /// branch). Sent in TC[129,4] (`chain.clear-deep-reorg`).
+    pub const CLEAR_DEEP_REORG: u16 = 0x0020;
 }
 
 /// Errors authorising a command. Codes 0x0520..=0x053F.

@@ -107,11 +107,27 @@ pub enum Rule {
     SafeVersion,
     /// A Safe registration is consistent and names the node as an owner.
     SafeRegistration,
+    /// A replacement spends every outpoint of the transaction it replaces.
+    PartialReplacement,
+    /// No output below Bitcoin Core's dust threshold for its script.
+    Dust,
+    /// Outputs only to standard templates and at most one OP_RETURN of 83 bytes.
+    NonStandardScript,
+    /// Transaction weight within the standard maximum (and non-witness size at least 65 bytes).
+    NonStandardSize,
+    /// Fee rate at least the minimum relay fee rate.
+    MinRelayFee,
+    /// Transaction version 1, 2 or 3 (TRUC within its size limit).
+    NonStandardVersion,
+    /// A replacement pays the incremental relay fee for its own size (BIP125 rule 4).
+    ReplacementIncrement,
+    /// No Bitcoin signing while a refused deep reorg is flagged.
+    DeepReorg,
 }
 
 impl Rule {
     /// Every rule, in table order.
-    pub const ALL: [Rule; 48] = [
+    pub const ALL: [Rule; 56] = [
         Rule::PolicyQuorum,
         Rule::PolicyVersion,
         Rule::PolicyEncoding,
@@ -160,6 +176,14 @@ impl Rule {
         Rule::SafeNonceReuse,
         Rule::SafeVersion,
         Rule::SafeRegistration,
+        Rule::PartialReplacement,
+        Rule::Dust,
+        Rule::NonStandardScript,
+        Rule::NonStandardSize,
+        Rule::MinRelayFee,
+        Rule::NonStandardVersion,
+        Rule::ReplacementIncrement,
+        Rule::DeepReorg,
     ];
 
     /// The stable tag.
@@ -214,6 +238,14 @@ impl Rule {
             Rule::SafeNonceReuse => "safe-nonce-reuse",
             Rule::SafeVersion => "safe-version",
             Rule::SafeRegistration => "safe-registration",
+            Rule::PartialReplacement => "btc-replacement-partial",
+            Rule::Dust => "btc-dust",
+            Rule::NonStandardScript => "btc-nonstandard-script",
+            Rule::NonStandardSize => "btc-nonstandard-size",
+            Rule::MinRelayFee => "btc-min-relay-fee",
+            Rule::NonStandardVersion => "btc-nonstandard-version",
+            Rule::ReplacementIncrement => "btc-replacement-increment",
+            Rule::DeepReorg => "btc-deep-reorg",
         }
     }
 

@@ -547,7 +547,10 @@ impl Node {
                 .chain
                 .status()
                 .map(|status| out.extend(self.chain_status_tm(&status, tc.source_id, now))),
-            Request::ChainClearDeepReorg => self.chain.clear_deep_reorg(),
+            Request::ChainClearDeepReorg(None) => Err(crate::services::chain::clear_refused(
+                &spacenode_chain::ClearReorgError::NeedsQuorum,
+            )),
+            Request::ChainClearDeepReorg(Some(cmd)) => self.clear_deep_reorg(&cmd, now, out),
             Request::KeysAttest(nonce) => self.attest(nonce, tc.source_id, now, out),
             Request::KeysXpub(path) => self.xpub(&path, tc.source_id, now, out),
             Request::ModeStatus => {
@@ -883,6 +886,7 @@ fn one_shot(request: &Request) -> bool {
             | Request::PolicyRetire(_)
             | Request::PolicyRegisterSafe(_)
             | Request::ModeExit(_)
+            | Request::ChainClearDeepReorg(Some(_))
     )
 }
 

@@ -533,6 +533,39 @@ impl Node {
         Ok(())
     }
 
+    /// TC[129,4] with a `CLEAR_DEEP_REORG` command: clears the flag of a
+    /// refused deep reorg, which stops Bitcoin signing. The command's
+    /// sequence is persisted BEFORE the flag is cleared (separate
+    /// connections): a crash between the two leaves the flag set and the
+    /// command spent (the quorum signs another), never a cleared flag whose
+    /// command could clear a later one again.
+    pub(super) fn clear_deep_reorg(
+        &mut self,
+        signed: &SignedCommand,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let cmd = self.authorize_command(signed, kind::CLEAR_DEEP_REORG, now, out)?;
+        let Ok(body) = <[u8; 4]>::try_from(cmd.body.as_slice()) else {
+            let e = CommandError::Malformed(
+                "a deep-reorg clear's body is the refused branch's first height, u32",
+            );
+            return Err(self.command_refused(&e, now, out));
+        };
+        let branch_start = u32::from_be_bytes(body);
+        self.chain.check_clear(branch_start)?;
+        self.store
+            .set_admin_seq(cmd.seq)
+            .map_err(|e| store_failure(&e))?;
+        self.chain.clear_deep_reorg()?;
+        tracing::warn!(
+            branch_start,
+            seq = cmd.seq,
+            "deep-reorg flag cleared by the administrator quorum: Bitcoin signing resumes"
+        );
+        Ok(())
+    }
+
     /// TC[131,12]: retires a registered wallet (`RETIRE_WALLET`, body: the
     /// wallet id) or Safe (`RETIRE_SAFE`, body: chain id u64 BE | address
     /// 20): nothing is signed for it any more; its spends, signed nonces

@@ -102,6 +102,27 @@ struct StoreHistory<'a> {
     failed: Cell<bool>,
 }
 
+impl StoreHistory<'_> {
+    /// Every outpoint bound to `txid`; `None` (logged) when the store fails
+    /// or a row does not decode.
+    fn outpoints_of(&self, txid: &[u8; 32]) -> Option<Vec<OutPoint>> {
+        match self.store.outpoints_of(txid) {
+            Ok(rows) => rows
+                .iter()
+                .map(|b| deserialize::<OutPoint>(b).ok())
+                .collect::<Option<Vec<_>>>()
+                .or_else(|| {
+                    tracing::error!("a stored outpoint does not decode");
+                    None
+                }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the spend history");
+                None
+            }
+        }
+    }
+}
+
 impl SpendHistory for StoreHistory<'_> {
     fn spent_by(&self, outpoint: &OutPoint) -> Option<PriorSpend> {
         let conflict = || PriorSpend {
@@ -109,6 +130,7 @@ impl SpendHistory for StoreHistory<'_> {
             destinations: Vec::new(),
             fee: Sats(u64::MAX),
             amount: Sats(u64::MAX),
+            outpoints: Vec::new(),
         };
         let Ok(key) = <[u8; 36]>::try_from(serialize(outpoint).as_slice()) else {
             self.failed.set(true);
@@ -116,14 +138,22 @@ impl SpendHistory for StoreHistory<'_> {
         };
         match self.store.spent_by(&key) {
             Ok(None) => None,
-            Ok(Some(row)) => match deserialize::<Vec<TxOut>>(&row.destinations) {
-                Ok(destinations) => Some(PriorSpend {
+            Ok(Some(row)) => match (
+                deserialize::<Vec<TxOut>>(&row.destinations),
+                self.outpoints_of(&row.txid),
+            ) {
+                (Ok(destinations), Some(outpoints)) => Some(PriorSpend {
                     txid: Txid::from_byte_array(row.txid),
                     destinations,
                     fee: Sats(row.fee_sat),
                     amount: Sats(row.amount_sat),
+                    outpoints,
                 }),
-                Err(e) => {
+                (_, None) => {
+                    self.failed.set(true);
+                    Some(conflict())
+                }
+                (Err(e), _) => {
                     tracing::error!(error = %e, "stored spend does not decode");
                     self.failed.set(true);
                     Some(conflict())

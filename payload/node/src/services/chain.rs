@@ -14,7 +14,7 @@
 //! the service then reports itself unavailable and every chain request fails
 //! with the reason.
 
-use spacenode_chain::{BatchOutcome, Chain, ChainError, ChainStatus, HeaderBatch};
+use spacenode_chain::{BatchOutcome, Chain, ChainError, ChainStatus, ClearReorgError, HeaderBatch};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::msg::{CHAIN_FLAG_DEEP_REORG, CHAIN_FLAG_UNAVAILABLE, EventId, FailureNotice};
 
@@ -62,6 +62,16 @@ pub fn failure(e: &ChainError, fallback_height: u32) -> FailureNotice {
     FailureNotice {
         code: ReasonCode(e.code()),
         data: failure_data(failure_height(e, fallback_height), &e.to_string()),
+    }
+}
+
+/// The failure notice of a refused deep-reorg clear: the code, data
+/// `height 0 | message` like every chain refusal.
+#[must_use]
+pub fn clear_refused(e: &ClearReorgError) -> FailureNotice {
+    FailureNotice {
+        code: ReasonCode(e.code()),
+        data: failure_data(0, &e.to_string()),
     }
 }
 
@@ -277,7 +287,25 @@ impl ChainService {
         Ok(true)
     }
 
-    /// Clears the deep-reorg flag (the ground acknowledged it).
+    /// May a quorum command naming the refused branch from `branch_start`
+    /// clear the deep-reorg flag? (Checked before the command's sequence
+    /// is spent.)
+    ///
+    /// # Errors
+    /// The failure notice: no flag, another branch, chain unavailable.
+    pub fn check_clear(&self, branch_start: u32) -> Result<(), FailureNotice> {
+        match &self.chain {
+            Ok(c) => c
+                .state()
+                .check_clear_deep_reorg(branch_start)
+                .map_err(|e| clear_refused(&e)),
+            Err(e) => Err(Self::unavailable(e)),
+        }
+    }
+
+    /// Clears the deep-reorg flag. Only after a quorum-signed
+    /// `CLEAR_DEEP_REORG` command passed [`ChainService::check_clear`]
+    /// (`node::policy`); Bitcoin signing resumes.
     ///
     /// # Errors
     /// The failure notice when the chain is unavailable or the store fails.
@@ -369,8 +397,12 @@ mod tests {
         assert_eq!(&f.data[..4], &6u32.to_be_bytes());
         assert_eq!(r.events, vec![(EventId::CHAIN_DEEP_REORG, aux3(21, 6, 45))]);
         assert_eq!(svc.hk(), (30, CHAIN_FLAG_DEEP_REORG));
+        // A clear is for the flagged branch only (after the quorum check).
+        assert_eq!(svc.check_clear(7).unwrap_err().code, ReasonCode(0x03B2));
+        svc.check_clear(6).unwrap();
         svc.clear_deep_reorg().unwrap();
         assert_eq!(svc.hk(), (30, 0));
+        assert_eq!(svc.check_clear(6).unwrap_err().code, ReasonCode(0x03B1));
 
         // A shallow reorg is followed and reported.
         let c = mine_chain(&a[27], 4, 599).unwrap();

@@ -32,8 +32,10 @@ pub enum Request {
     ChainHeaders(HeaderBatch),
     /// TC[129,2].
     ChainStatus,
-    /// TC[129,4].
-    ChainClearDeepReorg,
+    /// TC[129,4]: a `CLEAR_DEEP_REORG` command (authorised at execution);
+    /// `None` for the former plain TC without one, refused at execution
+    /// with `ClearReorgError::NeedsQuorum`.
+    ChainClearDeepReorg(Option<spacenode_policy::command::SignedCommand>),
     /// TC[130,1] with its nonce.
     KeysAttest([u8; 32]),
     /// TC[130,3] with a BIP32 path.
@@ -150,14 +152,17 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
                 code: ReasonCode(e.code()),
                 data: chain::failure_data(0, &e.to_string()),
             }),
-        (
-            apid::CHAIN,
-            service::CHAIN,
-            subtype::CHAIN_STATUS_REQUEST | subtype::CHAIN_CLEAR_DEEP_REORG,
-        ) if !tc.app_data.is_empty() => Err(bad_data(&MsgError::Trailing(tc.app_data.len()))),
+        (apid::CHAIN, service::CHAIN, subtype::CHAIN_STATUS_REQUEST) if !tc.app_data.is_empty() => {
+            Err(bad_data(&MsgError::Trailing(tc.app_data.len())))
+        }
         (apid::CHAIN, service::CHAIN, subtype::CHAIN_STATUS_REQUEST) => Ok(Request::ChainStatus),
+        (apid::CHAIN, service::CHAIN, subtype::CHAIN_CLEAR_DEEP_REORG)
+            if tc.app_data.is_empty() =>
+        {
+            Ok(Request::ChainClearDeepReorg(None))
+        }
         (apid::CHAIN, service::CHAIN, subtype::CHAIN_CLEAR_DEEP_REORG) => {
-            Ok(Request::ChainClearDeepReorg)
+            signed_command(&tc.app_data).map(|c| Request::ChainClearDeepReorg(Some(c)))
         }
         (apid::KEYS, service::KEYS, subtype::KEYS_ATTEST) => {
             <[u8; 32]>::try_from(tc.app_data.as_slice())
@@ -403,7 +408,13 @@ mod tests {
         );
         assert_eq!(
             accept(&Tc::new(apid::CHAIN, 1, 129, 4, vec![])),
-            Ok(Request::ChainClearDeepReorg)
+            Ok(Request::ChainClearDeepReorg(None))
+        );
+        assert_eq!(
+            accept(&Tc::new(apid::CHAIN, 1, 129, 4, vec![0]))
+                .unwrap_err()
+                .code,
+            ReasonCode(0x0520)
         );
         assert_eq!(
             accept(&Tc::new(apid::CHAIN, 1, 129, 3, vec![]))

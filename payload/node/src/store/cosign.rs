@@ -547,6 +547,28 @@ impl Store {
         .transpose()
     }
 
+    /// The outpoints (36-byte encodings) bound to `txid`: every outpoint of
+    /// a live spend (a replacement re-points all outpoints of the spend it
+    /// replaces, `spacenode_btc::history`).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn outpoints_of(&self, txid: &[u8; 32]) -> Result<Vec<[u8; 36]>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT outpoint FROM spent_outpoints WHERE txid = ?1 ORDER BY outpoint")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([txid.as_slice()], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let bytes = r.map_err(|e| self.err(e))?;
+            out.push(array("outpoint", &bytes)?);
+        }
+        Ok(out)
+    }
+
     /// Velocity records `(at_ms, sats)` still counting.
     ///
     /// # Errors
