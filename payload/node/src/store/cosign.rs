@@ -9,6 +9,7 @@
 //! `synchronous=FULL`) before the node releases any byte of a signature.
 
 use rusqlite::{OptionalExtension, params};
+use spacenode_policy::command::kind;
 
 use super::{Store, StoreError};
 
@@ -134,8 +135,27 @@ pub(super) fn array<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8;
 
 const UPSERT_META: &str = "INSERT INTO meta(key, value) VALUES (?1, ?2) \
                            ON CONFLICT(key) DO UPDATE SET value = excluded.value";
-pub(super) const RAISE_ADMIN_SEQ: &str = "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
-                               ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
+
+/// Records an executed administrator command inside the caller's
+/// transaction: raises the last sequence of its kind and the highest of any
+/// kind (`meta.admin_seq`, what the status reports); never lowers either.
+pub(super) fn raise_admin_seq(
+    conn: &rusqlite::Connection,
+    kind: u16,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
+         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+        [seq],
+    )?;
+    conn.execute(
+        "INSERT INTO admin_seqs(kind, last_seq) VALUES (?1, ?2) \
+         ON CONFLICT(kind) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+        params![kind, seq],
+    )?;
+    Ok(())
+}
 
 impl Store {
     // ------------------------------------------------------------ uploads
@@ -354,7 +374,7 @@ impl Store {
     }
 
     /// Persists the policy state, with the database epoch (an activation)
-    /// and an executed administrator command sequence (a veto), in one
+    /// and an executed veto's command sequence (kind `VETO_POLICY`), in one
     /// transaction.
     ///
     /// # Errors
@@ -384,7 +404,7 @@ impl Store {
             tx.execute(UPSERT_META, params!["epoch", e]).map_err(err)?;
         }
         if let Some(s) = admin_seq {
-            tx.execute(RAISE_ADMIN_SEQ, [s]).map_err(err)?;
+            raise_admin_seq(&tx, kind::VETO_POLICY, s).map_err(err)?;
         }
         tx.commit().map_err(err)
     }
@@ -436,7 +456,7 @@ impl Store {
             params![id.as_slice(), body, now_ms, seq],
         )
         .map_err(err)?;
-        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        raise_admin_seq(&tx, kind::REGISTER_WALLET, seq).map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -450,16 +470,18 @@ impl Store {
         self.retire(
             "DELETE FROM wallets WHERE id = ?1",
             params![id.as_slice()],
+            kind::RETIRE_WALLET,
             command_seq,
         )
     }
 
-    /// Deletes what `delete` names and raises the administrator sequence,
-    /// in one transaction; whether a row went.
+    /// Deletes what `delete` names and raises the administrator sequence
+    /// of `command_kind`, in one transaction; whether a row went.
     pub(super) fn retire(
         &mut self,
         delete: &str,
         key: impl rusqlite::Params,
+        command_kind: u16,
         command_seq: u64,
     ) -> Result<bool, StoreError> {
         let seq = i64_of("admin_seq", command_seq)?;
@@ -470,7 +492,7 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(err)?;
         let gone = tx.execute(delete, key).map_err(err)?;
-        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        raise_admin_seq(&tx, command_kind, seq).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(gone > 0)
     }
@@ -578,7 +600,7 @@ impl Store {
             params!["clock_last_accepted_ms", last_accepted_ms],
         )
         .map_err(err)?;
-        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        raise_admin_seq(&tx, kind::CLOCK_RESYNC, seq).map_err(err)?;
         tx.commit().map_err(err)
     }
 
