@@ -105,6 +105,13 @@ impl Fixture {
         Link::open(cfg, port.to_str().expect("utf-8 path"), baud).expect("open ground link")
     }
 
+    /// Opens an in-process ground link with another station's config.
+    #[must_use]
+    pub fn link_with(config: &Path, port: &Path, baud: u32) -> Link {
+        let cfg = GroundConfig::load(config).expect("ground config");
+        Link::open(cfg, port.to_str().expect("utf-8 path"), baud).expect("open ground link")
+    }
+
     /// Runs the `ground` binary with this fixture's config.
     #[must_use]
     pub fn ground(&self, port: &Path, args: &[&str]) -> Output {
@@ -293,6 +300,85 @@ pub fn mode_status(link: &mut Link, policy: RetryPolicy) -> spacenode_wire::msg:
     spacenode_wire::msg::ModeStatus::decode(&tm.data)
         .expect("decode mode status")
         .0
+}
+
+/// Three administrator key files (2 of 3), appended to the node's config
+/// as its `[admin]` set (which authorises commands such as a rekey before
+/// the first policy).
+pub fn admin_set(fixture: &Fixture) -> Vec<(PathBuf, bitcoin::secp256k1::Keypair)> {
+    use spacenode_hil::ground::admin;
+    let admins: Vec<(PathBuf, bitcoin::secp256k1::Keypair)> = (0..3u8)
+        .map(|i| {
+            let p = fixture.dir.path().join(format!("admin{i}.json"));
+            admin::keygen(&p).expect("admin key");
+            let k = admin::load_key(&p).expect("load admin key");
+            (p, k)
+        })
+        .collect();
+    let keys: Vec<String> = admins
+        .iter()
+        .map(|(_, k)| format!("\"{}\"", k.x_only_public_key().0))
+        .collect();
+    append_config(
+        fixture,
+        &format!("\n[admin]\nthreshold = 2\nkeys = [{}]\n", keys.join(", ")),
+    );
+    admins
+}
+
+/// Builds a rekey-link command for this fixture's station with the real
+/// `ground` binary (the station generates and stores key `new_key_id`) and
+/// signs it with administrators 0 and 1; returns the command file.
+pub fn rekey_command(
+    fixture: &Fixture,
+    admins: &[(PathBuf, bitcoin::secp256k1::Keypair)],
+    node_id: [u8; 8],
+    seq: u64,
+    new_key_id: u16,
+) -> PathBuf {
+    let file = fixture.dir.path().join(format!("rekey-{new_key_id}.cmd"));
+    let run = |args: &[&str]| {
+        let out = Command::new(bin("ground"))
+            .arg("--config")
+            .arg(&fixture.ground_config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ground");
+        assert!(
+            out.status.success(),
+            "ground {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let path = file.to_str().expect("utf-8 path");
+    run(&[
+        "admin",
+        "command",
+        "rekey-link",
+        "--node-id",
+        &hex::encode(node_id),
+        "--seq",
+        &seq.to_string(),
+        "--new-key-id",
+        &new_key_id.to_string(),
+        "--out",
+        path,
+    ]);
+    for (i, (key, _)) in admins.iter().enumerate().take(2) {
+        run(&[
+            "admin",
+            "sign",
+            "--key",
+            key.to_str().expect("utf-8 path"),
+            "--signer",
+            &i.to_string(),
+            "--command",
+            path,
+        ]);
+    }
+    file
 }
 
 /// Appends TOML to the node's config.

@@ -4,12 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use spacenode_hil::emulator::{Emulator, LinkParams};
-use spacenode_system_tests::{Fixture, Node, bin, housekeeping, patient};
+use spacenode_hil::ground::admin;
+use spacenode_hil::ground::client::Link;
+use spacenode_hil::ground::config::GroundConfig;
+use spacenode_policy::command::{RekeyBody, kind};
+use spacenode_system_tests::{
+    Fixture, Node, admin_set, append_config, bin, housekeeping, mode_status, patient,
+};
 use spacenode_wire::frame;
+use spacenode_wire::msg::Rekey;
 use spacenode_wire::security::{Cipher, Direction, LinkKey};
 use spacenode_wire::services::{apid, service, subtype};
 
@@ -79,6 +87,17 @@ fn check_config_accepts_valid_and_names_the_bad_key() {
         (
             format!("{text}\n[chain]\nnetwork = \"testnet3\"\n"),
             "unknown variant `testnet3`",
+        ),
+        // Issue 13 item 10: the same key bytes under two ids.
+        (
+            text.replace(
+                "[[link.keys]]",
+                &format!(
+                    "[[link.keys]]\nid = 2\nkey = \"{}\"\n\n[[link.keys]]",
+                    hex::encode(fx.key)
+                ),
+            ),
+            "`link.keys[1].key`: key ids 2 and 1 have the same key bytes",
         ),
     ] {
         std::fs::write(&fx.node_config, broken).unwrap();
@@ -172,70 +191,230 @@ fn events_and_housekeeping_read_well() {
     }
 }
 
+/// A second ground station with its own key id 2: the node's config lists
+/// its key, the station has its own config and state file.
+fn second_station(fx: &Fixture) -> (PathBuf, [u8; 32]) {
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    append_config(
+        fx,
+        &format!("\n[[link.keys]]\nid = 2\nkey = \"{}\"\n", hex::encode(key)),
+    );
+    let cfg = fx.dir.path().join("ground-b.toml");
+    std::fs::write(
+        &cfg,
+        GroundConfig::render(
+            2,
+            2,
+            &[(2, key)],
+            &fx.dir.path().join("ground-b-state.json"),
+        ),
+    )
+    .unwrap();
+    (cfg, key)
+}
+
+fn ground_with(config: &Path, port: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin("ground"))
+        .arg("--config")
+        .arg(config)
+        .arg("--port")
+        .arg(port)
+        .arg("--baud")
+        .arg("921600")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Issue 13 item 2: two ground stations with their own keys (A: key 1, B:
+/// key 2) through the real daemon and the real `ground` binary. A rekey
+/// without the quorum is refused; with it, only A's old key is retired
+/// and B keeps working; B cannot take A's key, and B's own rekey leaves A
+/// alone.
 #[test]
-fn rekey_switches_both_ends_and_retires_the_old_key() {
+fn two_stations_rekey_side_by_side_and_neither_locks_the_other_out() {
     let baud = 921_600;
     let emu = Emulator::start(LinkParams::clean(baud)).unwrap();
     let fx = Fixture::new(emu.node_path(), baud, Fixture::QUIET);
+    let admins = admin_set(&fx);
+    let (b_cfg, b_key) = second_station(&fx);
     let _node = Node::start(&fx);
-    let out = fx.ground(
-        emu.ground_path(),
-        &["--baud", "921600", "link", "rekey", "--key-id", "7"],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = fx.ground(emu.ground_path(), &["--baud", "921600", "ping"]);
-    assert!(
-        out.status.success(),
-        "ping under the new key: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    // Reusing a key id is refused.
-    let out = fx.ground(
-        emu.ground_path(),
-        &["--baud", "921600", "link", "rekey", "--key-id", "1"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("SEC_REKEY_REFUSED"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let port = emu.ground_path();
+    let node_id = {
+        let mut link = fx.link(port, baud);
+        hex::encode(mode_status(&mut link, patient(baud)).node_id)
+    };
+    let a = |args: &[&str]| ground_with(&fx.ground_config, port, args);
+    let b = |args: &[&str]| ground_with(&b_cfg, port, args);
+    let cmd_a = fx.dir.path().join("rekey-a.cmd");
+    let cmd_a_path = cmd_a.to_str().unwrap();
+    let (ok, text) = a(&[
+        "admin",
+        "command",
+        "rekey-link",
+        "--node-id",
+        &node_id,
+        "--seq",
+        "1",
+        "--new-key-id",
+        "7",
+        "--out",
+        cmd_a_path,
+    ]);
+    assert!(ok && text.contains("SHA-256"), "{text}");
+    let sign = |i: usize| {
+        let idx = i.to_string();
+        let key = admins[i].0.to_str().unwrap();
+        let (ok, text) = a(&[
+            "admin",
+            "sign",
+            "--key",
+            key,
+            "--signer",
+            &idx,
+            "--command",
+            cmd_a_path,
+        ]);
+        assert!(ok, "{text}");
+    };
 
-    let mut link = fx.link(emu.ground_path(), baud);
-    assert_eq!(link.tx_key_id(), 7);
-    let before = housekeeping(&mut link, patient(baud));
-    assert_eq!(before.tx_key_id, 7);
-    // The old key is retired on the node: packets under it are unknown.
+    // One administrator is not a quorum: refused, both keys stay.
+    sign(0);
+    let (ok, text) = a(&["link", "rekey", "--key-id", "7", "--command", cmd_a_path]);
+    assert!(
+        !ok && text.contains("0x0501"),
+        "rekey without quorum: {text}"
+    );
+    let (ok, text) = a(&["ping"]);
+    assert!(ok, "A after the refused rekey: {text}");
+
+    // With the quorum: A moves to key 7.
+    sign(1);
+    let (ok, text) = a(&["link", "rekey", "--key-id", "7", "--command", cmd_a_path]);
+    assert!(ok, "rekey with quorum: {text}");
+    let (ok, text) = a(&["ping"]);
+    assert!(ok, "A under its new key: {text}");
+    let (ok, text) = b(&["ping"]);
+    assert!(ok, "B keeps working after A's rekey: {text}");
+
+    // A's old key 1 is retired: packets under it are unknown.
+    let mut link_b = Fixture::link_with(&b_cfg, port, baud);
+    let before = housekeeping(&mut link_b, patient(baud));
     let old = Cipher::new(1, &LinkKey::new(fx.key));
-    let tc = link.new_tc(apid::CORE, service::TEST, subtype::PING, vec![]);
+    let tc = link_b.new_tc(apid::CORE, service::TEST, subtype::PING, vec![]);
     let env = old
         .seal(Direction::Uplink, 1 << 30, &tc.encode().unwrap())
         .unwrap();
-    link.write_raw(&frame::encode(&env).unwrap()).unwrap();
+    link_b.write_raw(&frame::encode(&env).unwrap()).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let after = housekeeping(&mut link, patient(baud));
+    let after = housekeeping(&mut link_b, patient(baud));
     assert_eq!(after.unknown_keys, before.unknown_keys + 1, "{after:?}");
+
+    // B holds a quorum-signed command that replaces A's key 7: sent under
+    // B's key it is refused, and A still works.
+    let quorum = |cmd: &mut spacenode_policy::command::SignedCommand| {
+        admin::sign(cmd, &admins[0].1, 0).unwrap();
+        admin::sign(cmd, &admins[2].1, 2).unwrap();
+    };
+    let node_id_bytes: [u8; 8] = hex::decode(&node_id).unwrap().try_into().unwrap();
+    let rekey_tc = |link: &mut Link, key_id: u16, key: [u8; 32], replaces: u16, seq: u64| {
+        use bitcoin::hashes::{Hash, sha256};
+        let body = RekeyBody {
+            new_key_id: key_id,
+            key_sha256: sha256::Hash::hash(&key).to_byte_array(),
+            replaces_key_id: replaces,
+        };
+        let mut cmd = admin::build(
+            kind::REKEY_LINK,
+            node_id_bytes,
+            seq,
+            0,
+            i64::MAX,
+            body.encode(),
+        );
+        quorum(&mut cmd);
+        let req = Rekey {
+            key_id,
+            key,
+            command: cmd.encode(),
+        };
+        link.new_tc(apid::LINK, service::LINK, subtype::LINK_REKEY, req.encode())
+    };
+    let b_new: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).unwrap() ^ 0x5A);
+    let steal = rekey_tc(&mut link_b, 8, b_new, 7, 2);
+    let e = link_b
+        .request(&steal, patient(baud))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SEC_REKEY_WRONG_KEY"), "{e}");
+    // Nor may B install its new key under A's old bytes (nonce reuse).
+    let reuse = rekey_tc(&mut link_b, 8, fx.key, 2, 2);
+    let e = link_b
+        .request(&reuse, patient(baud))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SEC_KEY_BYTES_REUSED"), "{e}");
+    // Nor reuse a key id (A's new one).
+    let taken = rekey_tc(&mut link_b, 7, b_new, 2, 2);
+    let e = link_b
+        .request(&taken, patient(baud))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SEC_REKEY_REFUSED"), "{e}");
+    // B's own rekey (2 -> 8) with the quorum: A is untouched.
+    let own = rekey_tc(&mut link_b, 8, b_new, 2, 2);
+    link_b.expect_key(8, &b_new).unwrap();
+    link_b.request(&own, patient(baud)).unwrap();
+    link_b.adopt_key(8, &b_new).unwrap();
+    housekeeping(&mut link_b, patient(baud));
+    drop(link_b);
+    let (ok, text) = a(&["ping"]);
+    assert!(ok, "A after B's rekey: {text}");
+    let (ok, text) = b(&["ping"]);
+    assert!(ok, "B under its new key: {text}");
+    let _ = b_key;
 }
 
-/// The completion report of a rekey lost on the downlink: the node has
-/// switched its downlink to the new key, the ground (which accepts the new
-/// key from the moment it sends it) repeats the same TC, and the node
-/// answers that it is done, under the new key, instead of refusing the key
-/// id as used. Then both ends use the new key.
+/// The completion report of a rekey lost on the downlink: the ground
+/// (which accepts the new key from the moment it sends it) repeats the
+/// same TC, and the node answers that it is done instead of refusing the
+/// key id as used. Then both ends use the new key.
 #[test]
 fn a_rekey_whose_completion_was_lost_is_answered_again() {
     let baud = 921_600;
     let emu = Emulator::start(LinkParams::clean(baud)).unwrap();
     let fx = Fixture::new(emu.node_path(), baud, Fixture::QUIET);
+    let admins = admin_set(&fx);
     let _node = Node::start(&fx);
     let mut link = fx.link(emu.ground_path(), baud);
+    let node_id = mode_status(&mut link, patient(baud)).node_id;
     let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).unwrap() + 1);
-    let rekey = spacenode_wire::msg::Rekey { key_id: 9, key };
+    let body = {
+        use bitcoin::hashes::{Hash, sha256};
+        RekeyBody {
+            new_key_id: 9,
+            key_sha256: sha256::Hash::hash(&key).to_byte_array(),
+            replaces_key_id: 1,
+        }
+    };
+    let mut cmd = admin::build(kind::REKEY_LINK, node_id, 1, 0, i64::MAX, body.encode());
+    admin::sign(&mut cmd, &admins[0].1, 0).unwrap();
+    admin::sign(&mut cmd, &admins[1].1, 1).unwrap();
+    let rekey = Rekey {
+        key_id: 9,
+        key,
+        command: cmd.encode(),
+    };
     let tc = link.new_tc(
         apid::LINK,
         service::LINK,

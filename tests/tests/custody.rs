@@ -10,7 +10,8 @@
 use spacenode_hil::emulator::{Emulator, LinkParams};
 use spacenode_keys::swtpm::Swtpm;
 use spacenode_system_tests::{
-    Fixture, Node, append_config, assert_sign_refused_by_mode, bin, mode_status, patient,
+    Fixture, Node, admin_set, append_config, assert_sign_refused_by_mode, bin, mode_status,
+    patient, rekey_command,
 };
 
 const BAUD: u32 = 921_600;
@@ -158,6 +159,7 @@ fn corrupt_seed_blob_is_safe_mode_tpm_unseal() {
 #[test]
 fn restoring_an_older_database_is_detected() {
     let t = setup();
+    let admins = admin_set(&t.fx);
     let mut node = Node::start(&t.fx);
     ok(&t, &["ping"]);
     node.kill9();
@@ -173,7 +175,22 @@ fn restoring_an_older_database_is_detected() {
     );
     let mut node = Node::start(&t.fx);
     // A rekey is an epoch bump: the TPM counter moves past the copy.
-    ok(&t, &["link", "rekey", "--key-id", "7"]);
+    let node_id = {
+        let mut link = t.fx.link(t.emu.ground_path(), BAUD);
+        mode_status(&mut link, patient(BAUD)).node_id
+    };
+    let cmd = rekey_command(&t.fx, &admins, node_id, 1, 7);
+    ok(
+        &t,
+        &[
+            "link",
+            "rekey",
+            "--key-id",
+            "7",
+            "--command",
+            cmd.to_str().unwrap(),
+        ],
+    );
     ok(&t, &["ping"]);
     node.kill9();
     std::fs::copy(&copy, &db).unwrap();

@@ -214,7 +214,7 @@ enum AdminCommand {
     Command {
         /// The command: exit-safe-mode, veto-policy, clock-resync,
         /// register-wallet, retire-wallet, register-safe, retire-safe,
-        /// safe-admin-tx, clear-deep-reorg.
+        /// safe-admin-tx, clear-deep-reorg, rekey-link.
         kind: String,
         /// The node's id (16 hex characters, `node.id` in its config).
         #[arg(long)]
@@ -232,6 +232,15 @@ enum AdminCommand {
         /// height, u32 big-endian).
         #[arg(long, value_name = "HEX")]
         body_hex: Option<String>,
+        /// rekey-link: id of the new link key. This station (--config)
+        /// generates the key and stores it in its state file; the command
+        /// commits to its SHA-256 (printed), never carries it.
+        #[arg(long)]
+        new_key_id: Option<u16>,
+        /// rekey-link: the key id replaced (default: this station's uplink
+        /// key). The rekey must arrive under it; only it is retired.
+        #[arg(long)]
+        replaces: Option<u16>,
         /// Where to write the command.
         #[arg(long)]
         out: PathBuf,
@@ -313,12 +322,17 @@ enum FormatArg {
 
 #[derive(Debug, Subcommand)]
 enum LinkCommand {
-    /// Install a fresh random link key on the node and switch both ends to
-    /// it (quorum-free for now).
+    /// Replace this station's link key on the node with the key prepared by
+    /// `ground admin command rekey-link --new-key-id N` and switch both
+    /// ends to it. Needs that command signed by a quorum of administrators.
+    /// Other stations' keys are not touched.
     Rekey {
-        /// Id of the new key; never reuse an id.
+        /// Id of the new key (as prepared); never reuse an id.
         #[arg(long)]
         key_id: u16,
+        /// The quorum-signed rekey-link command file.
+        #[arg(long)]
+        command: PathBuf,
     },
 }
 
@@ -335,7 +349,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Admin { command } = &cli.command {
-        return admin(command);
+        return admin(command, &cli.config);
     }
     match &cli.command {
         Command::Policy { command } => {
@@ -403,8 +417,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hk { json } => hk(&mut link, policy, json),
         Command::Events { last, follow } => events(&mut link, policy, last, follow),
         Command::Link {
-            command: LinkCommand::Rekey { key_id },
-        } => rekey(&mut link, policy, key_id),
+            command: LinkCommand::Rekey { key_id, command },
+        } => rekey(&mut link, policy, key_id, &command),
         Command::Chain { command } => chain_command(&mut link, policy, command),
         Command::Mode { command } => {
             mode(&mut link, policy, command.unwrap_or(ModeCommand::Status))
@@ -441,7 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn admin(command: &AdminCommand) -> anyhow::Result<ExitCode> {
+fn admin(command: &AdminCommand, config: &std::path::Path) -> anyhow::Result<ExitCode> {
     use spacenode_hil::ground::admin as a;
     match command {
         AdminCommand::Keygen { out } => {
@@ -455,15 +469,34 @@ fn admin(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             seq,
             valid_for,
             body_hex,
+            new_key_id,
+            replaces,
             out,
         } => {
             let k = a::kind_by_name(kind).with_context(|| {
                 let known: Vec<&str> = a::KINDS.iter().map(|(n, _, _)| *n).collect();
                 format!("unknown command {kind:?} (known: {})", known.join(", "))
             })?;
-            let body = match body_hex {
-                Some(h) => hex::decode(h.trim()).context("--body-hex is not hex")?,
-                None => Vec::new(),
+            let body = if k == spacenode_policy::command::kind::REKEY_LINK {
+                let id = (*new_key_id).context("rekey-link needs --new-key-id")?;
+                let cfg = GroundConfig::load(config).with_context(|| {
+                    format!(
+                        "rekey-link prepares the key in this station's state: loading {}",
+                        config.display()
+                    )
+                })?;
+                let body = a::prepare_rekey(&cfg, id, *replaces)?;
+                println!(
+                    "new link key {id} generated and stored in {}; its SHA-256: {}",
+                    cfg.state_file.display(),
+                    hex::encode(body.key_sha256)
+                );
+                body.encode()
+            } else {
+                match body_hex {
+                    Some(h) => hex::decode(h.trim()).context("--body-hex is not hex")?,
+                    None => Vec::new(),
+                }
             };
             let target = hex::decode(node_id.trim())
                 .ok()
@@ -1037,15 +1070,55 @@ fn events(
     Ok(ExitCode::SUCCESS)
 }
 
-fn rekey(link: &mut Link, policy: RetryPolicy, key_id: u16) -> anyhow::Result<ExitCode> {
-    let mut key = [0u8; 32];
-    rand::fill(&mut key);
-    let req = Rekey { key_id, key };
-    let tc = link.new_tc(apid::LINK, service::LINK, subtype::LINK_REKEY, req.encode());
+fn rekey(
+    link: &mut Link,
+    policy: RetryPolicy,
+    key_id: u16,
+    command: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use spacenode_policy::command::{Command as AdminCmd, RekeyBody, kind};
+    let signed = spacenode_hil::ground::admin::read(command)?;
+    let cmd = AdminCmd::decode(&signed.command)?;
+    anyhow::ensure!(
+        cmd.kind == kind::REKEY_LINK,
+        "{} is not a rekey-link command",
+        command.display()
+    );
+    let body = RekeyBody::decode(&cmd.body)?;
     let old = link.tx_key_id();
+    anyhow::ensure!(
+        body.new_key_id == key_id,
+        "the command installs key {}, not {key_id}",
+        body.new_key_id
+    );
+    anyhow::ensure!(
+        body.replaces_key_id == old,
+        "the command replaces key {}, but this station uplinks under key {old}",
+        body.replaces_key_id
+    );
+    let key = link.prepared_key(key_id).with_context(|| {
+        format!(
+            "key {key_id} is not prepared in this station's state (ground admin command rekey-link)"
+        )
+    })?;
+    {
+        use bitcoin::hashes::{Hash, sha256};
+        anyhow::ensure!(
+            sha256::Hash::hash(&key).to_byte_array() == body.key_sha256,
+            "the command commits to another key than the one prepared as {key_id}"
+        );
+    }
+    let req = Rekey {
+        key_id,
+        key,
+        command: signed.encode(),
+    };
+    let tc = link.new_tc(apid::LINK, service::LINK, subtype::LINK_REKEY, req.encode());
     link.expect_key(key_id, &key)?;
     link.request(&tc, policy)?;
     link.adopt_key(key_id, &key)?;
-    println!("link key {old} replaced by key {key_id}; the node switches on its next packet");
+    println!(
+        "link key {old} replaced by key {key_id}; the node retires key {old} on this station's next packet"
+    );
     Ok(ExitCode::SUCCESS)
 }

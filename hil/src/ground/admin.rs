@@ -9,8 +9,10 @@ use std::path::Path;
 
 use bitcoin::secp256k1::{Keypair, Message, Secp256k1, SecretKey, XOnlyPublicKey};
 use serde::{Deserialize, Serialize};
-use spacenode_policy::command::{Command, SignedCommand, TAG, kind};
+use spacenode_policy::command::{Command, RekeyBody, SignedCommand, TAG, kind};
 use spacenode_policy::quorum::{Signature, tagged_hash};
+
+use crate::ground::config::{GroundConfig, GroundState, InstalledKey};
 
 /// Errors of the administrator tooling.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +147,76 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         kind::CLEAR_DEEP_REORG,
         "the refused branch's first height, u32 big-endian (ground chain status)",
     ),
+    (
+        "rekey-link",
+        kind::REKEY_LINK,
+        "new key id u16, the new key's SHA-256, the replaced key id u16 \
+         (built from --new-key-id: the station generates and stores the key)",
+    ),
 ];
+
+/// Prepares a rekey of this station's link key, offline: generates the new
+/// key (or reuses the one prepared before under the same id, so a command
+/// can be rebuilt with another sequence), stores it in the station's state
+/// file before anything is signed (from then on the station also accepts
+/// downlink under it, as `Link::expect_key`), and returns the body of the
+/// `REKEY_LINK` command: new id, the key's SHA-256, and the key it replaces
+/// (`replaces`, default: the station's uplink key). The key itself never
+/// leaves the state file except inside the encrypted rekey TC.
+///
+/// # Errors
+/// [`AdminError::Invalid`] if the id is the station's uplink key or already
+/// retired, or the state file cannot be read or written.
+pub fn prepare_rekey(
+    cfg: &GroundConfig,
+    new_key_id: u16,
+    replaces: Option<u16>,
+) -> Result<RekeyBody, AdminError> {
+    use bitcoin::hashes::{Hash, sha256};
+    let path = cfg.state_file.display().to_string();
+    let invalid = |message: String| AdminError::Invalid {
+        path: path.clone(),
+        message,
+    };
+    let mut state = GroundState::load(&cfg.state_file).map_err(|e| invalid(e.to_string()))?;
+    let uplink = state.tx_key_id.unwrap_or(cfg.tx_key_id);
+    if new_key_id == 0 || new_key_id == uplink || state.retired_keys.contains(&new_key_id) {
+        return Err(invalid(format!(
+            "key id {new_key_id} is in use or retired here; pick a new id"
+        )));
+    }
+    if cfg.keys.iter().any(|(id, _)| *id == new_key_id) {
+        return Err(invalid(format!(
+            "key id {new_key_id} is a configured key; pick a new id"
+        )));
+    }
+    let existing = state
+        .installed_keys
+        .iter()
+        .find(|k| k.id == new_key_id)
+        .and_then(|k| hex::decode(&k.key).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+    let key = match existing {
+        Some(k) => k,
+        None => {
+            let mut k = [0u8; 32];
+            rand::fill(&mut k);
+            state.installed_keys.push(InstalledKey {
+                id: new_key_id,
+                key: hex::encode(k),
+            });
+            state
+                .save(&cfg.state_file)
+                .map_err(|e| invalid(e.to_string()))?;
+            k
+        }
+    };
+    Ok(RekeyBody {
+        new_key_id,
+        key_sha256: sha256::Hash::hash(&key).to_byte_array(),
+        replaces_key_id: replaces.unwrap_or(uplink),
+    })
+}
 
 /// The kinds the tool can build, by name.
 #[must_use]
@@ -256,7 +327,17 @@ pub fn describe(cmd: &SignedCommand) -> Result<String, AdminError> {
         || format!("unknown kind {:#06x}", c.kind),
         ToString::to_string,
     );
-    let body = if c.body.is_empty() {
+    let rekey = (c.kind == kind::REKEY_LINK)
+        .then(|| RekeyBody::decode(&c.body).ok())
+        .flatten();
+    let body = if let Some(r) = rekey {
+        format!(
+            "new link key {} (SHA-256 {}) replacing key {}",
+            r.new_key_id,
+            hex::encode(r.key_sha256),
+            r.replaces_key_id
+        )
+    } else if c.body.is_empty() {
         "empty".to_string()
     } else if c.body.len() <= 32 {
         format!("{} bytes: {}", c.body.len(), hex::encode(&c.body))
@@ -297,7 +378,10 @@ mod tests {
                 &Secp256k1::verification_only(),
                 &admins,
                 *b"node-001",
-                2,
+                spacenode_policy::command::Executed {
+                    last_of_kind: 2,
+                    highest: 2,
+                },
                 5_000,
             )
             .unwrap();

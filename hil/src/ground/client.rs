@@ -654,6 +654,18 @@ impl Link {
         Ok(())
     }
 
+    /// A key prepared for a rekey (`ground admin command rekey-link`) or
+    /// installed by one, from this station's state.
+    #[must_use]
+    pub fn prepared_key(&self, key_id: u16) -> Option<[u8; 32]> {
+        self.state
+            .installed_keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .and_then(|k| hex::decode(&k.key).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+    }
+
     /// Records a key the node accepted by rekey and makes it the uplink key.
     ///
     /// # Errors

@@ -188,6 +188,11 @@ const COSIGN_CODES: &[(u16, &str, &str)] = &[
         "another command kind was expected",
     ),
     (
+        0x05D0,
+        "CommandError::SeqJump",
+        "command sequence more than 1000 above the highest executed",
+    ),
+    (
         0x0540,
         "DocumentError::Encoding",
         "policy not canonical, unknown or missing field",

@@ -205,6 +205,7 @@ impl Admins {
 #[cfg(test)]
 mod tests {
     use bitcoin::secp256k1::Secp256k1;
+    use spacenode_policy::command::Executed;
     use spacenode_policy::quorum::AdminSet;
 
     use super::*;
@@ -233,16 +234,31 @@ mod tests {
         let both = admins
             .exit_safe_mode(1, &[0, 1], now, Duration::from_secs(600))
             .unwrap();
-        let cmd = both.authorize(&secp, &set, node, 0, now).unwrap();
+        let cmd = both
+            .authorize(&secp, &set, node, Executed::default(), now)
+            .unwrap();
         assert_eq!((cmd.kind, cmd.seq), (kind::EXIT_SAFE_MODE, 1));
         // One of two: quorum not met, the node's code 0x0501.
         let one = admins
             .exit_safe_mode(1, &[0], now, Duration::from_secs(600))
             .unwrap();
-        let e = one.authorize(&secp, &set, node, 0, now).unwrap_err();
+        let e = one
+            .authorize(&secp, &set, node, Executed::default(), now)
+            .unwrap_err();
         assert_eq!(e.code(), 0x0501, "{e}");
         // Replayed sequence number.
-        let e = both.authorize(&secp, &set, node, 1, now).unwrap_err();
+        let e = both
+            .authorize(
+                &secp,
+                &set,
+                node,
+                Executed {
+                    last_of_kind: 1,
+                    highest: 1,
+                },
+                now,
+            )
+            .unwrap_err();
         assert_eq!(e.code(), 0x0522, "{e}");
         assert!(matches!(
             admins.exit_safe_mode(1, &[2], now, Duration::from_secs(1)),

@@ -603,7 +603,10 @@ impl EthDemo {
             clock: self.clock,
             audit: self.audit,
             chain_mtp_s: 1_600_000_000,
-            last_command_seq: self.last_command_seq,
+            admin_executed: spacenode_policy::command::Executed {
+                last_of_kind: self.last_command_seq,
+                highest: self.last_command_seq,
+            },
         };
         let seen = |id: &[u8; 32]| self.seen.get(id).copied();
         evaluate(&self.secp, &view, keys, request, authority, &seen, self.now).map_err(de)

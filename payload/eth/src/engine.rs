@@ -47,7 +47,7 @@ use spacenode_policy::audit::{AuditEntry, AuditLog, Counters, Decision, EthCount
 use spacenode_policy::cbor::{self, Fields, Value, bytes, uint};
 use spacenode_policy::change::ActivePolicy;
 use spacenode_policy::clock::ClockGuard;
-use spacenode_policy::command::{SignedCommand, kind};
+use spacenode_policy::command::{Executed, SignedCommand, kind};
 use spacenode_policy::request::{
     CheckedEthRequest, EthKind, EthSignRequest, Seen, SignedRequest, seen_decision,
 };
@@ -84,8 +84,9 @@ pub struct NodeView<'a, H: EthHistory + ?Sized> {
     /// Median time past of the node's Bitcoin header chain, seconds (the
     /// clock guard's floor).
     pub chain_mtp_s: u32,
-    /// Highest administrator command sequence number executed.
-    pub last_command_seq: u64,
+    /// Administrator command sequences executed: the last `SAFE_ADMIN_TX`
+    /// one and the highest of any kind.
+    pub admin_executed: Executed,
 }
 
 /// The path a request arrived on.
@@ -337,7 +338,7 @@ fn verify_admin<C: Verification>(
     secp: &Secp256k1<C>,
     policy: &ActivePolicy,
     node_id: [u8; 8],
-    last_seq: u64,
+    executed: Executed,
     now: TimeMs,
     command: &[u8],
     request_hash: [u8; 32],
@@ -350,7 +351,7 @@ fn verify_admin<C: Verification>(
         .admin_set()
         .map_err(|e| err(e.code(), e.to_string()))?;
     let cmd = sc
-        .authorize(secp, &admins, node_id, last_seq, now.0)
+        .authorize(secp, &admins, node_id, executed, now.0)
         .map_err(|e| err(e.code(), e.to_string()))?;
     if cmd.kind != kind::SAFE_ADMIN_TX {
         return Err(err(
@@ -422,7 +423,7 @@ fn decide<C: Verification, H: EthHistory + ?Sized, K: EthKeyStore + ?Sized>(
                 secp,
                 view.policy,
                 view.node_id,
-                view.last_command_seq,
+                view.admin_executed,
                 now,
                 cmd,
                 checked.hash,

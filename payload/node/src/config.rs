@@ -650,6 +650,20 @@ impl Config {
                     "a constant key is refused in the flight profile",
                 ));
             }
+            // The same bytes under two ids would repeat AES-GCM nonces
+            // across the ids (each id counts its own numbers from 1).
+            if let Some(other) = keys
+                .iter()
+                .find(|x: &&KeyConfig| x.key.as_ref().is_some_and(|m| m.expose() == &material))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{key}.key"),
+                    format!(
+                        "key ids {} and {} have the same key bytes; each id needs its own key",
+                        other.id, k.id
+                    ),
+                ));
+            }
             keys.push(KeyConfig {
                 id: k.id,
                 key: Some(LinkKey::new(material)),

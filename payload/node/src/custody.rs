@@ -97,6 +97,11 @@ pub struct Custody {
     pub link_keys: Vec<(u16, LinkKey)>,
     /// A reason for safe mode, if any.
     pub fault: Option<Fault>,
+    /// The database is new but the state directory held sealed state from
+    /// an earlier start (a seed blob, a link-key blob or a retired key's
+    /// tombstone): the database was lost, so every sequence bound must
+    /// jump, whether or not the seed blob survived.
+    pub db_lost: bool,
     /// Time from connect to the seed being usable.
     pub open_time: Duration,
 }
@@ -181,6 +186,19 @@ pub fn remove_link_blob(state_dir: &Path, id: u16) {
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot remove a retired key's blob");
     }
+}
+
+/// Whether the state directory holds anything sealed by an earlier start
+/// (any blob or tombstone), checked before this start provisions anything.
+fn lived_before(state_dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(sealed_dir(state_dir)) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        e.file_name().to_str().is_some_and(|n| {
+            !n.starts_with('.') && (n.ends_with(".blob") || n.ends_with(".retired"))
+        })
+    })
 }
 
 /// Link key ids with a sealed blob.
@@ -357,6 +375,7 @@ pub fn open(cfg: &Config, store: &mut Store, db_was_fresh: bool) -> Result<Custo
     let retired = store.retired_key_ids()?;
     let started = Instant::now();
     let provisioned_before = blob_path(&cfg.state_dir, SEED_BLOB).exists();
+    let db_lost = db_was_fresh && lived_before(&cfg.state_dir);
     match &cfg.keys {
         KeysConfig::Soft { seed_file } => {
             let soft = if seed_file.exists() {
@@ -378,6 +397,7 @@ pub fn open(cfg: &Config, store: &mut Store, db_was_fresh: bool) -> Result<Custo
                 soft_sealer: Some(sealer),
                 link_keys,
                 fault,
+                db_lost,
                 open_time: started.elapsed(),
             })
         }
@@ -414,6 +434,7 @@ pub fn open(cfg: &Config, store: &mut Store, db_was_fresh: bool) -> Result<Custo
                     soft_sealer: None,
                     link_keys,
                     fault,
+                    db_lost,
                     open_time: started.elapsed(),
                 }),
                 Err(e) => {
@@ -437,6 +458,7 @@ pub fn open(cfg: &Config, store: &mut Store, db_was_fresh: bool) -> Result<Custo
                         soft_sealer: None,
                         link_keys,
                         fault,
+                        db_lost,
                         open_time: started.elapsed(),
                     })
                 }

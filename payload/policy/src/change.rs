@@ -276,8 +276,9 @@ impl PolicyState {
     /// Applies a veto: an administrator command of kind
     /// [`command::kind::VETO_POLICY`] whose body is the pending policy's
     /// hash, signed by `veto_threshold` administrators of the ACTIVE
-    /// policy. `last_seq` is the node's highest executed command sequence
-    /// (persist the command's seq together with the new state).
+    /// policy. `executed` holds the node's last executed veto sequence and
+    /// its highest of any kind (persist the command's seq, as a veto's,
+    /// together with the new state).
     ///
     /// # Errors
     /// [`ChangeError`]; the state is unchanged on error.
@@ -286,7 +287,7 @@ impl PolicyState {
         secp: &Secp256k1<C>,
         cmd: &SignedCommand,
         node: [u8; 8],
-        last_seq: u64,
+        executed: command::Executed,
         now: TimeMs,
     ) -> Result<Transition, ChangeError> {
         let doc = &self.active.document;
@@ -294,7 +295,7 @@ impl PolicyState {
             .admins
             .with_threshold(doc.veto_threshold)
             .map_err(|e| ChangeError::Signed(e.into()))?;
-        let c = cmd.authorize(secp, &vetoers, node, last_seq, now.0)?;
+        let c = cmd.authorize(secp, &vetoers, node, executed, now.0)?;
         if c.kind != command::kind::VETO_POLICY {
             return Err(CommandError::WrongKind {
                 expected: command::kind::VETO_POLICY,
@@ -527,11 +528,23 @@ mod tests {
         let hash = s.pending.as_ref().unwrap().hash;
         // Veto for another hash refused; then the real veto.
         let e = s
-            .veto(&secp, &veto_cmd([0; 32], 1, &[2]), NODE, 0, TimeMs(3_000))
+            .veto(
+                &secp,
+                &veto_cmd([0; 32], 1, &[2]),
+                NODE,
+                command::Executed::default(),
+                TimeMs(3_000),
+            )
             .unwrap_err();
         assert_eq!(e, ChangeError::VetoMismatch);
         let t = s
-            .veto(&secp, &veto_cmd(hash, 1, &[2]), NODE, 0, TimeMs(3_000))
+            .veto(
+                &secp,
+                &veto_cmd(hash, 1, &[2]),
+                NODE,
+                command::Executed::default(),
+                TimeMs(3_000),
+            )
             .unwrap();
         assert_eq!(t, Transition::Vetoed { version: 2, hash });
         assert_eq!(s.poll(TimeMs(10_000_000)), None);
@@ -541,7 +554,16 @@ mod tests {
             Err(ChangeError::VersionNotNewer { .. })
         ));
         assert_eq!(
-            s.veto(&secp, &veto_cmd(hash, 2, &[2]), NODE, 1, TimeMs(3_000)),
+            s.veto(
+                &secp,
+                &veto_cmd(hash, 2, &[2]),
+                NODE,
+                command::Executed {
+                    last_of_kind: 1,
+                    highest: 1
+                },
+                TimeMs(3_000)
+            ),
             Err(ChangeError::NoPending)
         );
     }
@@ -559,7 +581,13 @@ mod tests {
         let hash = s.pending.as_ref().unwrap().hash;
         // veto_threshold is 1: zero signatures are not enough.
         let e = s
-            .veto(&secp, &veto_cmd(hash, 1, &[]), NODE, 0, TimeMs(3_000))
+            .veto(
+                &secp,
+                &veto_cmd(hash, 1, &[]),
+                NODE,
+                command::Executed::default(),
+                TimeMs(3_000),
+            )
             .unwrap_err();
         assert_eq!(e.code(), 0x0501);
         assert!(s.pending.is_some());

@@ -12,8 +12,17 @@
 //!
 //! All integers big-endian. Each node accepts a command only if it names the
 //! node, the node's clock is inside the window, its sequence number is above
-//! every one the node executed before (the node persists the highest), and a
-//! quorum of administrators signed exactly these bytes.
+//! the last one the node executed OF THE SAME KIND (the node persists the
+//! highest per kind, so a burst of one kind cannot consume the numbers of
+//! another: a veto can never be pre-empted), it is at most [`MAX_SEQ_STEP`]
+//! above the highest one executed of any kind (so a single command, even
+//! signed by a rogue quorum, cannot exhaust the number space, e.g. with
+//! `u64::MAX`), and a quorum of administrators signed exactly these bytes.
+//!
+//! The step is measured from the highest of any kind, not of the command's
+//! kind, because the ground picks one counter for every kind (the status's
+//! `admin_seq` + 1): a kind unused for a while stays reachable, and raising
+//! the highest only ever loosens the bound, so it cannot block a veto.
 //!
 //! This module must never act on a command: it only says whether one is
 //! authorised.
@@ -26,6 +35,10 @@ use crate::quorum::{AdminSet, QuorumError, Signature};
 pub const TAG: &str = "spacenode/admin-command/v1";
 const MAGIC: &[u8; 4] = b"SNAC";
 const VERSION: u8 = 1;
+/// How far above the highest executed sequence (any kind) a command's
+/// sequence may be. Reaching `u64::MAX` then takes more than 10^16 quorum
+/// commands.
+pub const MAX_SEQ_STEP: u64 = 1000;
 /// Largest command body. A wallet registration (descriptor with origins for
 /// a few keys) fits easily; larger bodies arrive through the file-upload
 /// service, a single TC carries at most 2008 bytes of application data.
@@ -61,6 +74,70 @@ pub mod kind {
     /// chain status` shows it; the node refuses a command for another
     /// branch). Sent in TC[129,4] (`chain.clear-deep-reorg`).
     pub const CLEAR_DEEP_REORG: u16 = 0x0020;
+    /// Install a new link key in place of the key the TC arrives under
+    /// (body: [`super::RekeyBody`]; the key itself travels beside the
+    /// command inside the encrypted envelope, see docs/wire.md).
+    pub const REKEY_LINK: u16 = 0x0021;
+}
+
+/// What the node executed before, for the replay and step checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Executed {
+    /// Highest sequence executed of the command's own kind.
+    pub last_of_kind: u64,
+    /// Highest sequence executed of any kind.
+    pub highest: u64,
+}
+
+/// Body of a [`kind::REKEY_LINK`] command: commits to the new key without
+/// carrying it.
+///
+/// ```text
+/// body := new_key_id u16 | key_sha256 [32] | replaces_key_id u16
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyBody {
+    /// Id of the new key.
+    pub new_key_id: u16,
+    /// SHA-256 of the new key's 32 bytes.
+    pub key_sha256: [u8; 32],
+    /// The key it replaces: the TC must arrive under it, and only it is
+    /// retired.
+    pub replaces_key_id: u16,
+}
+
+impl RekeyBody {
+    /// Encoded length.
+    pub const LEN: usize = 36;
+
+    /// The body bytes.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.extend_from_slice(&self.new_key_id.to_be_bytes());
+        out.extend_from_slice(&self.key_sha256);
+        out.extend_from_slice(&self.replaces_key_id.to_be_bytes());
+        out
+    }
+
+    /// Parses the body bytes.
+    ///
+    /// # Errors
+    /// [`CommandError::Malformed`].
+    pub fn decode(body: &[u8]) -> Result<Self, CommandError> {
+        let mut r = Cursor(body);
+        let new_key_id = u16::from_be_bytes(r.array()?);
+        let key_sha256 = r.array()?;
+        let replaces_key_id = u16::from_be_bytes(r.array()?);
+        if !r.0.is_empty() {
+            return Err(CommandError::Malformed("trailing bytes in a rekey body"));
+        }
+        Ok(Self {
+            new_key_id,
+            key_sha256,
+            replaces_key_id,
+        })
+    }
 }
 
 /// Errors authorising a command. Codes 0x0520..=0x053F.
@@ -103,6 +180,16 @@ pub enum CommandError {
         /// Kind in the command.
         got: u16,
     },
+    /// The sequence number jumps too far above everything executed.
+    #[error("command seq {seq} jumps more than {step} above the highest executed ({highest})")]
+    SeqJump {
+        /// Sequence in the command.
+        seq: u64,
+        /// Highest executed of any kind.
+        highest: u64,
+        /// The allowed step ([`MAX_SEQ_STEP`]).
+        step: u64,
+    },
     /// The quorum check failed.
     #[error(transparent)]
     Quorum(#[from] QuorumError),
@@ -118,6 +205,7 @@ impl CommandError {
             Self::Replayed { .. } => 0x0522,
             Self::Expired { .. } => 0x0523,
             Self::WrongKind { .. } => 0x0524,
+            Self::SeqJump { .. } => 0x05D0,
             Self::Quorum(q) => q.code(),
         }
     }
@@ -130,7 +218,8 @@ pub struct Command {
     pub kind: u16,
     /// The node it is for.
     pub target: [u8; 8],
-    /// Strictly increasing per node.
+    /// Strictly increasing per node and kind, at most [`MAX_SEQ_STEP`]
+    /// above the highest executed.
     pub seq: u64,
     /// Earliest node time it may run, UNIX ms.
     pub not_before_ms: i64,
@@ -248,7 +337,10 @@ impl SignedCommand {
     }
 
     /// Everything the node checks before acting: canonical form, target,
-    /// window, replay, quorum. Returns the command to execute.
+    /// window, replay (against `executed.last_of_kind`, read for the kind
+    /// the caller expects; the caller refuses any other kind), step
+    /// (against `executed.highest`), quorum. Returns the command to
+    /// execute.
     ///
     /// # Errors
     /// [`CommandError`] for the first check that fails.
@@ -257,7 +349,7 @@ impl SignedCommand {
         secp: &Secp256k1<C>,
         admins: &AdminSet,
         node: [u8; 8],
-        last_seq: u64,
+        executed: Executed,
         now_ms: i64,
     ) -> Result<Command, CommandError> {
         let cmd = Command::decode(&self.command)?;
@@ -274,10 +366,18 @@ impl SignedCommand {
                 now_ms,
             });
         }
-        if cmd.seq <= last_seq {
+        if cmd.seq <= executed.last_of_kind {
             return Err(CommandError::Replayed {
                 seq: cmd.seq,
-                last: last_seq,
+                last: executed.last_of_kind,
+            });
+        }
+        let highest = executed.highest.max(executed.last_of_kind);
+        if cmd.seq > highest.saturating_add(MAX_SEQ_STEP) {
+            return Err(CommandError::SeqJump {
+                seq: cmd.seq,
+                highest,
+                step: MAX_SEQ_STEP,
             });
         }
         admins.verify(secp, TAG, &self.command, &self.signatures)?;
@@ -363,7 +463,70 @@ mod tests {
         let (kps, set) = admins();
         let secp = Secp256k1::verification_only();
         let sc = SignedCommand::decode(&signed(&kps, &[0, 1], &exit_cmd(7)).encode()).unwrap();
-        assert_eq!(sc.authorize(&secp, &set, NODE, 6, 2000), Ok(exit_cmd(7)));
+        assert_eq!(
+            sc.authorize(&secp, &set, NODE, at(6), 2000),
+            Ok(exit_cmd(7))
+        );
+    }
+
+    fn at(last: u64) -> Executed {
+        Executed {
+            last_of_kind: last,
+            highest: last,
+        }
+    }
+
+    /// Issue 13 item 3: one quorum command with a huge sequence must not
+    /// spend the whole number space.
+    #[test]
+    fn a_sequence_jump_beyond_the_step_is_refused() {
+        let (kps, set) = admins();
+        let secp = Secp256k1::verification_only();
+        for seq in [u64::MAX, i64::MAX as u64, 6 + MAX_SEQ_STEP + 1] {
+            let sc = signed(&kps, &[0, 1], &exit_cmd(seq));
+            let e = sc.authorize(&secp, &set, NODE, at(6), 2000).unwrap_err();
+            assert!(matches!(e, CommandError::SeqJump { .. }), "{seq}: {e:?}");
+            assert_eq!(e.code(), 0x05D0);
+        }
+        let edge = signed(&kps, &[0, 1], &exit_cmd(6 + MAX_SEQ_STEP));
+        assert!(edge.authorize(&secp, &set, NODE, at(6), 2000).is_ok());
+    }
+
+    /// A kind whose own last sequence is far behind the highest (other
+    /// kinds were busy) is still reachable, and only its own last bounds
+    /// its replay check: a burst of other kinds cannot pre-empt a veto.
+    #[test]
+    fn other_kinds_do_not_consume_a_kinds_sequence() {
+        let (kps, set) = admins();
+        let secp = Secp256k1::verification_only();
+        let veto = |seq| Command {
+            kind: kind::VETO_POLICY,
+            body: vec![7; 32],
+            ..exit_cmd(seq)
+        };
+        let executed = Executed {
+            last_of_kind: 0,
+            highest: 1_000_000,
+        };
+        let sc = signed(&kps, &[0, 1], &veto(1));
+        assert_eq!(sc.authorize(&secp, &set, NODE, executed, 2000), Ok(veto(1)));
+        let sc = signed(&kps, &[0, 1], &veto(1_000_500));
+        assert!(sc.authorize(&secp, &set, NODE, executed, 2000).is_ok());
+    }
+
+    #[test]
+    fn rekey_body_round_trips_and_refuses_other_lengths() {
+        let b = RekeyBody {
+            new_key_id: 7,
+            key_sha256: [3; 32],
+            replaces_key_id: 1,
+        };
+        assert_eq!(b.encode().len(), RekeyBody::LEN);
+        assert_eq!(RekeyBody::decode(&b.encode()), Ok(b));
+        assert!(RekeyBody::decode(&b.encode()[..35]).is_err());
+        let mut long = b.encode();
+        long.push(0);
+        assert!(RekeyBody::decode(&long).is_err());
     }
 
     #[test]
@@ -372,30 +535,30 @@ mod tests {
         let secp = Secp256k1::verification_only();
         let sc = signed(&kps, &[0, 2], &exit_cmd(7));
         assert!(matches!(
-            sc.authorize(&secp, &set, *b"node-002", 0, 2000),
+            sc.authorize(&secp, &set, *b"node-002", at(0), 2000),
             Err(CommandError::WrongTarget { .. })
         ));
         assert!(matches!(
-            sc.authorize(&secp, &set, NODE, 7, 2000),
+            sc.authorize(&secp, &set, NODE, at(7), 2000),
             Err(CommandError::Replayed { seq: 7, last: 7 })
         ));
         assert!(matches!(
-            sc.authorize(&secp, &set, NODE, 0, 999),
+            sc.authorize(&secp, &set, NODE, at(0), 999),
             Err(CommandError::Expired { .. })
         ));
         assert!(matches!(
-            sc.authorize(&secp, &set, NODE, 0, 5001),
+            sc.authorize(&secp, &set, NODE, at(0), 5001),
             Err(CommandError::Expired { .. })
         ));
         let one = signed(&kps, &[1], &exit_cmd(7));
         assert!(matches!(
-            one.authorize(&secp, &set, NODE, 0, 2000),
+            one.authorize(&secp, &set, NODE, at(0), 2000),
             Err(CommandError::Quorum(QuorumError::NotMet { .. }))
         ));
         let mut tampered = sc.clone();
         let last = tampered.command.len() - 3;
         tampered.command[last] ^= 1;
-        assert!(tampered.authorize(&secp, &set, NODE, 0, 2000).is_err());
+        assert!(tampered.authorize(&secp, &set, NODE, at(0), 2000).is_err());
     }
 
     proptest! {

@@ -72,6 +72,18 @@ reason_codes! {
     SEC_REKEY_REFUSED = 0x0106, "rekey refused";
     /// The transmit sequence space of the key is exhausted; rekey.
     SEC_SEQ_EXHAUSTED = 0x0107, "sequence numbers of this key exhausted";
+    /// The rekey TC names another key id than its quorum command commits to.
+    SEC_REKEY_ID_MISMATCH = 0x0120, "rekey key id differs from the signed command's";
+    /// The rekey TC arrived under another key than the one its command
+    /// replaces (a station may only replace its own key).
+    SEC_REKEY_WRONG_KEY = 0x0121, "rekey must arrive under the key it replaces";
+    /// The new key's SHA-256 differs from the one the command commits to.
+    SEC_REKEY_HASH_MISMATCH = 0x0122, "rekey key does not match the signed hash";
+    /// The same key bytes are (or were) in use under another key id; the
+    /// AES-GCM nonces would repeat across ids.
+    SEC_KEY_BYTES_REUSED = 0x0123, "the same key bytes are in use under another key id";
+    /// A rekey in the refused version 1 format (no quorum command).
+    SEC_REKEY_OLD_FORMAT = 0x0124, "rekey format version 1 refused: use version 2 with a quorum command";
 
     /// The database failed (I/O, corruption, full disk, busy).
     STORE_SQLITE = 0x0201, "database error (i/o, corruption, full disk)";

@@ -701,21 +701,38 @@ pub const BEACON_TAG: &str = "spacenode/beacon/v1";
 
 // ---------------------------------------------------------------- ST[128]
 
-/// TC[128,1] data: a new link key and its id. Travels inside the encrypted
-/// envelope of the current key. Quorum-free for now (see the key custody
-/// work, which moves link keys into the TPM).
+/// Version of the rekey TC's application data. Version 1 (`key_id u16 |
+/// key [32]`, 34 bytes, no quorum) is refused.
+pub const REKEY_VERSION: u8 = 2;
+
+/// Length of the refused version 1 rekey data.
+pub const REKEY_V1_LEN: usize = 34;
+
+/// TC[128,1] data (docs/wire.md "Rekey"):
+///
+/// ```text
+/// rekey v2 := version u8 (2) | key_id u16 | key [32] | signed command (rest)
+/// ```
+///
+/// The signed command is an administrator command of kind `REKEY_LINK`
+/// (`spacenode_policy::command`) whose body commits to `key_id`, the
+/// SHA-256 of `key` and the key id the TC arrives under; the key itself is
+/// only ever inside the encrypted envelope.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Rekey {
     /// New key id (must differ from every key in use).
     pub key_id: u16,
     /// New key material.
     pub key: [u8; 32],
+    /// The quorum-signed `REKEY_LINK` command (wire form).
+    pub command: Vec<u8>,
 }
 
 impl core::fmt::Debug for Rekey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Rekey")
             .field("key_id", &self.key_id)
+            .field("command_len", &self.command.len())
             .finish_non_exhaustive()
     }
 }
@@ -730,21 +747,55 @@ impl Rekey {
     /// Encodes the request.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = self.key_id.to_be_bytes().to_vec();
+        let mut out = Vec::with_capacity(35 + self.command.len());
+        out.push(REKEY_VERSION);
+        out.extend_from_slice(&self.key_id.to_be_bytes());
         out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.command);
         out
+    }
+
+    /// Whether `data` has the shape of the refused version 1 (34 bytes; a
+    /// version 2 request is always longer).
+    #[must_use]
+    pub fn is_v1(data: &[u8]) -> bool {
+        data.len() == REKEY_V1_LEN
     }
 
     /// Decodes the request.
     ///
     /// # Errors
-    /// [`MsgError`].
+    /// [`MsgError`]; version 1 data is [`MsgError::Invalid`] on the
+    /// version.
     pub fn decode(data: &[u8]) -> Result<Self, MsgError> {
+        if Self::is_v1(data) {
+            return Err(MsgError::Invalid {
+                field: "rekey version (version 1 has no quorum command and is refused)",
+                value: 1,
+            });
+        }
         let mut r = Reader::new(data);
+        let version = r.u8("rekey version")?;
+        if version != REKEY_VERSION {
+            return Err(MsgError::Invalid {
+                field: "rekey version",
+                value: u64::from(version),
+            });
+        }
         let key_id = r.u16("key id")?;
         let key = r.array::<32>("key")?;
-        r.finish()?;
-        Ok(Self { key_id, key })
+        let command = r.rest().to_vec();
+        if command.is_empty() {
+            return Err(MsgError::Truncated {
+                field: "rekey command",
+                need: 1,
+            });
+        }
+        Ok(Self {
+            key_id,
+            key,
+            command,
+        })
     }
 }
 
@@ -823,9 +874,17 @@ mod tests {
         let r = Rekey {
             key_id: 3,
             key: [0xAB; 32],
+            command: vec![1, 2, 3],
         };
         assert!(!format!("{r:?}").contains("171"));
         assert_eq!(Rekey::decode(&r.encode()).unwrap(), r);
+        // Version 1 (key id and key only) is refused, whatever its bytes.
+        let mut v1 = 3u16.to_be_bytes().to_vec();
+        v1.extend_from_slice(&[0xAB; 32]);
+        assert!(Rekey::decode(&v1).is_err());
+        let mut v3 = r.encode();
+        v3[0] = 3;
+        assert!(Rekey::decode(&v3).is_err());
     }
 
     proptest! {

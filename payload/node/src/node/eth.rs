@@ -391,7 +391,9 @@ impl Node {
                 ceiling: Some(ceiling),
             };
             let (next_seq, last_hash) = store.audit_head().map_err(|e| store_failure(&e))?;
-            let last_command_seq = store.admin_seq().map_err(|e| store_failure(&e))?;
+            let admin_executed = store
+                .admin_executed(spacenode_policy::command::kind::SAFE_ADMIN_TX)
+                .map_err(|e| store_failure(&e))?;
             let history = StoreEthHistory {
                 store,
                 failed: Cell::new(false),
@@ -417,7 +419,7 @@ impl Node {
                     last_hash,
                 },
                 chain_mtp_s,
-                last_command_seq,
+                admin_executed,
             };
             let authority = command.map_or(Authority::Ground, Authority::AdminQuorum);
             let outcome = evaluate(

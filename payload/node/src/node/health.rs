@@ -156,11 +156,14 @@ impl Node {
             Ok(a) => a,
             Err(e) => return Err(refuse(self, e, out)),
         };
-        let last = self.store.admin_seq().map_err(|e| store_failure(&e))?;
+        let executed = self
+            .store
+            .admin_executed(kind::EXIT_SAFE_MODE)
+            .map_err(|e| store_failure(&e))?;
         let secp = Secp256k1::verification_only();
         // Trusted time (`node::clock`) for the validity window.
         let at = self.trusted_now(now).0;
-        let cmd = match signed.authorize(&secp, &admins, self.cfg.node_id, last, at) {
+        let cmd = match signed.authorize(&secp, &admins, self.cfg.node_id, executed, at) {
             Ok(c) => c,
             Err(e) => return Err(refuse(self, e, out)),
         };
@@ -178,7 +181,7 @@ impl Node {
         // command; the mode change rides on an epoch bump, so restoring an
         // older database cannot bring an old mode back unnoticed.
         self.store
-            .set_admin_seq(cmd.seq)
+            .set_admin_seq(kind::EXIT_SAFE_MODE, cmd.seq)
             .map_err(|e| store_failure(&e))?;
         let (next, _) = transition(self.mode, Input::QuorumExit);
         self.bump_epoch_with(|store, epoch| store.set_mode(0, now.unix_ms, epoch))

@@ -13,6 +13,7 @@ use spacenode_wire::services::{apid, service, subtype};
 use super::{Node, Now};
 use crate::custody;
 use crate::services::TmBody;
+use crate::store::InstalledKey;
 
 /// Derivation path of the node's identity key (beacons; BIP340). Hardened
 /// and outside BIP44/48/84/86 purposes so no wallet ever derives it.
@@ -83,14 +84,15 @@ impl Node {
         Ok(())
     }
 
-    /// Seals a rekeyed link key into a blob file and records its id (with
-    /// an epoch bump) before the key is used.
+    /// Seals a rekeyed link key into a blob file and records it (id,
+    /// digest, pending retirement of the replaced key, command sequence,
+    /// with an epoch bump) before the key is used.
     pub(super) fn install_link_key(
         &mut self,
-        key_id: u16,
+        installed: &InstalledKey,
         key: &[u8; 32],
-        now: Now,
     ) -> Result<(), FailureNotice> {
+        let key_id = installed.key_id;
         let fail = |code: u16, detail: String| FailureNotice {
             code: ReasonCode(code),
             data: detail.into_bytes(),
@@ -113,7 +115,7 @@ impl Node {
         };
         custody::write_blob(&self.cfg.state_dir, &name, &blob)
             .map_err(|e| fail(e.code(), e.to_string()))?;
-        self.bump_epoch_with(|store, epoch| store.record_installed_key(key_id, now.unix_ms, epoch))
+        self.bump_epoch_with(|store, epoch| store.record_installed_key(installed, epoch))
             .map_err(|(code, detail)| fail(code, detail))
     }
 

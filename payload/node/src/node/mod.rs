@@ -24,9 +24,10 @@ use spacenode_btc::wallet::{AllowMatcher, Wallet};
 use spacenode_keys::{KeyStore, SoftKeyStore, Tpm};
 use spacenode_policy::change::PolicyState;
 use spacenode_policy::clock::{ClockAnchor, Mono};
+use spacenode_policy::command::{CommandError, RekeyBody, SignedCommand, kind};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::frame::{self, DecoderStats};
-use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, Stage, Verification};
+use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, Rekey, Stage, Verification};
 use spacenode_wire::pus::{Tc, Tm};
 use spacenode_wire::security::{LinkKey, SecError};
 use spacenode_wire::services::{apid, service, subtype};
@@ -41,7 +42,7 @@ use crate::services::chain::ChainService;
 use crate::services::events::EventLimiter;
 use crate::services::hk::{self, NodeCounters, Readings, Snapshot};
 use crate::services::{self, Request, TmBody};
-use crate::store::{Store, StoreError};
+use crate::store::{InstalledKey, Store, StoreError};
 
 /// The time as the runtime sees it, passed into every decision.
 #[derive(Debug, Clone, Copy)]
@@ -177,6 +178,9 @@ pub struct Node {
     /// until it is stored, so a restart cannot forget it.
     unsaved_safe: Option<u16>,
     next_safe_save: Instant,
+    /// The key the TC being handled arrived under: its replies are sealed
+    /// under it, so each ground station reads its own answers.
+    reply_key: Option<u16>,
 }
 
 impl Node {
@@ -229,12 +233,15 @@ impl Node {
                 ),
             ));
         }
-        if faults
-            .iter()
-            .any(|(r, _)| matches!(r, SafeReason::StorageCorrupt | SafeReason::RollbackDetected))
+        if custody.db_lost
+            || faults.iter().any(|(r, _)| {
+                matches!(r, SafeReason::StorageCorrupt | SafeReason::RollbackDetected)
+            })
         {
             // The database may be older than what the node sent and
-            // accepted: move every sequence bound beyond reach.
+            // accepted (or gone): move every sequence bound beyond reach.
+            // A lost database jumps whatever else survived (issue 13 item
+            // 10: it used to jump only if the seed blob was still there).
             let ids: Vec<u16> = custody.link_keys.iter().map(|(id, _)| *id).collect();
             store.jump_seq_bounds(&ids, now.unix_ms)?;
             tracing::warn!(
@@ -243,6 +250,7 @@ impl Node {
             );
         }
         let clock_anchor = clock::anchor_at_start(&mut store, now)?;
+        record_key_digests(&mut store, &custody.link_keys);
         let sec = LinkSecurity::resume(&cfg.link, &custody.link_keys, &store)?;
         let chain = ChainService::open(&cfg.chain, &store);
         let limiter = EventLimiter::new(Duration::from_millis(u64::from(
@@ -285,6 +293,7 @@ impl Node {
             last_admin_done: None,
             unsaved_safe: None,
             next_safe_save: now.mono,
+            reply_key: None,
             cfg,
             store,
             sec,
@@ -383,6 +392,7 @@ impl Node {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot retire superseded keys yet"),
         }
+        self.reply_key = Some(accepted.header.key_id);
         let tc = match Tc::decode(&accepted.plaintext) {
             Ok(tc) => tc,
             Err(e) => {
@@ -409,11 +419,13 @@ impl Node {
                         now,
                     ));
                 }
+                self.reply_key = None;
                 return out;
             }
         };
         self.heard_ground(now);
-        self.handle_tc(&tc, now, &mut out);
+        self.handle_tc(&tc, accepted.header.key_id, now, &mut out);
+        self.reply_key = None;
         out
     }
 
@@ -460,7 +472,7 @@ impl Node {
         }
     }
 
-    fn handle_tc(&mut self, tc: &Tc, now: Now, out: &mut Vec<Vec<u8>>) {
+    fn handle_tc(&mut self, tc: &Tc, key_id: u16, now: Now, out: &mut Vec<Vec<u8>>) {
         let rid = tc.request_id();
         let request = match services::accept(tc) {
             Ok(r) => r,
@@ -525,7 +537,7 @@ impl Node {
                 Ok(())
             }
             Request::EventDump(req) => self.dump_events(req.max, now, out),
-            Request::Rekey(req) => match self.rekey(req.key_id, &req.key, now) {
+            Request::Rekey(req) => match self.rekey(&req, key_id, now, out) {
                 Ok(()) => {
                     after_completion = Some(req.key_id);
                     Ok(())
@@ -586,16 +598,15 @@ impl Node {
             self.last_admin_done = admin_digest;
         }
         out.extend(self.verification(tc.apid, tc.source_id, Stage::Completion, rid, failure, now));
-        if let Some(key_id) = after_completion {
+        if let Some(new_key) = after_completion {
             // The completion report went out under the old key, so the
-            // ground can read it; everything after uses the new key.
-            match self.sec.switch_tx(&self.store, key_id) {
-                Ok(()) => {
-                    tracing::info!(key_id, "downlink switched to the new key");
-                    out.extend(self.raise(EventId::REKEYED, key_id.to_be_bytes().to_vec(), now));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot switch to the new key"),
-            }
+            // ground can read it; this station's traffic after it uses the
+            // new key (and unsolicited telemetry too if the old key was the
+            // downlink key).
+            self.sec.switch_tx(key_id, new_key);
+            self.reply_key = Some(new_key);
+            tracing::info!(new_key, replaced = key_id, "rekeyed");
+            out.extend(self.raise(EventId::REKEYED, new_key.to_be_bytes().to_vec(), now));
         }
     }
 
@@ -617,13 +628,89 @@ impl Node {
         self.emit(&body, now)
     }
 
-    fn rekey(&mut self, key_id: u16, key: &[u8; 32], now: Now) -> Result<(), FailureNotice> {
-        let refused = |why: &str| FailureNotice {
-            code: ReasonCode::SEC_REKEY_REFUSED,
-            data: why.as_bytes().to_vec(),
+    /// TC[128,1]: installs a new link key in place of the key the TC
+    /// arrived under (`received_under`), authorised by a quorum-signed
+    /// `REKEY_LINK` command that commits to the new id, the SHA-256 of the
+    /// new key and the replaced id. Only the replaced key is retired (when
+    /// the ground is first heard under the new one); every other station's
+    /// key stays.
+    fn rekey(
+        &mut self,
+        req: &Rekey,
+        received_under: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        use bitcoin::hashes::{Hash, sha256};
+        let refused = |code: ReasonCode, why: String| FailureNotice {
+            code,
+            data: why.into_bytes(),
         };
+        let signed = match SignedCommand::decode(&req.command) {
+            Ok(s) => s,
+            Err(e) => return Err(self.command_refused(&e, now, out)),
+        };
+        // The active policy's administrators, or the config's set until the
+        // first policy (as for leaving safe mode): a node must be rekeyable
+        // before its first policy.
+        let admins = match self.admin_set() {
+            Ok(a) => a,
+            Err(e) => return Err(self.command_refused(&e, now, out)),
+        };
+        let executed = self
+            .store
+            .admin_executed(kind::REKEY_LINK)
+            .map_err(|e| FailureNotice {
+                code: e.code(),
+                data: e.to_string().into_bytes(),
+            })?;
+        let cmd =
+            match signed.authorize(&self.secp, &admins, self.cfg.node_id, executed, now.unix_ms) {
+                Ok(c) => c,
+                Err(e) => return Err(self.command_refused(&e, now, out)),
+            };
+        if cmd.kind != kind::REKEY_LINK {
+            let e = CommandError::WrongKind {
+                expected: kind::REKEY_LINK,
+                got: cmd.kind,
+            };
+            return Err(self.command_refused(&e, now, out));
+        }
+        let body = match RekeyBody::decode(&cmd.body) {
+            Ok(b) => b,
+            Err(e) => return Err(self.command_refused(&e, now, out)),
+        };
+        if body.new_key_id != req.key_id {
+            return Err(refused(
+                ReasonCode::SEC_REKEY_ID_MISMATCH,
+                format!(
+                    "the TC installs key {}, the command key {}",
+                    req.key_id, body.new_key_id
+                ),
+            ));
+        }
+        if body.replaces_key_id != received_under {
+            return Err(refused(
+                ReasonCode::SEC_REKEY_WRONG_KEY,
+                format!(
+                    "the command replaces key {}, this TC arrived under key {received_under}",
+                    body.replaces_key_id
+                ),
+            ));
+        }
+        let digest = sha256::Hash::hash(&req.key).to_byte_array();
+        if digest != body.key_sha256 {
+            return Err(refused(
+                ReasonCode::SEC_REKEY_HASH_MISMATCH,
+                "the key's SHA-256 differs from the command's".into(),
+            ));
+        }
+        let key_id = req.key_id;
         if key_id == 0 {
-            return Err(refused("key id 0 is reserved"));
+            return Err(refused(
+                ReasonCode::SEC_REKEY_REFUSED,
+                "key id 0 is reserved".into(),
+            ));
         }
         let configured = self.cfg.link.keys.iter().any(|k| k.id == key_id);
         let used = self.store.key_id_used(key_id).map_err(|e| FailureNotice {
@@ -631,13 +718,43 @@ impl Node {
             data: Vec::new(),
         })?;
         if configured || used || self.sec.has_key(key_id) {
-            return Err(refused("key id already used; ids are never reused"));
+            return Err(refused(
+                ReasonCode::SEC_REKEY_REFUSED,
+                "key id already used; ids are never reused".into(),
+            ));
         }
-        if key.iter().all(|b| *b == key[0]) {
-            return Err(refused("constant key refused"));
+        if req.key.iter().all(|b| *b == req.key[0]) {
+            return Err(refused(
+                ReasonCode::SEC_REKEY_REFUSED,
+                "constant key refused".into(),
+            ));
         }
-        self.install_link_key(key_id, key, now)?;
-        self.sec.add_key(key_id, &LinkKey::new(*key));
+        // The same bytes under another id (in use, retired or tombstoned)
+        // would repeat AES-GCM nonces across ids.
+        let holder = self
+            .store
+            .key_digest_holder(&digest)
+            .map_err(|e| FailureNotice {
+                code: e.code(),
+                data: Vec::new(),
+            })?;
+        if let Some(other) = holder {
+            return Err(refused(
+                ReasonCode::SEC_KEY_BYTES_REUSED,
+                format!("the same key bytes were key {other}"),
+            ));
+        }
+        let installed = InstalledKey {
+            key_id,
+            digest,
+            replaces: received_under,
+            make_downlink: self.sec.tx_key_id() == received_under,
+            command_seq: cmd.seq,
+            now_ms: now.unix_ms,
+        };
+        self.install_link_key(&installed, &req.key)?;
+        self.sec
+            .add_key(key_id, &LinkKey::new(req.key), received_under);
         Ok(())
     }
 
@@ -846,7 +963,7 @@ impl Node {
             .map_err(|e| e.to_string())
             .and_then(|pkt| {
                 self.sec
-                    .seal_downlink(&mut self.store, &pkt)
+                    .seal_downlink(&mut self.store, &pkt, self.reply_key)
                     .map_err(|e| e.to_string())
             })
             .and_then(|env| frame::encode(&env).map_err(|e| e.to_string()));
@@ -866,6 +983,27 @@ impl Node {
     /// Counts a TM dropped because the transport queue was full.
     pub fn count_dropped(&mut self) {
         self.counters.tm_suppressed = self.counters.tm_suppressed.saturating_add(1);
+    }
+}
+
+/// Records the SHA-256 of every link key's bytes (rekey compares new keys
+/// against them, retired ones included). Two ids with the same bytes are a
+/// configuration error `--check-config` refuses for config keys; sealed
+/// keys are only logged here (ids, never bytes), the node must still hear
+/// the ground.
+fn record_key_digests(store: &mut Store, keys: &[(u16, LinkKey)]) {
+    use bitcoin::hashes::{Hash, sha256};
+    for (id, key) in keys {
+        let digest = sha256::Hash::hash(key.expose()).to_byte_array();
+        match store.record_key_digest(*id, &digest) {
+            Ok(None) => {}
+            Ok(Some(other)) => tracing::error!(
+                key_id = id,
+                other,
+                "two link key ids hold the same key bytes: nonces repeat across them; rekey one"
+            ),
+            Err(e) => tracing::warn!(key_id = id, error = %e, "cannot record a link key digest"),
+        }
     }
 }
 
@@ -900,4 +1038,50 @@ fn admin_request_digest(tc: &Tc) -> [u8; 32] {
     engine.input(&tc.apid.to_be_bytes());
     engine.input(&tc.app_data);
     sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SeqDir;
+
+    fn config(dir: &std::path::Path) -> Config {
+        Config::parse(&format!(
+            "[node]\nstate_dir = \"{}\"\nprofile = \"development\"\n\
+             [link]\ndevice = \"/dev/null\"\ntx_key_id = 1\n[[link.keys]]\nid = 1\n\
+             key = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n\
+             [keys]\nbackend = \"soft\"\n",
+            dir.join("state").display(),
+        ))
+        .unwrap()
+    }
+
+    /// Issue 13 item 10: a lost database makes every sequence bound jump,
+    /// also when no sealed seed blob exists (the soft store has none; a
+    /// TPM node may have lost it with the database).
+    #[test]
+    fn a_lost_database_jumps_the_sequence_bounds_without_a_seed_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let now = Now::read();
+        let first = Node::start(config(dir.path()), now).unwrap();
+        assert!(
+            first.store.seq_bound(1, SeqDir::Tx).unwrap() < 1 << 40,
+            "a first start does not jump"
+        );
+        drop(first);
+        for f in ["spacenode.db", "spacenode.db-wal", "spacenode.db-shm"] {
+            let _ = std::fs::remove_file(state.join(f));
+        }
+        let again = Node::start(config(dir.path()), now).unwrap();
+        let floor = u64::try_from(now.unix_ms).unwrap() << 20;
+        for d in [SeqDir::Tx, SeqDir::Rx] {
+            let bound = again.store.seq_bound(1, d).unwrap();
+            assert!(
+                bound >= floor,
+                "{d:?} bound {bound} not jumped after the database loss"
+            );
+        }
+    }
 }

@@ -378,17 +378,26 @@ impl Node {
         let Some(current) = &self.policy else {
             return Err(no_policy());
         };
-        let last = self.store.admin_seq().map_err(|e| store_failure(&e))?;
+        let executed = self
+            .store
+            .admin_executed(kind::VETO_POLICY)
+            .map_err(|e| store_failure(&e))?;
         let mut next = current.clone();
         // The raw wall clock, not the trusted time: a veto only cancels the
         // pending change it names (safety-increasing), and after a reboot
         // gap the trusted time lags real time, which must not make the
         // quorum's veto "not yet valid" (`docs/policy.md`, "The clock").
-        let t = match next.veto(&self.secp, cmd, self.cfg.node_id, last, TimeMs(now.unix_ms)) {
+        let t = match next.veto(
+            &self.secp,
+            cmd,
+            self.cfg.node_id,
+            executed,
+            TimeMs(now.unix_ms),
+        ) {
             Ok(t) => t,
             Err(e) => return Err(self.change_refused(&e, now, out)),
         };
-        let seq = Command::decode(&cmd.command).map(|c| c.seq).unwrap_or(last);
+        let seq = Command::decode(&cmd.command).map_or(executed.last_of_kind, |c| c.seq);
         self.store
             .set_policy_state(&next.encode(), now.unix_ms, None, Some(seq))
             .map_err(|e| store_failure(&e))?;
@@ -427,12 +436,15 @@ impl Node {
         if self.policy.is_none() {
             return Err(no_policy());
         }
-        let last = self.store.admin_seq().map_err(|e| store_failure(&e))?;
+        let executed = self
+            .store
+            .admin_executed(expected)
+            .map_err(|e| store_failure(&e))?;
         let admins = match self.admin_set() {
             Ok(a) => a,
             Err(e) => return Err(self.command_refused(&e, now, out)),
         };
-        let c = match cmd.authorize(&self.secp, &admins, self.cfg.node_id, last, at_ms) {
+        let c = match cmd.authorize(&self.secp, &admins, self.cfg.node_id, executed, at_ms) {
             Ok(c) => c,
             Err(e) => return Err(self.command_refused(&e, now, out)),
         };

@@ -143,7 +143,16 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
             .map_err(|e| bad_data(&e)),
         (apid::LINK, service::LINK, subtype::LINK_REKEY) => Rekey::decode(&tc.app_data)
             .map(Request::Rekey)
-            .map_err(|e| bad_data(&e)),
+            .map_err(|e| {
+                if Rekey::is_v1(&tc.app_data) {
+                    FailureNotice {
+                        code: ReasonCode::SEC_REKEY_OLD_FORMAT,
+                        data: e.to_string().into_bytes(),
+                    }
+                } else {
+                    bad_data(&e)
+                }
+            }),
         // A batch that does not decode is malformed application data, refused
         // at acceptance with the batch's own (more precise) reason code.
         (apid::CHAIN, service::CHAIN, subtype::CHAIN_HEADERS) => HeaderBatch::decode(&tc.app_data)

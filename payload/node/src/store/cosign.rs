@@ -9,6 +9,7 @@
 //! `synchronous=FULL`) before the node releases any byte of a signature.
 
 use rusqlite::{OptionalExtension, params};
+use spacenode_policy::command::kind;
 
 use super::{Store, StoreError};
 
@@ -158,8 +159,27 @@ fn write_anchor(tx: &rusqlite::Transaction<'_>, anchor: &[u8; 32]) -> rusqlite::
     Ok(())
 }
 
-pub(super) const RAISE_ADMIN_SEQ: &str = "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
-                               ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
+
+/// Records an executed administrator command inside the caller's
+/// transaction: raises the last sequence of its kind and the highest of any
+/// kind (`meta.admin_seq`, what the status reports); never lowers either.
+pub(super) fn raise_admin_seq(
+    conn: &rusqlite::Connection,
+    kind: u16,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
+         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+        [seq],
+    )?;
+    conn.execute(
+        "INSERT INTO admin_seqs(kind, last_seq) VALUES (?1, ?2) \
+         ON CONFLICT(kind) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+        params![kind, seq],
+    )?;
+    Ok(())
+}
 
 impl Store {
     // ------------------------------------------------------------ uploads
@@ -378,7 +398,7 @@ impl Store {
     }
 
     /// Persists the policy state, with the database epoch (an activation)
-    /// and an executed administrator command sequence (a veto), in one
+    /// and an executed veto's command sequence (kind `VETO_POLICY`), in one
     /// transaction.
     ///
     /// # Errors
@@ -408,7 +428,7 @@ impl Store {
             tx.execute(UPSERT_META, params!["epoch", e]).map_err(err)?;
         }
         if let Some(s) = admin_seq {
-            tx.execute(RAISE_ADMIN_SEQ, [s]).map_err(err)?;
+            raise_admin_seq(&tx, kind::VETO_POLICY, s).map_err(err)?;
         }
         tx.commit().map_err(err)
     }
@@ -460,7 +480,7 @@ impl Store {
             params![id.as_slice(), body, now_ms, seq],
         )
         .map_err(err)?;
-        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        raise_admin_seq(&tx, kind::REGISTER_WALLET, seq).map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -474,16 +494,18 @@ impl Store {
         self.retire(
             "DELETE FROM wallets WHERE id = ?1",
             params![id.as_slice()],
+            kind::RETIRE_WALLET,
             command_seq,
         )
     }
 
-    /// Deletes what `delete` names and raises the administrator sequence,
-    /// in one transaction; whether a row went.
+    /// Deletes what `delete` names and raises the administrator sequence
+    /// of `command_kind`, in one transaction; whether a row went.
     pub(super) fn retire(
         &mut self,
         delete: &str,
         key: impl rusqlite::Params,
+        command_kind: u16,
         command_seq: u64,
     ) -> Result<bool, StoreError> {
         let seq = i64_of("admin_seq", command_seq)?;
@@ -494,7 +516,7 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(err)?;
         let gone = tx.execute(delete, key).map_err(err)?;
-        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        raise_admin_seq(&tx, command_kind, seq).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(gone > 0)
     }
@@ -677,7 +699,7 @@ impl Store {
         )
         .map_err(err)?;
         write_anchor(&tx, anchor).map_err(err)?;
-        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        raise_admin_seq(&tx, kind::CLOCK_RESYNC, seq).map_err(err)?;
         tx.commit().map_err(err)
     }
 

@@ -13,8 +13,9 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::cosign::{RAISE_ADMIN_SEQ, array, i64_of};
+use super::cosign::{array, i64_of, raise_admin_seq};
 use super::{Store, StoreError};
+use spacenode_policy::command::kind;
 
 /// A u64 (chain id, account nonce) as the i64 with the same bits: SQLite
 /// integers are signed, chain ids and nonces may use all 64 bits.
@@ -156,7 +157,11 @@ pub(super) fn write_rows(
         )?;
     }
     if let Some(seq) = rows.admin_seq {
-        tx.execute(RAISE_ADMIN_SEQ, [i64::try_from(seq).unwrap_or(i64::MAX)])?;
+        raise_admin_seq(
+            tx,
+            kind::SAFE_ADMIN_TX,
+            i64::try_from(seq).unwrap_or(i64::MAX),
+        )?;
     }
     Ok(())
 }
@@ -226,7 +231,7 @@ impl Store {
             params![u64_bits(chain_id), address.as_slice(), body, now_ms, seq],
         )
         .map_err(err)?;
-        tx.execute(RAISE_ADMIN_SEQ, [seq]).map_err(err)?;
+        raise_admin_seq(&tx, kind::REGISTER_SAFE, seq).map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -245,6 +250,7 @@ impl Store {
         self.retire(
             "DELETE FROM safes WHERE chain_id = ?1 AND address = ?2",
             params![u64_bits(chain_id), address.as_slice()],
+            kind::RETIRE_SAFE,
             command_seq,
         )
     }

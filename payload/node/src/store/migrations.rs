@@ -197,6 +197,30 @@ const MIGRATIONS: &[&str] = &[
         event_id INTEGER PRIMARY KEY CHECK (event_id BETWEEN 0 AND 65535),
         dropped  INTEGER NOT NULL CHECK (dropped >= 0)
      ) STRICT;",
+    // 7: link keys and administrator sequences (issue 13 items 2, 3, 4,
+    // 10) — the last executed administrator command sequence PER KIND (a
+    // kind without a row starts at `meta.admin_seq_floor`, the single
+    // sequence of earlier versions, so nothing executed before replays;
+    // `meta.admin_seq` stays the highest of any kind); the key retirements
+    // a rekey leaves pending until the ground is heard under the new key
+    // (written in the same transaction as the key switch); and the SHA-256
+    // of every link key's bytes the node has held, so the same bytes are
+    // never accepted under a second key id (nonces would repeat).
+    "CREATE TABLE admin_seqs (
+        kind     INTEGER PRIMARY KEY CHECK (kind BETWEEN 0 AND 65535),
+        last_seq INTEGER NOT NULL CHECK (last_seq >= 0)
+     ) STRICT;
+     INSERT INTO meta(key, value)
+        SELECT 'admin_seq_floor', value FROM meta WHERE key = 'admin_seq';
+     CREATE TABLE pending_retirements (
+        new_key_id INTEGER NOT NULL CHECK (new_key_id BETWEEN 1 AND 65535),
+        old_key_id INTEGER NOT NULL CHECK (old_key_id BETWEEN 1 AND 65535),
+        PRIMARY KEY (new_key_id, old_key_id)
+     ) STRICT;
+     CREATE TABLE link_key_digests (
+        key_id INTEGER PRIMARY KEY CHECK (key_id BETWEEN 1 AND 65535),
+        digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

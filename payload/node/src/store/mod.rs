@@ -18,6 +18,7 @@ mod migrations;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use spacenode_policy::command::{Executed, kind};
 use spacenode_wire::ReasonCode;
 
 pub use migrations::SCHEMA_VERSION;
@@ -131,6 +132,25 @@ impl Drop for StoredKey {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.key);
     }
+}
+
+/// A link key installed by a rekey command, as recorded
+/// ([`Store::record_installed_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstalledKey {
+    /// The new key's id.
+    pub key_id: u16,
+    /// SHA-256 of its bytes.
+    pub digest: [u8; 32],
+    /// The key it replaces (retired once the ground uses the new one).
+    pub replaces: u16,
+    /// Whether it becomes the downlink key for unsolicited telemetry (the
+    /// replaced key was).
+    pub make_downlink: bool,
+    /// The rekey command's sequence.
+    pub command_seq: u64,
+    /// When.
+    pub now_ms: i64,
 }
 
 /// Maximum events kept; older ones are pruned.
@@ -273,7 +293,8 @@ impl Store {
         tx.commit().map_err(err)
     }
 
-    /// The highest administrator command sequence executed.
+    /// The highest administrator command sequence executed, of any kind
+    /// (what the status reports; the ground's next command uses it + 1).
     ///
     /// # Errors
     /// [`StoreError`].
@@ -285,23 +306,54 @@ impl Store {
         })
     }
 
-    /// Records an executed administrator command sequence (never lowers it).
+    /// What the node executed of administrator commands of `kind` (its
+    /// last sequence, or the pre-migration single sequence if none of the
+    /// kind ran since) and of any kind.
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn set_admin_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+    pub fn admin_executed(&self, kind: u16) -> Result<Executed, StoreError> {
+        let own: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT last_seq FROM admin_seqs WHERE kind = ?1",
+                [kind],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let last = match own {
+            Some(v) => v,
+            None => self.meta("admin_seq_floor")?.unwrap_or(0),
+        };
+        let last_of_kind = u64::try_from(last).map_err(|_| StoreError::OutOfRange {
+            what: "admin_seqs.last_seq",
+            value: last,
+        })?;
+        Ok(Executed {
+            last_of_kind,
+            highest: self.admin_seq()?,
+        })
+    }
+
+    /// Records an executed administrator command sequence of `kind` (never
+    /// lowers it).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn set_admin_seq(&mut self, kind: u16, seq: u64) -> Result<(), StoreError> {
         let v = i64::try_from(seq).map_err(|_| StoreError::OutOfRange {
             what: "admin_seq",
             value: i64::MAX,
         })?;
-        self.conn
-            .execute(
-                "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
-                 ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                [v],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        cosign::raise_admin_seq(&tx, kind, v).map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     /// When the last authenticated command arrived (UNIX ms), if ever.
@@ -380,18 +432,24 @@ impl Store {
         Ok(())
     }
 
-    /// Records a link key id installed by rekey, makes it the downlink key
-    /// and sets the database epoch, in one transaction. The key itself is a
-    /// sealed blob (custody).
+    /// Records a link key installed by rekey, in one transaction: its id
+    /// and the digest of its bytes, the pending retirement of the key it
+    /// replaces (done when the ground is first heard under the new key,
+    /// [`Self::retire_pending`]), the rekey command's sequence, the new
+    /// downlink key if the replaced key was the downlink key, and the
+    /// database epoch. The key itself is a sealed blob (custody).
     ///
     /// # Errors
     /// [`StoreError`].
     pub fn record_installed_key(
         &mut self,
-        key_id: u16,
-        now_ms: i64,
+        key: &InstalledKey,
         epoch: Option<u64>,
     ) -> Result<(), StoreError> {
+        let seq = i64::try_from(key.command_seq).map_err(|_| StoreError::OutOfRange {
+            what: "admin_seq",
+            value: i64::MAX,
+        })?;
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -400,12 +458,26 @@ impl Store {
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "INSERT INTO link_key_ids(key_id, created_ms) VALUES (?1, ?2)",
-            params![key_id, now_ms],
+            params![key.key_id, key.now_ms],
         )
         .map_err(err)?;
+        tx.execute(
+            "INSERT INTO link_key_digests(key_id, digest) VALUES (?1, ?2)",
+            params![key.key_id, key.digest.as_slice()],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO pending_retirements(new_key_id, old_key_id) VALUES (?1, ?2) \
+             ON CONFLICT DO NOTHING",
+            params![key.key_id, key.replaces],
+        )
+        .map_err(err)?;
+        cosign::raise_admin_seq(&tx, kind::REKEY_LINK, seq).map_err(err)?;
         let upsert = "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
-        tx.execute(upsert, params!["tx_key_id", i64::from(key_id)])
-            .map_err(err)?;
+        if key.make_downlink {
+            tx.execute(upsert, params!["tx_key_id", i64::from(key.key_id)])
+                .map_err(err)?;
+        }
         if let Some(e) = epoch {
             let v = i64::try_from(e).map_err(|_| StoreError::OutOfRange {
                 what: "epoch",
@@ -414,6 +486,132 @@ impl Store {
             tx.execute(upsert, params!["epoch", v]).map_err(err)?;
         }
         tx.commit().map_err(err)
+    }
+
+    /// Retirements waiting for the ground to be heard under a new key:
+    /// `(new key id, key id to retire)`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn pending_retirements(&self) -> Result<Vec<(u16, u16)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT new_key_id, old_key_id FROM pending_retirements ORDER BY new_key_id, old_key_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (new, old) = row.map_err(|e| self.err(e))?;
+            let id = |v: i64| {
+                u16::try_from(v).map_err(|_| StoreError::OutOfRange {
+                    what: "pending_retirements key id",
+                    value: v,
+                })
+            };
+            out.push((id(new)?, id(old)?));
+        }
+        Ok(out)
+    }
+
+    /// The ground was heard under `new_key_id`: retires the keys pending on
+    /// it and clears those entries, in one transaction (on error nothing
+    /// changes and the caller retries on the next packet). Returns the ids
+    /// retired.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn retire_pending(&mut self, new_key_id: u16) -> Result<Vec<u16>, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let old: Vec<i64> = {
+            let mut stmt = tx
+                .prepare("SELECT old_key_id FROM pending_retirements WHERE new_key_id = ?1 ORDER BY old_key_id")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([new_key_id], |r| r.get::<_, i64>(0))
+                .map_err(err)?;
+            rows.collect::<Result<_, _>>().map_err(err)?
+        };
+        for id in &old {
+            tx.execute(
+                "INSERT INTO retired_keys(key_id) VALUES (?1) ON CONFLICT DO NOTHING",
+                [id],
+            )
+            .map_err(err)?;
+            tx.execute("UPDATE link_keys SET retired = 1 WHERE key_id = ?1", [id])
+                .map_err(err)?;
+            // A retirement another rekey was waiting to do is done too.
+            tx.execute(
+                "DELETE FROM pending_retirements WHERE old_key_id = ?1",
+                [id],
+            )
+            .map_err(err)?;
+        }
+        tx.execute(
+            "DELETE FROM pending_retirements WHERE new_key_id = ?1",
+            [new_key_id],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(old
+            .into_iter()
+            .filter_map(|v| u16::try_from(v).ok())
+            .collect())
+    }
+
+    /// Records the digest (SHA-256) of a link key's bytes if its id has none
+    /// yet. Returns the id already holding the same digest, if another one
+    /// does (the caller refuses that key: nonces would repeat across ids).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn record_key_digest(
+        &mut self,
+        key_id: u16,
+        digest: &[u8; 32],
+    ) -> Result<Option<u16>, StoreError> {
+        if let Some(other) = self.key_digest_holder(digest)?
+            && other != key_id
+        {
+            return Ok(Some(other));
+        }
+        self.conn
+            .execute(
+                "INSERT INTO link_key_digests(key_id, digest) VALUES (?1, ?2) ON CONFLICT(key_id) DO NOTHING",
+                params![key_id, digest.as_slice()],
+            )
+            .map(|_| None)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The key id (in use, retired or tombstoned) whose bytes have this
+    /// digest, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn key_digest_holder(&self, digest: &[u8; 32]) -> Result<Option<u16>, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT key_id FROM link_key_digests WHERE digest = ?1",
+                [digest.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        v.map(|v| {
+            u16::try_from(v).map_err(|_| StoreError::OutOfRange {
+                what: "link_key_digests.key_id",
+                value: v,
+            })
+        })
+        .transpose()
     }
 
     /// Deletes plaintext link keys left by earlier versions (after custody
@@ -966,5 +1164,136 @@ mod tests {
             Store::open(dir.path()),
             Err(StoreError::TooNew { .. })
         ));
+    }
+
+    fn quorum_signed(
+        kind: u16,
+        seq: u64,
+        body: Vec<u8>,
+    ) -> (
+        spacenode_policy::command::SignedCommand,
+        spacenode_policy::quorum::AdminSet,
+    ) {
+        use bitcoin::secp256k1::{Keypair, Message, Secp256k1, SecretKey};
+        use spacenode_policy::command::{Command, SignedCommand, TAG};
+        use spacenode_policy::quorum::{AdminSet, Signature, tagged_hash};
+        let secp = Secp256k1::new();
+        let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[7; 32]).unwrap());
+        let set = AdminSet::new(vec![kp.x_only_public_key().0], 1).unwrap();
+        let command = Command {
+            kind,
+            target: [1; 8],
+            seq,
+            not_before_ms: 0,
+            not_after_ms: i64::MAX,
+            body,
+        }
+        .encode();
+        let digest = Message::from_digest(tagged_hash(TAG, &command));
+        let sig = secp.sign_schnorr_no_aux_rand(&digest, &kp).serialize();
+        (
+            SignedCommand {
+                command,
+                signatures: vec![Signature { signer: 0, sig }],
+            },
+            set,
+        )
+    }
+
+    /// Issue 13 item 3, against the stored sequences: a rogue quorum that
+    /// burns the number space (u64::MAX, or a burst of other commands)
+    /// cannot stop a veto.
+    #[test]
+    fn a_burst_of_other_kinds_does_not_stop_a_veto() {
+        let secp = bitcoin::secp256k1::Secp256k1::verification_only();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        // u64::MAX is refused before anything is stored.
+        let (huge, set) = quorum_signed(kind::REGISTER_WALLET, u64::MAX, vec![]);
+        let e = huge
+            .authorize(
+                &secp,
+                &set,
+                [1; 8],
+                s.admin_executed(kind::REGISTER_WALLET).unwrap(),
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), 0x05D0, "{e}");
+        // The largest steps allowed, 50 times: wallets registered.
+        let mut seq = 0;
+        for i in 0..50u8 {
+            seq += spacenode_policy::command::MAX_SEQ_STEP;
+            let (c, set) = quorum_signed(kind::REGISTER_WALLET, seq, vec![]);
+            let executed = s.admin_executed(kind::REGISTER_WALLET).unwrap();
+            let cmd = c.authorize(&secp, &set, [1; 8], executed, 0).unwrap();
+            s.register_wallet(&[i; 32], b"w", 0, cmd.seq).unwrap();
+        }
+        assert_eq!(s.admin_seq().unwrap(), 50_000);
+        // The veto's own sequence is untouched: seq 1 passes.
+        let executed = s.admin_executed(kind::VETO_POLICY).unwrap();
+        assert_eq!(
+            executed,
+            Executed {
+                last_of_kind: 0,
+                highest: 50_000
+            }
+        );
+        let (veto, set) = quorum_signed(kind::VETO_POLICY, 1, vec![0; 32]);
+        let cmd = veto.authorize(&secp, &set, [1; 8], executed, 0).unwrap();
+        s.set_policy_state(b"state", 0, None, Some(cmd.seq))
+            .unwrap();
+        assert_eq!(s.admin_executed(kind::VETO_POLICY).unwrap().last_of_kind, 1);
+        // And it is not replayable.
+        let executed = s.admin_executed(kind::VETO_POLICY).unwrap();
+        assert!(veto.authorize(&secp, &set, [1; 8], executed, 0).is_err());
+    }
+
+    /// A database of an earlier version had one sequence for every kind:
+    /// after migration each kind starts at it, so nothing replays.
+    #[test]
+    fn the_single_sequence_of_an_older_database_floors_every_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("spacenode.db")).unwrap();
+        conn.execute_batch(
+            "DROP TABLE admin_seqs; DROP TABLE pending_retirements; DROP TABLE link_key_digests; \
+             DELETE FROM meta; INSERT INTO meta(key, value) VALUES ('admin_seq', 9); \
+             PRAGMA user_version = 5;",
+        )
+        .unwrap();
+        drop(conn);
+        let mut s = Store::open(dir.path()).unwrap();
+        for k in [kind::EXIT_SAFE_MODE, kind::VETO_POLICY, kind::REKEY_LINK] {
+            assert_eq!(
+                s.admin_executed(k).unwrap(),
+                Executed {
+                    last_of_kind: 9,
+                    highest: 9
+                }
+            );
+        }
+        s.set_admin_seq(kind::EXIT_SAFE_MODE, 10).unwrap();
+        assert_eq!(
+            s.admin_executed(kind::EXIT_SAFE_MODE).unwrap().last_of_kind,
+            10
+        );
+        assert_eq!(s.admin_executed(kind::VETO_POLICY).unwrap().last_of_kind, 9);
+    }
+
+    #[test]
+    fn a_key_digest_is_held_by_one_id_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.record_key_digest(1, &[4; 32]).unwrap(), None);
+        assert_eq!(s.record_key_digest(1, &[4; 32]).unwrap(), None);
+        assert_eq!(s.record_key_digest(2, &[4; 32]).unwrap(), Some(1));
+        assert_eq!(s.key_digest_holder(&[4; 32]).unwrap(), Some(1));
+        s.retire_key(1).unwrap();
+        assert_eq!(
+            s.key_digest_holder(&[4; 32]).unwrap(),
+            Some(1),
+            "a retired key's bytes stay refused"
+        );
     }
 }
