@@ -567,7 +567,7 @@ impl Node {
         let branch_start = u32::from_be_bytes(body);
         self.chain.check_clear(branch_start)?;
         self.store
-            .set_admin_seq(cmd.seq)
+            .set_admin_seq(kind::CLEAR_DEEP_REORG, cmd.seq)
             .map_err(|e| store_failure(&e))?;
         self.chain.clear_deep_reorg()?;
         tracing::warn!(

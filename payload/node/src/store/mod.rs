@@ -1259,7 +1259,7 @@ mod tests {
         conn.execute_batch(
             "DROP TABLE admin_seqs; DROP TABLE pending_retirements; DROP TABLE link_key_digests; \
              DELETE FROM meta; INSERT INTO meta(key, value) VALUES ('admin_seq', 9); \
-             PRAGMA user_version = 5;",
+             PRAGMA user_version = 6;",
         )
         .unwrap();
         drop(conn);
