@@ -107,11 +107,14 @@ pub enum Rule {
     SafeVersion,
     /// A Safe registration is consistent and names the node as an owner.
     SafeRegistration,
+    /// SafeTx of a pre-1.3.0 Safe (EIP-712 domain without a chain id) only
+    /// on a chain the policy explicitly allows them on.
+    SafeLegacyDomain,
 }
 
 impl Rule {
     /// Every rule, in table order.
-    pub const ALL: [Rule; 48] = [
+    pub const ALL: [Rule; 49] = [
         Rule::PolicyQuorum,
         Rule::PolicyVersion,
         Rule::PolicyEncoding,
@@ -160,6 +163,7 @@ impl Rule {
         Rule::SafeNonceReuse,
         Rule::SafeVersion,
         Rule::SafeRegistration,
+        Rule::SafeLegacyDomain,
     ];
 
     /// The stable tag.
@@ -214,6 +218,7 @@ impl Rule {
             Rule::SafeNonceReuse => "safe-nonce-reuse",
             Rule::SafeVersion => "safe-version",
             Rule::SafeRegistration => "safe-registration",
+            Rule::SafeLegacyDomain => "safe-legacy-domain",
         }
     }
 
