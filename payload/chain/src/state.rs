@@ -160,8 +160,8 @@ pub enum ChainError {
     PrefixKept {
         /// The first failing header's error.
         error: ValidationError,
-        /// What the kept prefix did.
-        outcome: BatchOutcome,
+        /// What the kept prefix did (boxed: keeps the error small).
+        outcome: Box<BatchOutcome>,
         /// Headers of the batch before the failing one that were applied.
         kept: u32,
         /// Tip height afterwards.
@@ -1074,7 +1074,7 @@ impl<S: ChainStore> Chain<S> {
         if let Some((error, kept)) = planned.refused {
             return Err(ChainError::PrefixKept {
                 error,
-                outcome: planned.outcome,
+                outcome: Box::new(planned.outcome),
                 kept,
                 tip_height: self.state.tip_height(),
             });

@@ -181,7 +181,7 @@ impl ChainService {
                 {
                     // The valid headers before the bad one are applied;
                     // the refusal names the first failing height.
-                    Self::outcome_events(*outcome, &mut events);
+                    Self::outcome_events(**outcome, &mut events);
                     tracing::info!(error = %e, code = e.code(), start, tip_height, "header batch refused after a valid prefix (kept)");
                 } else {
                     tracing::info!(error = %e, code = e.code(), start, "header batch refused");
