@@ -195,3 +195,39 @@ fn write_file_atomically(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std
     std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soft_config(dir: &std::path::Path) -> Config {
+        Config::parse(&format!(
+            "[node]\nstate_dir = \"{}\"\nprofile = \"development\"\n\
+             [link]\ndevice = \"/dev/ttyAMA0\"\ntx_key_id = 1\n[[link.keys]]\nid = 1\n\
+             key = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n",
+            dir.display()
+        ))
+        .unwrap()
+    }
+
+    /// The soft store keeps the same anchor in `state_dir/policy.anchor`:
+    /// absent until written, survives (it is not in the database), and a
+    /// record that does not decode fails closed.
+    #[test]
+    fn soft_store_anchor_file_behaves_like_the_tpm_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = soft_config(dir.path());
+        assert_eq!(read(&cfg, None).unwrap(), None);
+        let a = PolicyAnchor {
+            version: 4,
+            hash: [3; 32],
+            admins_digest: [5; 32],
+        };
+        write(&cfg, None, &a).unwrap();
+        assert_eq!(read(&cfg, None).unwrap(), Some(a));
+        std::fs::remove_file(dir.path().join("spacenode.db")).ok();
+        assert_eq!(read(&cfg, None).unwrap(), Some(a));
+        std::fs::write(dir.path().join(ANCHOR_FILE), b"garbage").unwrap();
+        assert_eq!(read(&cfg, None).unwrap_err().0, 0x05F3);
+    }
+}
