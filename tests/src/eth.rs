@@ -32,11 +32,13 @@ pub const ETHER: u128 = 1_000_000_000_000_000_000;
 pub const GWEI: u128 = 1_000_000_000;
 
 /// The Ethereum rules (TOML tables appended to the policy) with a daily
-/// Sepolia velocity cap of `sepolia_daily` wei.
+/// Sepolia velocity cap of `sepolia_daily` wei. The 1.1.1 Safe registered
+/// on Sepolia needs `legacy_safes` (its SafeTx hash names no chain).
 #[must_use]
 pub fn eth_rules(sepolia_daily: u128) -> String {
     format!(
-        "[[eth.chains]]\nchain_id = {SEPOLIA}\nper_tx_cap = \"1 ether\"\nmax_gas_limit = 500000\n\
+        "[eth]\nlegacy_safes = [{SEPOLIA}]\n\
+         [[eth.chains]]\nchain_id = {SEPOLIA}\nper_tx_cap = \"1 ether\"\nmax_gas_limit = 500000\n\
          max_fee_per_gas = \"100 gwei\"\nmax_priority_fee_per_gas = \"5 gwei\"\n\
          [[eth.chains.velocity]]\nwindow_s = 86400\ncap = \"{sepolia_daily}\"\n\
          [[eth.chains]]\nchain_id = {MAINNET}\nper_tx_cap = \"0.5 ether\"\nmax_gas_limit = 300000\n\

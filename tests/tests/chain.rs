@@ -21,10 +21,14 @@ use spacenode_system_tests::{Fixture, Node, bin, repo_root};
 
 const BAUD: u32 = 921_600;
 
-/// `shared/data/bitcoin/headers/mainnet_headers_0_39999.bin`; missing data
-/// is a failure, never a skip.
+/// `shared/data/bitcoin/headers/mainnet_headers_0_39999.bin` (next to the
+/// checkout, or under `$SPACENODE_SHARED_DATA`, the `shared/data`
+/// directory, for checkouts elsewhere); missing data is a failure, never a
+/// skip.
 fn mainnet_file() -> PathBuf {
-    let p = repo_root().join("../shared/data/bitcoin/headers/mainnet_headers_0_39999.bin");
+    let p = std::env::var_os("SPACENODE_SHARED_DATA")
+        .map_or_else(|| repo_root().join("../shared/data"), PathBuf::from)
+        .join("bitcoin/headers/mainnet_headers_0_39999.bin");
     assert!(
         p.is_file(),
         "real Bitcoin headers not found at {} (the repository must sit at X/main with the data \
@@ -213,7 +217,9 @@ fn sync_survives_kill9_and_resumes() {
 
 /// A header with a broken proof of work is refused by the node; the ground
 /// prints the node's reason code name and the height, and the node keeps
-/// everything below it. Bad files get clear errors before anything is sent.
+/// everything below it, up to the last valid header (issue 13 item 15). A
+/// truncated last header is left out with a warning and the rest synced.
+/// Bad files get clear errors before anything is sent.
 #[test]
 fn mutated_header_is_refused_with_code_and_height() {
     let emu = Emulator::start(LinkParams::clean(BAUD)).unwrap();
@@ -239,19 +245,42 @@ fn mutated_header_is_refused_with_code_and_height() {
             text(&out)
         );
     }
-    // Batches are all or nothing: the node keeps the batches before the one
-    // holding block 150, every header of which is the file's.
+    // The node keeps the valid headers of the batch before block 150 (issue
+    // 13 item 15): its tip is block 149, the last valid header, and the
+    // ground says so and stops.
     let st = json(&ground(&fx, &emu, &["chain", "status", "--json"]));
-    let tip = st["tip_height"].as_u64().unwrap() as usize;
-    assert!((100..150).contains(&tip), "{st}");
-    assert_eq!(st["tip_hash"].as_str().unwrap(), hash_at(&raw, tip));
+    assert_eq!(st["tip_height"], 149, "{st}");
+    assert_eq!(st["tip_hash"].as_str().unwrap(), hash_at(&raw, 149));
+    assert!(
+        stderr.contains("the node kept the file's headers before it (node tip 149"),
+        "{}",
+        text(&out)
+    );
 
-    // A file that is not a multiple of 80 bytes, and a missing one.
-    let short = write(fx.dir.path(), "short.bin", &raw[..170]);
+    // A file whose last header is truncated: the complete headers are
+    // synced, the tail is warned about.
+    let good = mainnet_prefix(300);
+    let cut = write(fx.dir.path(), "cut.bin", &good[..299 * 80 + 37]);
+    let out = ground(&fx, &emu, &["chain", "sync", "--headers", &cut, "--json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("ends with 37 byte(s) of an incomplete header after 299 complete header(s)"),
+        "{}",
+        text(&out)
+    );
+    let summary = json(&out);
+    assert_eq!(summary["truncated_tail_bytes"], 37, "{summary}");
+    assert_eq!(summary["status"]["tip_height"], 298, "{summary}");
+    assert_eq!(
+        summary["status"]["tip_hash"].as_str().unwrap(),
+        hash_at(&good, 298)
+    );
+    // Less than one header, and a missing file.
+    let short = write(fx.dir.path(), "short.bin", &raw[..70]);
     let out = ground(&fx, &emu, &["chain", "sync", "--headers", &short]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("170 bytes, not a multiple of 80"),
+        String::from_utf8_lossy(&out.stderr).contains("70 bytes, not a multiple of 80"),
         "{}",
         text(&out)
     );

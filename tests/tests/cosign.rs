@@ -866,3 +866,93 @@ fn partial_replacements_are_refused_by_the_daemon() {
         "{refused}"
     );
 }
+
+/// Issue 13 item 5: losing the database does not reopen the bootstrap. On
+/// swtpm: the launch `[admin]` set A bootstraps v1; v2 (signed by A) makes
+/// B the administrators and activates, anchored in the TPM NV. The
+/// database is deleted and the node restarted: the launch set's bootstrap
+/// is refused with 0x05F0, and so is the signed v2 as it was uplinked
+/// (signed by A, not by the anchored set); the current quorum B recovers
+/// with v3, which becomes the anchor.
+#[test]
+fn a_lost_database_does_not_reopen_the_bootstrap() {
+    let mut w = World::start(&WorldConfig {
+        tpm: true,
+        activation_delay_s: 1,
+        ..WorldConfig::default()
+    });
+    let policy = w.policy();
+    let b: Vec<(std::path::PathBuf, bitcoin::secp256k1::Keypair)> = (0..3u8)
+        .map(|i| {
+            let p = w.fx.dir.path().join(format!("new-admin{i}.json"));
+            admin::keygen(&p).unwrap();
+            let k = admin::load_key(&p).unwrap();
+            (p, k)
+        })
+        .collect();
+    let rules = WorldConfig::default().rules;
+    let v2 = PolicyDocument::from_toml(&policy_toml(2, 1, &b, &w.approver.1, &rules)).unwrap();
+    let signed_v2 = sign_policy(&v2, &[(&w.admins[0].1, 0), (&w.admins[1].1, 1)]);
+    let mut link = w.link();
+    match cosign::propose(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap() {
+        Answer::Ok(Some(st)) => assert!(st.pending && st.pending_version == 2, "{st:?}"),
+        other => panic!("v2 not pending: {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let st = cosign::policy_status(&mut link, policy).unwrap();
+    assert_eq!((st.active_version, st.pending), (2, false), "{st:?}");
+    drop(link);
+
+    // The database is lost.
+    w.node.take().unwrap().kill9();
+    for f in ["spacenode.db", "spacenode.db-wal", "spacenode.db-shm"] {
+        let _ = std::fs::remove_file(w.fx.state_dir.join(f));
+    }
+    w.node = Some(Node::start(&w.fx));
+    let mut link = w.link();
+    let st = cosign::policy_status(&mut link, policy).unwrap();
+    assert!(!st.active, "the database is new: {st:?}");
+    // The launch set's bootstrap: refused.
+    let v1 = sign_policy(&w.policy_doc, &[(&w.admins[0].1, 0), (&w.admins[1].1, 1)]);
+    match cosign::propose(&mut link, policy, &v1.encode(), &mut |_| {}).unwrap() {
+        Answer::Refused(r) => {
+            assert_eq!(r.code, ReasonCode(0x05F0), "{r}");
+            assert!(r.to_string().contains("provisioned before"), "{r}");
+        }
+        Answer::Ok(st) => panic!("the launch [admin] set bootstrapped again: {st:?}"),
+    }
+    // The signed v2 replayed as it was uplinked (signed by A).
+    match cosign::propose(&mut link, policy, &signed_v2.encode(), &mut |_| {}).unwrap() {
+        Answer::Refused(r) => assert!((0x0500..=0x050F).contains(&r.code.0), "{r}"),
+        Answer::Ok(st) => panic!("old signatures recovered the node: {st:?}"),
+    }
+    let st = cosign::policy_status(&mut link, policy).unwrap();
+    assert!(!st.active, "{st:?}");
+    // Recovery by the current quorum B.
+    let v3 = PolicyDocument::from_toml(&policy_toml(3, 1, &b, &w.approver.1, &rules)).unwrap();
+    let signed_v3 = sign_policy(&v3, &[(&b[0].1, 0), (&b[2].1, 2)]);
+    match cosign::propose(&mut link, policy, &signed_v3.encode(), &mut |_| {}).unwrap() {
+        Answer::Ok(Some(st)) => {
+            assert_eq!(
+                (st.active, st.active_version, st.pending),
+                (true, 3, false),
+                "{st:?}"
+            );
+        }
+        other => panic!("recovery by the anchored quorum refused: {other:?}"),
+    }
+    drop(link);
+    // The anchor moved to v3: losing the database again, B's v2 (below
+    // the anchor) no longer recovers it.
+    w.node.take().unwrap().kill9();
+    for f in ["spacenode.db", "spacenode.db-wal", "spacenode.db-shm"] {
+        let _ = std::fs::remove_file(w.fx.state_dir.join(f));
+    }
+    w.node = Some(Node::start(&w.fx));
+    let mut link = w.link();
+    let v2_by_b = sign_policy(&v2, &[(&b[0].1, 0), (&b[1].1, 1)]);
+    match cosign::propose(&mut link, policy, &v2_by_b.encode(), &mut |_| {}).unwrap() {
+        Answer::Refused(r) => assert_eq!(r.code, ReasonCode(0x05F1), "{r}"),
+        Answer::Ok(st) => panic!("a version below the anchor recovered: {st:?}"),
+    }
+}

@@ -17,23 +17,28 @@ use spacenode_system_tests::{
 const BAUD: u32 = 921_600;
 
 struct Tpm {
-    _sw: Swtpm,
+    sw: Swtpm,
     emu: Emulator,
     fx: Fixture,
 }
 
 fn setup() -> Tpm {
+    setup_with("")
+}
+
+/// `keys_extra`: more `[keys]` settings.
+fn setup_with(keys_extra: &str) -> Tpm {
     let sw = Swtpm::start().expect("swtpm (install swtpm swtpm-tools)");
     let emu = Emulator::start(LinkParams::clean(BAUD)).unwrap();
     let fx = Fixture::new(emu.node_path(), BAUD, Fixture::QUIET);
     append_config(
         &fx,
         &format!(
-            "[keys]\nbackend = \"tpm\"\ntcti = \"{}\"\nseal_auth = \"0011223344\"\n",
+            "[keys]\nbackend = \"tpm\"\ntcti = \"{}\"\nseal_auth = \"0011223344\"\n{keys_extra}",
             sw.tcti()
         ),
     );
-    Tpm { _sw: sw, emu, fx }
+    Tpm { sw, emu, fx }
 }
 
 fn ground(t: &Tpm, args: &[&str]) -> (bool, String) {
@@ -133,6 +138,48 @@ fn changed_software_measurement_is_safe_mode_with_the_link_up() {
     drop(link);
     let (good, text) = ground(&t, &["keys", "xpub", "m/0'"]);
     assert!(!good && text.contains("not available"), "{text}");
+}
+
+/// Issue 13 item 11: with `keys.seal_pcrs = [0, 7, 23]` the seed is sealed
+/// to the boot PCRs' values at provisioning. Unchanged, the node restarts
+/// with its seed; after something is measured into PCR 7 (another
+/// bootloader or secure-boot state) the seed does not unseal: safe mode
+/// 0x0804 with the link up (link keys are not bound to boot PCRs).
+#[test]
+fn extended_boot_pcr_is_safe_mode_with_the_link_up() {
+    let t = setup_with("seal_pcrs = [0, 7, 23]\n");
+    let mut node = Node::start(&t.fx);
+    node.kill9();
+    let mut node = Node::start(&t.fx);
+    let mut link = t.fx.link(t.emu.ground_path(), BAUD);
+    let st = mode_status(&mut link, patient(BAUD));
+    assert_eq!((st.reason, st.seed_available), (0, true), "{st:?}");
+    drop(link);
+    node.kill9();
+    let out = std::process::Command::new("tpm2_pcrextend")
+        .arg(format!("7:sha256={}", "5a".repeat(32)))
+        .env("TPM2TOOLS_TCTI", t.sw.tcti())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = Node::start(&t.fx);
+    let mut link = t.fx.link(t.emu.ground_path(), BAUD);
+    let st = mode_status(&mut link, patient(BAUD));
+    assert_eq!(
+        (st.mode, st.reason, st.seed_available),
+        (2, 0x0804, false),
+        "{st:?}"
+    );
+    assert_sign_refused_by_mode(&mut link, patient(BAUD));
+    assert!(
+        node.log_text().contains("pcrs [0, 7, 23]"),
+        "{}",
+        node.log_text()
+    );
 }
 
 #[test]

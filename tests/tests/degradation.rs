@@ -210,7 +210,12 @@ fn a_locked_database_is_refused_with_a_reason_then_recovers() {
     drop(link);
     let headers = fx.dir.path().join("headers.bin");
     let raw = std::fs::read(
-        repo_root().join("../shared/data/bitcoin/headers/mainnet_headers_0_39999.bin"),
+        std::env::var_os("SPACENODE_SHARED_DATA")
+            .map_or_else(
+                || repo_root().join("../shared/data"),
+                std::path::PathBuf::from,
+            )
+            .join("bitcoin/headers/mainnet_headers_0_39999.bin"),
     )
     .expect("real mainnet headers in ../shared/data (see SOURCES.md there)");
     std::fs::write(&headers, &raw[..100 * 80]).unwrap();

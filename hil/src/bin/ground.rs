@@ -654,7 +654,18 @@ fn keys(link: &mut Link, policy: RetryPolicy, command: KeysCommand) -> anyhow::R
                         .ok()
                         .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
                         .context("--expect-pcr must be 64 hex characters")?;
-                    vec![(pcr, v)]
+                    // The software PCR as expected; boot PCRs the quote
+                    // also covers (`keys.seal_pcrs`) as reported: the
+                    // signature still binds them, they are not pinned here.
+                    let mut p: Vec<(u8, [u8; 32])> = att
+                        .reported_pcrs
+                        .iter()
+                        .copied()
+                        .filter(|(i, _)| *i != pcr)
+                        .collect();
+                    p.push((pcr, v));
+                    p.sort_unstable_by_key(|(i, _)| *i);
+                    p
                 }
                 // Without an expectation, check the signature and nonce
                 // against the PCR values the quote reports.
@@ -749,6 +760,9 @@ fn chain_command(
             };
             let file = chain::parse_headers(&bytes, format, &name)?;
             drop(bytes);
+            if let Some(warning) = file.tail_warning(&name) {
+                eprintln!("{warning}");
+            }
             sync(link, policy, &file, first_height, batch, json)
         }
     }
@@ -844,6 +858,7 @@ fn sync(
                 "retries": r.retries,
                 "slowest_exchange_ms": r.slowest_exchange.as_secs_f64() * 1e3,
                 "reorganized": r.reorganized,
+                "truncated_tail_bytes": file.truncated_tail,
                 "elapsed_s": r.elapsed.as_secs_f64(),
                 "status": status_json(&r.status),
             })

@@ -65,6 +65,25 @@ pub struct HeaderFile {
     pub headers: Vec<Header>,
     /// Height of the first header, if the file says (JSON object form).
     pub first_height: Option<u32>,
+    /// Bytes of an incomplete last header that were left out (a file cut
+    /// short while it was written or copied): the complete headers before
+    /// it are synced and the caller warns about the tail. 0: none.
+    pub truncated_tail: usize,
+}
+
+impl HeaderFile {
+    /// The warning to print when the file's last header was truncated.
+    #[must_use]
+    pub fn tail_warning(&self, name: &str) -> Option<String> {
+        (self.truncated_tail > 0).then(|| {
+            format!(
+                "warning: {name} ends with {} byte(s) of an incomplete header after {} complete \
+                 header(s); the incomplete header is not sent",
+                self.truncated_tail,
+                self.headers.len()
+            )
+        })
+    }
 }
 
 /// Errors of the chain commands.
@@ -78,7 +97,9 @@ pub enum ChainCmdError {
         /// OS error.
         source: std::io::Error,
     },
-    /// A raw file whose length is not a multiple of 80.
+    /// A raw file shorter than one header whose length is not a multiple
+    /// of 80 (a longer one keeps its complete headers, see
+    /// [`HeaderFile::truncated_tail`]).
     #[error(
         "{name} is {len} bytes, not a multiple of 80: not a raw header file \
          ({whole} whole headers and {extra} bytes; for JSON pass --format json)"
@@ -175,6 +196,20 @@ pub enum ChainCmdError {
         /// `acceptance` or `execution`.
         stage: &'static str,
     },
+    /// The node refused a header of a batch after keeping the valid ones
+    /// before it: the sync stops at the first failing height.
+    #[error(
+        "{refused}; the node kept the file's headers before it (node tip {tip_height} {tip}); \
+         sync stopped"
+    )]
+    StoppedAt {
+        /// The node's refusal (code, name, failing height).
+        refused: Box<ChainCmdError>,
+        /// Node's tip height after the refusal.
+        tip_height: u32,
+        /// Node's tip hash after the refusal.
+        tip: BlockHash,
+    },
     /// The link failed (silent node, I/O, ground state).
     #[error(transparent)]
     Ground(#[from] GroundError),
@@ -232,12 +267,16 @@ pub fn parse_headers(
 ) -> Result<HeaderFile, ChainCmdError> {
     let file = match format {
         HeaderFormat::Raw => {
-            if !bytes.len().is_multiple_of(80) {
+            let (whole, extra) = (bytes.len() / 80, bytes.len() % 80);
+            // A tail after complete headers is a truncated last header: the
+            // complete ones are still good. Without a single complete
+            // header the file is not a raw header file at all.
+            if extra != 0 && whole == 0 {
                 return Err(ChainCmdError::NotMultipleOf80 {
                     name: name.to_string(),
                     len: bytes.len(),
-                    whole: bytes.len() / 80,
-                    extra: bytes.len() % 80,
+                    whole,
+                    extra,
                 });
             }
             let headers = bytes
@@ -248,6 +287,7 @@ pub fn parse_headers(
             HeaderFile {
                 headers,
                 first_height: None,
+                truncated_tail: extra,
             }
         }
         HeaderFormat::Json => parse_json(bytes, name)?,
@@ -291,10 +331,19 @@ fn parse_json(bytes: &[u8], name: &str) -> Result<HeaderFile, ChainCmdError> {
         }
     };
     let mut headers = Vec::with_capacity(list.len());
+    let mut truncated_tail = 0usize;
     for (i, v) in list.iter().enumerate() {
         let text = v
             .as_str()
             .ok_or_else(|| bad(format!("headers[{i}] is not a string")))?;
+        let t = text.trim();
+        // The last entry cut short (hex digits, fewer than 160): a
+        // truncated tail, left out with a warning, as in the raw format.
+        if i > 0 && i + 1 == list.len() && t.len() < 160 && t.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            truncated_tail = t.len().div_ceil(2);
+            break;
+        }
         let raw =
             hex::decode(text.trim()).map_err(|e| bad(format!("headers[{i}] is not hex: {e}")))?;
         let arr = <[u8; 80]>::try_from(raw.as_slice()).map_err(|_| {
@@ -308,6 +357,7 @@ fn parse_json(bytes: &[u8], name: &str) -> Result<HeaderFile, ChainCmdError> {
     Ok(HeaderFile {
         headers,
         first_height,
+        truncated_tail,
     })
 }
 
@@ -810,7 +860,28 @@ pub fn sync(
         skipped,
     });
     while next <= last {
-        let (n, after) = s.send(next, slice_from(next))?;
+        let (n, after) = match s.send(next, slice_from(next)) {
+            Ok(x) => x,
+            Err(refused @ ChainCmdError::Refused { .. }) => {
+                // The node keeps the valid headers of a batch before the
+                // first bad one: say how far it got, then stop (the file
+                // is wrong from the failing height on; resending it would
+                // fail there again).
+                return Err(match status(s.link, policy) {
+                    Ok((st, _))
+                        if st.tip_height >= next && hash_at(st.tip_height) == Some(st.tip_hash) =>
+                    {
+                        ChainCmdError::StoppedAt {
+                            refused: Box::new(refused),
+                            tip_height: st.tip_height,
+                            tip: st.tip_hash,
+                        }
+                    }
+                    _ => refused,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let end = next.saturating_add(n.saturating_sub(1));
         let tip_height = match after {
             Some((after, t)) => {
@@ -881,10 +952,29 @@ mod tests {
             .collect();
         let f = parse_headers(&raw, HeaderFormat::Raw, "x.bin").unwrap();
         assert_eq!(f.headers, headers);
-        let e = parse_headers(&raw[..170], HeaderFormat::Raw, "x.bin").unwrap_err();
+        // A truncated last header: the complete ones are kept, the tail is
+        // reported for a warning.
+        let f = parse_headers(&raw[..170], HeaderFormat::Raw, "x.bin").unwrap();
+        assert_eq!(
+            (f.headers.as_slice(), f.truncated_tail),
+            (&headers[..2], 10)
+        );
+        let w = f.tail_warning("x.bin").unwrap();
+        assert!(
+            w.contains("10 byte(s) of an incomplete header after 2"),
+            "{w}"
+        );
+        assert_eq!(
+            parse_headers(&raw, HeaderFormat::Raw, "x.bin")
+                .unwrap()
+                .tail_warning("x.bin"),
+            None
+        );
+        // Less than one header is not a header file.
+        let e = parse_headers(&raw[..70], HeaderFormat::Raw, "x.bin").unwrap_err();
         assert!(
             e.to_string()
-                .contains("x.bin is 170 bytes, not a multiple of 80"),
+                .contains("x.bin is 70 bytes, not a multiple of 80"),
             "{e}"
         );
         assert!(matches!(
@@ -899,6 +989,18 @@ mod tests {
         let f = parse_headers(obj.to_string().as_bytes(), HeaderFormat::Json, "h.json").unwrap();
         assert_eq!(f.first_height, Some(7));
         assert_eq!(f.headers.len(), 3);
+        let mut cut = hexes.clone();
+        cut[3].truncate(101);
+        let f = parse_headers(
+            &serde_json::to_vec(&cut).unwrap(),
+            HeaderFormat::Json,
+            "h.json",
+        )
+        .unwrap();
+        assert_eq!(
+            (f.headers.as_slice(), f.truncated_tail),
+            (&headers[..3], 51)
+        );
         let e = parse_headers(br#"["00ff"]"#, HeaderFormat::Json, "h.json").unwrap_err();
         assert!(e.to_string().contains("headers[0] is 2 bytes"), "{e}");
         let e = parse_headers(b"[1]", HeaderFormat::Json, "h.json").unwrap_err();

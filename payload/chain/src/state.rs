@@ -63,7 +63,8 @@ impl ChainConfig {
 /// Errors of chain-state operations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
-    /// A header of the batch broke a consensus rule (whole batch refused).
+    /// A header of the batch broke a consensus rule before any new valid
+    /// header (nothing of the batch applied; see `PrefixKept`).
     #[error(transparent)]
     Validation(#[from] ValidationError),
     /// The batch bytes did not decode.
@@ -151,6 +152,21 @@ pub enum ChainError {
         /// Height where it did not fit.
         height: u32,
     },
+    /// A header of the batch broke a consensus rule, but the valid headers
+    /// before it were kept (validation is sequential: every kept header was
+    /// checked on its own parent, exactly as if it had come in a batch of
+    /// its own). Reports the validation error's code and failing height.
+    #[error("{error} (the {kept} valid header(s) before it were kept: node tip {tip_height})")]
+    PrefixKept {
+        /// The first failing header's error.
+        error: ValidationError,
+        /// What the kept prefix did (boxed: keeps the error small).
+        outcome: Box<BatchOutcome>,
+        /// Headers of the batch before the failing one that were applied.
+        kept: u32,
+        /// Tip height afterwards.
+        tip_height: u32,
+    },
 }
 
 impl ChainError {
@@ -159,7 +175,7 @@ impl ChainError {
     #[must_use]
     pub fn code(&self) -> u16 {
         match self {
-            Self::Validation(e) => e.code(),
+            Self::Validation(e) | Self::PrefixKept { error: e, .. } => e.code(),
             Self::Batch(e) => e.code(),
             Self::Checkpoint(e) => e.code(),
             Self::NetworkMismatch { .. } => 0x0320,
@@ -263,10 +279,14 @@ pub enum BatchOutcome {
 /// A decision: the outcome and the update to persist (if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
-    /// What happens.
+    /// What happens (for the valid prefix when `refused` is set).
     pub outcome: BatchOutcome,
     /// What to persist and then [`ChainState::apply`]; `None` = nothing.
     pub update: Option<ChainUpdate>,
+    /// The first header that broke a rule after a valid prefix (the prefix
+    /// is what `outcome` and `update` describe), and how many headers of
+    /// the batch the prefix holds.
+    pub refused: Option<(ValidationError, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -602,7 +622,11 @@ impl ChainState {
     /// - forks below the window with more work than the whole window:
     ///   `DeepReorgRefused`, update sets the flag.
     ///
-    /// The batch is all-or-nothing: one invalid header refuses it.
+    /// Validation is sequential, so the valid prefix of a batch is kept: a
+    /// header that breaks a rule after at least one new valid header ends
+    /// the batch there, `outcome`/`update` describe the prefix and
+    /// `refused` names the failing header. A batch whose first new header
+    /// fails is refused as a whole (`Validation`).
     ///
     /// # Errors
     /// `NetworkMismatch`, `Gap`, `ParentMismatch`, `BelowWindow`,
@@ -674,6 +698,7 @@ impl ChainState {
             return Ok(Planned {
                 outcome: BatchOutcome::AlreadyApplied { start, end },
                 update: None,
+                refused: None,
             });
         }
         let first_new = height_of(start, i)?;
@@ -688,8 +713,18 @@ impl ChainState {
                 .ok_or(ChainError::UpdateMismatch { height: fork_h })?
         };
         let mut insert = Vec::with_capacity(headers.len().saturating_sub(i));
+        let mut refused = None;
         for (header, hash) in headers.iter().zip(hashes).skip(i) {
-            let v = ctx.push_hashed(header, *hash, now)?;
+            let v = match ctx.push_hashed(header, *hash, now) {
+                Ok(v) => v,
+                // Nothing valid yet: the batch is refused as before.
+                Err(e) if insert.is_empty() => return Err(e.into()),
+                Err(e) => {
+                    let kept = u32::try_from(i.saturating_add(insert.len())).unwrap_or(u32::MAX);
+                    refused = Some((e, kept));
+                    break;
+                }
+            };
             insert.push(StoredHeader {
                 height: v.height,
                 hash: v.hash,
@@ -722,6 +757,7 @@ impl ChainState {
                 return Ok(Planned {
                     outcome,
                     update: None,
+                    refused,
                 });
             }
             let depth = tip_h
@@ -756,6 +792,7 @@ impl ChainState {
                 new_base,
                 meta,
             }),
+            refused,
         })
     }
 
@@ -837,6 +874,7 @@ impl ChainState {
                 new_base: None,
                 meta,
             }),
+            refused: None,
         })
     }
 
@@ -1077,7 +1115,9 @@ impl<S: ChainStore> Chain<S> {
     ///
     /// # Errors
     /// As [`ChainState::plan_batch`]; `DeepReorgRefused` after the flag was
-    /// persisted; `Store` if persisting failed (then nothing changed).
+    /// persisted; `PrefixKept` after the valid headers before a bad one
+    /// were persisted and applied; `Store` if persisting failed (then
+    /// nothing changed).
     pub fn apply_batch(
         &mut self,
         batch: &HeaderBatch,
@@ -1086,6 +1126,14 @@ impl<S: ChainStore> Chain<S> {
         let planned = self.state.plan_batch(batch, now)?;
         if let Some(update) = &planned.update {
             self.commit(update)?;
+        }
+        if let Some((error, kept)) = planned.refused {
+            return Err(ChainError::PrefixKept {
+                error,
+                outcome: Box::new(planned.outcome),
+                kept,
+                tip_height: self.state.tip_height(),
+            });
         }
         match planned.outcome {
             BatchOutcome::DeepReorgRefused(info) => Err(ChainError::DeepReorgRefused(info)),

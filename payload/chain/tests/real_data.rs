@@ -114,12 +114,27 @@ fn mutated_window(at: usize, f: impl FnOnce(&mut [Header])) -> (Vec<Header>, u32
     (w, from as u32)
 }
 
+/// The batch is refused at `height` with `code`: as a whole when the bad
+/// header is its first new one, else after keeping the valid headers
+/// before it (the node's tip is then `height - 1`).
 fn expect_err_at(r: Result<BatchOutcome, ChainError>, code: u16, height: u32) -> ValidationError {
     match r {
         Err(ChainError::Validation(e)) => {
             assert_eq!(e.code(), code, "wrong reason: {e}");
             assert_eq!(e.height(), height, "wrong height: {e}");
             e
+        }
+        Err(
+            ref all @ ChainError::PrefixKept {
+                ref error,
+                tip_height,
+                ..
+            },
+        ) => {
+            assert_eq!(all.code(), code, "wrong reason: {all}");
+            assert_eq!(error.height(), height, "wrong height: {all}");
+            assert_eq!(tip_height, height - 1, "prefix not kept: {all}");
+            error.clone()
         }
         other => panic!("expected validation error {code:#06x} at {height}, got {other:?}"),
     }
@@ -198,19 +213,41 @@ fn swapped_pair_rejected_at_first_swapped_height() {
     expect_err_at(apply_mutated(w, from, true), 0x0309, 25_000);
 }
 
+/// Issue 13 item 15: a bad header at h keeps the valid headers of its batch
+/// before it (tip h - 1, in memory and in the store); a batch whose first
+/// new header is bad changes nothing.
 #[test]
-fn mutated_batch_changes_nothing() {
+fn mutated_batch_keeps_the_valid_prefix() {
     let headers = mainnet_0_39999();
     let now = now_after(&headers);
     let mut chain = genesis_chain(Network::Bitcoin);
     sync(&mut chain, Network::Bitcoin, 1, &headers[1..1000], 500, now).unwrap();
-    let before = chain.status();
     let mut w = headers[1000..1100].to_vec();
     w[99].nonce ^= 1;
-    let b = HeaderBatch::new(Network::Bitcoin, 1000, w).unwrap();
-    expect_err_at(chain.apply_batch(&b, now), 0x0309, 1099);
-    assert_eq!(chain.status(), before, "an invalid batch is all-or-nothing");
-    assert_eq!(chain.store().len(), 999);
+    let b = HeaderBatch::new(Network::Bitcoin, 1000, w.clone()).unwrap();
+    let r = chain.apply_batch(&b, now);
+    assert!(
+        matches!(r, Err(ChainError::PrefixKept { kept: 99, .. })),
+        "{r:?}"
+    );
+    expect_err_at(r, 0x0309, 1099);
+    assert_eq!(chain.state().tip_height(), 1098);
+    assert_eq!(chain.state().tip_hash(), header_hash(&headers[1098]));
+    assert_eq!(chain.store().len(), 1098);
+    // The same batch again: the prefix is ours, the bad header is now the
+    // first new one and the batch changes nothing.
+    let before = chain.status();
+    let e = chain.apply_batch(&b, now);
+    assert!(matches!(e, Err(ChainError::Validation(_))), "{e:?}");
+    expect_err_at(e, 0x0309, 1099);
+    assert_eq!(chain.status(), before);
+    // A reloaded store holds the prefix and re-validates.
+    let mut store = chain.into_store();
+    let stored = spacenode_chain::ChainStore::load(&mut store)
+        .unwrap()
+        .unwrap();
+    let st = spacenode_chain::ChainState::from_stored(ChainConfig::new(Network::Bitcoin), stored);
+    assert_eq!(st.map(|s| s.tip_height()).ok(), Some(1098));
 }
 
 /// The first 11 headers of the late file give the MTP timestamps; headers

@@ -409,9 +409,17 @@ fn wrong_network_future_time_and_bad_bytes() {
     let clock = u64::from(a[0].time) + 1000;
     let limit = clock + 7200;
     let first_bad = (1..=20).find(|&h| u64::from(a[h].time) > limit).unwrap();
+    // The valid headers before it are kept (issue 13 item 15).
     match chain.apply_batch(&batch(&a, 1, 20), clock).unwrap_err() {
-        ChainError::Validation(e) => {
-            assert_eq!((e.code(), e.height()), (0x0305, first_bad as u32), "{e}")
+        ChainError::PrefixKept {
+            error, tip_height, ..
+        } => {
+            assert_eq!(
+                (error.code(), error.height()),
+                (0x0305, first_bad as u32),
+                "{error}"
+            );
+            assert_eq!(tip_height, first_bad as u32 - 1);
         }
         other => panic!("{other:?}"),
     }
@@ -422,7 +430,7 @@ fn wrong_network_future_time_and_bad_bytes() {
             .code(),
         0x0340
     );
-    assert_eq!(chain.state().tip_height(), 0);
+    assert_eq!(chain.state().tip_height(), first_bad as u32 - 1);
 }
 
 /// A store whose writes can be made to fail.

@@ -10,7 +10,8 @@
 //! (`eth-gas-limit`) → fees (`eth-max-fee`) → destination and calldata
 //! (`eth-allowlist`, `eth-unknown-calldata`, `eth-spender`) → per-request
 //! caps (`eth-value-cap`, `eth-erc20-cap`). For a Safe transaction: chain
-//! id → refund parameters (`safe-refund`) → the call (`eth-delegatecall`,
+//! id → legacy domain (`safe-legacy-domain`: a pre-1.3.0 Safe only where
+//! the policy allows it) → refund parameters (`safe-refund`) → the call (`eth-delegatecall`,
 //! `safe-self-call`, then as above, for every call of a MultiSend batch) →
 //! caps. Velocity and nonces depend on persisted state and are checked by
 //! the engine.
@@ -455,6 +456,17 @@ pub fn check_safe_tx(ctx: &CheckContext<'_>, safe: &Safe, tx: &SafeTx) -> Result
         });
     }
     check_chain(ctx, tx.chain_id)?;
+    // A pre-1.3.0 domain names no chain: the signature would approve the
+    // same SafeTx on every chain where this address has these owners. Only
+    // when the policy says so for the one chain the registration names
+    // (registrations put such an address on no second chain).
+    if !safe.version.domain_has_chain_id() && !ctx.rules.allows_legacy_safes(safe.chain_id()) {
+        return Err(EthError::SafeLegacyDomain {
+            safe: safe.address(),
+            chain_id: safe.chain_id(),
+            version: safe.registration.version.clone(),
+        });
+    }
     let mut spend = Spend {
         chain_id: tx.chain_id,
         ..Spend::default()

@@ -214,6 +214,9 @@ pub fn demo_eth_rules() -> EthRules {
             refund_receiver: RELAYER,
             max_gas_price: 20 * GWEI,
         }],
+        // The demo registers a 1.1.1 Safe on Sepolia: allowed explicitly
+        // (its SafeTx hash names no chain; docs/ethereum.md).
+        legacy_safes: vec![SEPOLIA],
     }
 }
 

@@ -242,6 +242,19 @@ pub enum EthError {
     /// Unsupported Safe contract version.
     #[error("safe version {0:?} not supported (1.0.0 to 1.5.0)")]
     SafeVersion(String),
+    /// A SafeTx of a Safe older than 1.3.0, whose EIP-712 domain names no
+    /// chain, on a chain the policy does not allow legacy Safes on.
+    #[error(
+        "Safe {safe} is version {version}: its SafeTx hash names no chain, so a signature would be valid on every chain; the policy does not allow pre-1.3.0 Safes on chain {chain_id} (eth.legacy_safes)"
+    )]
+    SafeLegacyDomain {
+        /// The Safe.
+        safe: Address,
+        /// Its registered chain.
+        chain_id: u64,
+        /// Its contract version.
+        version: String,
+    },
     /// Safe registration refused.
     #[error("safe registration: {0}")]
     SafeRegistration(String),
@@ -307,6 +320,7 @@ impl EthError {
             Self::SafeRefund(_) => 0x0733,
             Self::SafeNonceReuse { .. } => 0x0734,
             Self::SafeVersion(_) => 0x0735,
+            Self::SafeLegacyDomain { .. } => 0x0750,
             Self::SafeRegistration(_) => 0x0736,
             Self::AdminAuthority { .. } => 0x0737,
             Self::HashMismatch => 0x0740,
@@ -347,6 +361,7 @@ impl EthError {
             Self::SafeRefund(_) => Rule::SafeRefund,
             Self::SafeNonceReuse { .. } => Rule::SafeNonceReuse,
             Self::SafeVersion(_) => Rule::SafeVersion,
+            Self::SafeLegacyDomain { .. } => Rule::SafeLegacyDomain,
             Self::SafeRegistration(_) => Rule::SafeRegistration,
             Self::HashMismatch | Self::SignatureSelfCheck { .. } | Self::Signer(_) => {
                 Rule::EthSelfCheck

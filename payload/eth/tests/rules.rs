@@ -909,6 +909,81 @@ fn safe_version_and_registration() {
     assert_eq!((e.rule(), e.code()), (Rule::SafeRegistration, 0x0736));
 }
 
+/// Issue 13 item 13: a pre-1.3.0 Safe's SafeTx hash names no chain, so its
+/// signature replays on every chain. Refused unless the policy lists the
+/// registration's (one) chain in `eth.legacy_safes`.
+#[test]
+fn safe_legacy_domain() {
+    use spacenode_eth::demo::demo_eth_rules;
+    let mut rules = demo_eth_rules();
+    rules.legacy_safes.clear();
+    let mut d = EthDemo::with_rules(Some(rules.clone())).unwrap();
+    let legacy = d.safe_tx(1, addr::VENDOR, 1, vec![], Operation::Call, 0);
+    let r = refused(
+        &d.submit(&d.safe_request(1, &legacy), G).unwrap(),
+        Rule::SafeLegacyDomain,
+        0x0750,
+    );
+    assert!(r.detail.contains("names no chain"), "{r}");
+    // Nor through approveHash (the same SafeTx checks).
+    let h = spacenode_eth::safe::safe_tx_hash(&legacy, d.safes[1].version);
+    let outer = d.eip1559(addr::SAFE_LEGACY, 0, encode_approve_hash(&h), 0);
+    refused(
+        &d.submit(&d.approve_hash_request(2, &legacy, &outer), G)
+            .unwrap(),
+        Rule::SafeLegacyDomain,
+        0x0750,
+    );
+    // A 1.3.0+ Safe is not affected.
+    let modern = d.safe_tx(0, addr::VENDOR, 1, vec![], Operation::Call, 0);
+    approved(&d.submit(&d.safe_request(3, &modern), G).unwrap());
+    // Allowed on another chain only: still refused on Sepolia.
+    rules.legacy_safes = vec![MAINNET];
+    let mut d = EthDemo::with_rules(Some(rules.clone())).unwrap();
+    refused(
+        &d.submit(&d.safe_request(4, &legacy), G).unwrap(),
+        Rule::SafeLegacyDomain,
+        0x0750,
+    );
+    // Allowed on the registration's chain: signed.
+    rules.legacy_safes = vec![SEPOLIA];
+    let mut d = EthDemo::with_rules(Some(rules.clone())).unwrap();
+    let a = approved(&d.submit(&d.safe_request(5, &legacy), G).unwrap());
+    assert_eq!(
+        a.result.safe_tx_hash,
+        Some(spacenode_eth::safe::safe_tx_hash(
+            &legacy,
+            d.safes[1].version
+        ))
+    );
+    // The registration names exactly one chain: the same legacy address on
+    // a second chain is refused.
+    let body = d
+        .registration(addr::SAFE_LEGACY, "1.1.1", MAINNET)
+        .unwrap()
+        .encode();
+    let mut safes = d.safes.clone();
+    safes.push(Safe::from_registration(&body, &d.keys).unwrap());
+    let e = spacenode_eth::safe::check_registrations(&safes).unwrap_err();
+    assert_eq!((e.rule(), e.code()), (Rule::SafeRegistration, 0x0736));
+    // The policy field: absent when empty (documents keep their bytes),
+    // round-trips, and names only chains of eth.chains, once.
+    use spacenode_policy::eth::EthRules;
+    let mut none = rules.clone();
+    none.legacy_safes.clear();
+    let v = spacenode_policy::cbor::encode(&none.to_value());
+    let back = EthRules::from_value(spacenode_policy::cbor::decode(&v).unwrap()).unwrap();
+    assert_eq!(back, none);
+    let with = EthRules::from_value(rules.to_value()).unwrap();
+    assert_eq!(with.legacy_safes, vec![SEPOLIA]);
+    assert!(v.len() < spacenode_policy::cbor::encode(&rules.to_value()).len());
+    let mut bad = rules.clone();
+    bad.legacy_safes = vec![SEPOLIA, SEPOLIA];
+    assert!(bad.validate().is_err());
+    bad.legacy_safes = vec![424_242];
+    assert!(bad.validate().is_err());
+}
+
 #[test]
 fn every_decision_is_in_one_verifiable_audit_chain() {
     use bitcoin::secp256k1::Secp256k1;

@@ -170,6 +170,16 @@ pub enum KeyError {
         /// Which counter.
         what: &'static str,
     },
+    /// The policy anchor NV index is unusable: not an ordinary index of
+    /// the expected size, unreadable, or holding a record that does not
+    /// decode. Fail closed: the node then refuses a bootstrap.
+    #[error("nv anchor {index:#010x}: {reason}")]
+    NvAnchor {
+        /// The NV index handle.
+        index: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl KeyError {
@@ -198,6 +208,7 @@ impl KeyError {
             KeyError::Random { .. } => 0x0412,
             KeyError::Config { .. } => 0x0413,
             KeyError::Overflow { .. } => 0x0414,
+            KeyError::NvAnchor { .. } => 0x04A0,
         }
     }
 
@@ -318,7 +329,7 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// Stable reason code in `0x0480..=0x04FF`.
+    /// Stable reason code in `0x0480..=0x049F`.
     #[must_use]
     pub fn code(&self) -> u16 {
         match self {
@@ -389,13 +400,23 @@ mod tests {
             },
             KeyError::Config { reason: s() },
             KeyError::Overflow { what: "x" },
+            KeyError::NvAnchor {
+                index: 1,
+                reason: s(),
+            },
         ]
     }
 
     #[test]
     fn key_error_codes_unique_and_in_range() {
         let mut codes: Vec<u16> = all_key_errors().iter().map(KeyError::code).collect();
-        assert!(codes.iter().all(|c| (0x0400..=0x047F).contains(c)));
+        // Node-side codes: 0x0400..=0x047F, and 0x04A0..=0x04AF (the
+        // policy anchor); the ground verifier owns 0x0480..=0x049F.
+        assert!(
+            codes
+                .iter()
+                .all(|c| (0x0400..=0x047F).contains(c) || (0x04A0..=0x04AF).contains(c))
+        );
         let n = codes.len();
         codes.sort_unstable();
         codes.dedup();
@@ -438,7 +459,7 @@ mod tests {
             VerifyError::UnexpectedBoundValue { what: "x" },
         ];
         let mut codes: Vec<u16> = errs.iter().map(VerifyError::code).collect();
-        assert!(codes.iter().all(|c| (0x0480..=0x04FF).contains(c)));
+        assert!(codes.iter().all(|c| (0x0480..=0x049F).contains(c)));
         let n = codes.len();
         codes.sort_unstable();
         codes.dedup();

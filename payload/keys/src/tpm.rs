@@ -45,10 +45,10 @@ use tss_esapi::{
     },
     structures::{
         Auth, CapabilityData, Data, Digest, DigestValues, EccParameter, EccPoint, EccScheme,
-        HashScheme, KeyDerivationFunctionScheme, KeyedHashScheme, MaxBuffer, NvPublicBuilder,
-        PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder,
-        PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, Signature,
-        SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
+        HashScheme, KeyDerivationFunctionScheme, KeyedHashScheme, MaxBuffer, MaxNvBuffer,
+        NvPublicBuilder, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private, Public,
+        PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
+        Signature, SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
     },
     tcti_ldr::TctiNameConf,
     traits::{Marshall, UnMarshall},
@@ -71,6 +71,13 @@ pub type Secret32 = SecretBox<32>;
 pub const DEFAULT_SOFTWARE_PCR: u8 = 23;
 /// Default NV index of the anti-rollback counter (owner range; "SN").
 pub const DEFAULT_NV_COUNTER_INDEX: u32 = 0x0100_534E;
+/// Default NV index of the policy anchor (owner range, next to the
+/// counter).
+pub const DEFAULT_NV_ANCHOR_INDEX: u32 = 0x0100_534F;
+/// Largest record the policy anchor index holds.
+pub const NV_ANCHOR_MAX: usize = 96;
+/// Size of the anchor index: a length byte, then the record, zero-padded.
+const NV_ANCHOR_SIZE: usize = 1 + NV_ANCHOR_MAX;
 const SEED_DOMAIN: &[u8] = b"spacenode/seed/v1";
 
 /// An authorization value, redacted in `Debug` and zeroized on drop.
@@ -114,8 +121,8 @@ impl std::fmt::Debug for AuthValue {
 enum SealBinding {
     /// All policy PCRs, including the daemon's software measurement.
     Software,
-    /// The policy PCRs except the software PCR (possibly none: then only the
-    /// auth value protects it).
+    /// The link PCRs ([`TpmConfig::link_pcrs`], by default none: then only
+    /// the auth value protects it).
     Boot,
 }
 
@@ -129,8 +136,15 @@ pub struct TpmConfig {
     /// PCRs (SHA-256 bank) the sealing policy and quotes cover. Must contain
     /// `software_pcr`; on the flight image add the measured-boot PCRs.
     pub policy_pcrs: Vec<u8>,
+    /// PCRs the link keys are sealed to (never the software PCR). Default
+    /// none: a node whose boot chain or software changed must still hear
+    /// the ground and report its safe mode; the seed needs `policy_pcrs`.
+    pub link_pcrs: Vec<u8>,
     /// NV index of the anti-rollback counter.
     pub nv_counter_index: u32,
+    /// NV index of the policy anchor (an ordinary index, see
+    /// [`Tpm::read_anchor`]).
+    pub nv_anchor_index: u32,
     /// Auth value of sealed objects (PolicyAuthValue). The objects are not
     /// DA-protected (power cuts would lock them away), so use a random
     /// value of 32 bytes, not a memorable one.
@@ -150,7 +164,9 @@ impl TpmConfig {
             tcti: tcti.into(),
             software_pcr: DEFAULT_SOFTWARE_PCR,
             policy_pcrs: vec![DEFAULT_SOFTWARE_PCR],
+            link_pcrs: Vec::new(),
             nv_counter_index: DEFAULT_NV_COUNTER_INDEX,
+            nv_anchor_index: DEFAULT_NV_ANCHOR_INDEX,
             seal_auth,
             owner_auth: AuthValue::default(),
             endorsement_auth: AuthValue::default(),
@@ -174,11 +190,27 @@ impl TpmConfig {
         if !self.policy_pcrs.contains(&self.software_pcr) {
             return cfg("policy pcrs must contain the software pcr".into());
         }
-        if !(0x0100_0000..=0x01BF_FFFF).contains(&self.nv_counter_index) {
-            return cfg(format!(
-                "nv counter index {:#010x} is not an nv index handle",
-                self.nv_counter_index
-            ));
+        if !self.link_pcrs.windows(2).all(|w| w[0] < w[1])
+            || !self.link_pcrs.iter().all(|p| self.policy_pcrs.contains(p))
+            || self.link_pcrs.contains(&self.software_pcr)
+        {
+            return cfg(
+                "link pcrs must be strictly ascending policy pcrs other than the software pcr"
+                    .into(),
+            );
+        }
+        for (what, index) in [
+            ("counter", self.nv_counter_index),
+            ("anchor", self.nv_anchor_index),
+        ] {
+            if !(0x0100_0000..=0x01BF_FFFF).contains(&index) {
+                return cfg(format!(
+                    "nv {what} index {index:#010x} is not an nv index handle"
+                ));
+            }
+        }
+        if self.nv_counter_index == self.nv_anchor_index {
+            return cfg("nv counter and anchor indices must differ".into());
         }
         Ok(())
     }
@@ -409,6 +441,7 @@ pub struct Tpm {
     config: TpmConfig,
     primary: KeyHandle,
     counter: Option<NvIndexHandle>,
+    anchor: Option<NvIndexHandle>,
 }
 
 impl std::fmt::Debug for Tpm {
@@ -473,6 +506,7 @@ impl Tpm {
             config,
             primary,
             counter: None,
+            anchor: None,
         })
     }
 
@@ -702,16 +736,9 @@ impl Tpm {
         software_value: Option<[u8; 32]>,
         binding: SealBinding,
     ) -> Result<Vec<PcrValue>, KeyError> {
-        let software = self.config.software_pcr;
         let pcrs: Vec<u8> = match binding {
             SealBinding::Software => self.config.policy_pcrs.clone(),
-            SealBinding::Boot => self
-                .config
-                .policy_pcrs
-                .iter()
-                .copied()
-                .filter(|p| *p != software)
-                .collect(),
+            SealBinding::Boot => self.config.link_pcrs.clone(),
         };
         if pcrs.is_empty() {
             return Ok(Vec::new());
@@ -985,12 +1012,13 @@ impl Tpm {
         )
     }
 
-    /// Seals a link key: bound to the auth value and the boot PCRs (the
-    /// policy PCRs other than the software PCR) but NOT to the daemon's own
-    /// measurement. Why: a node whose software changed must still hear the
-    /// ground, or it can never be told to roll back; the signing seed stays
-    /// bound to the measured software, so a changed binary can talk but not
-    /// sign.
+    /// Seals a link key: bound to the auth value and the link PCRs
+    /// ([`TpmConfig::link_pcrs`], by default none) but NOT to the daemon's
+    /// own measurement or, by default, the boot PCRs. Why: a node whose
+    /// software or boot chain changed must still hear the ground, or it can
+    /// never report why it stopped signing or be told to roll back; the
+    /// signing seed stays bound to the measured boot chain and software, so
+    /// a changed system can talk but not sign.
     ///
     /// # Errors
     /// As [`Tpm::seal_secret`].
@@ -1247,6 +1275,149 @@ impl Tpm {
         r
     }
 
+    // ----- policy anchor --------------------------------------------------
+
+    fn anchor_err(&self, reason: impl Into<String>) -> KeyError {
+        KeyError::NvAnchor {
+            index: self.config.nv_anchor_index,
+            reason: reason.into(),
+        }
+    }
+
+    /// The anchor index, if it is defined on this TPM (`None`: no anchor
+    /// was ever written).
+    fn anchor_handle(&mut self) -> Result<Option<NvIndexHandle>, KeyError> {
+        if let Some(h) = self.anchor {
+            return Ok(Some(h));
+        }
+        let index = self.config.nv_anchor_index;
+        let (caps, _) = self
+            .ctx
+            .execute_without_session(|c| c.get_capability(CapabilityType::Handles, index, 1))
+            .map_err(tss("nv index lookup"))?;
+        let defined = match caps {
+            CapabilityData::Handles(list) => list
+                .into_inner()
+                .first()
+                .is_some_and(|h| u32::from(*h) == index),
+            _ => false,
+        };
+        if !defined {
+            return Ok(None);
+        }
+        let tpm_handle =
+            NvIndexTpmHandle::new(index).map_err(|e| self.anchor_err(e.to_string()))?;
+        let obj = self
+            .ctx
+            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(tpm_handle)))
+            .map_err(tss("nv index handle"))?;
+        let h = NvIndexHandle::from(obj);
+        let (public, _) = self
+            .ctx
+            .execute_without_session(|c| c.nv_read_public(h))
+            .map_err(tss("nv read public"))?;
+        if public.attributes().index_type().ok() != Some(NvIndexType::Ordinary)
+            || public.data_size() != NV_ANCHOR_SIZE
+        {
+            let mut obj = ObjectHandle::from(h);
+            let _ = self.ctx.tr_close(&mut obj);
+            return Err(self.anchor_err(format!(
+                "index exists but is not an ordinary index of {NV_ANCHOR_SIZE} bytes"
+            )));
+        }
+        self.anchor = Some(h);
+        Ok(Some(h))
+    }
+
+    /// Reads the policy anchor record (opaque here; the policy crate's
+    /// `PolicyAnchor` encoding). `None`: the index was never defined or
+    /// never written, i.e. no policy was ever anchored on this TPM.
+    ///
+    /// # Errors
+    /// [`KeyError::NvAnchor`] if the index is unusable or its record
+    /// malformed; TPM errors. Callers fail closed on any error.
+    pub fn read_anchor(&mut self) -> Result<Option<Vec<u8>>, KeyError> {
+        let Some(h) = self.anchor_handle()? else {
+            return Ok(None);
+        };
+        let size = u16::try_from(NV_ANCHOR_SIZE).map_err(|_| self.anchor_err("size"))?;
+        let data = match self
+            .ctx
+            .execute_with_nullauth_session(|c| c.nv_read(NvAuth::Owner, h, size, 0))
+        {
+            Ok(d) => d,
+            Err(e) if matches!(tss_kind(&e), Some(Tss2ResponseCodeKind::NvUninitialized)) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(KeyError::from_tss("nv read anchor", e)),
+        };
+        let bytes = data.value();
+        let (len, rest) = bytes
+            .split_first()
+            .ok_or_else(|| self.anchor_err("empty read"))?;
+        let len = usize::from(*len);
+        match rest.get(..len) {
+            Some(record) if len > 0 && len <= NV_ANCHOR_MAX => Ok(Some(record.to_vec())),
+            _ => Err(self.anchor_err(format!("record length {len} out of range"))),
+        }
+    }
+
+    /// Writes the policy anchor record (at most [`NV_ANCHOR_MAX`] bytes),
+    /// defining the ordinary NV index (owner read/write) on first use. One
+    /// `TPM2_NV_Write` of the whole index: a power cut leaves the old or the
+    /// new record, never a mix.
+    ///
+    /// # Errors
+    /// [`KeyError::NvAnchor`] for an empty or oversized record or an
+    /// unusable index; TPM errors.
+    pub fn write_anchor(&mut self, record: &[u8]) -> Result<(), KeyError> {
+        let len = u8::try_from(record.len())
+            .ok()
+            .filter(|l| *l > 0 && usize::from(*l) <= NV_ANCHOR_MAX)
+            .ok_or_else(|| self.anchor_err(format!("record of {} bytes", record.len())))?;
+        let h = match self.anchor_handle()? {
+            Some(h) => h,
+            None => {
+                let index = self.config.nv_anchor_index;
+                let tpm_handle =
+                    NvIndexTpmHandle::new(index).map_err(|e| self.anchor_err(e.to_string()))?;
+                let attrs = NvIndexAttributesBuilder::new()
+                    .with_nv_index_type(NvIndexType::Ordinary)
+                    .with_owner_write(true)
+                    .with_owner_read(true)
+                    .build()
+                    .map_err(tss("nv attributes"))?;
+                let public = NvPublicBuilder::new()
+                    .with_nv_index(tpm_handle)
+                    .with_index_name_algorithm(HashingAlgorithm::Sha256)
+                    .with_index_attributes(attrs)
+                    .with_data_area_size(NV_ANCHOR_SIZE)
+                    .build()
+                    .map_err(tss("nv public"))?;
+                let h = self
+                    .ctx
+                    .execute_with_nullauth_session(|c| {
+                        c.nv_define_space(Provision::Owner, None, public)
+                    })
+                    .map_err(tss("nv define anchor"))?;
+                tracing::warn!(index = format_args!("{index:#010x}"), "nv anchor defined");
+                self.anchor = Some(h);
+                h
+            }
+        };
+        let mut buf = vec![0u8; NV_ANCHOR_SIZE];
+        if let Some((first, rest)) = buf.split_first_mut() {
+            *first = len;
+            if let Some(dst) = rest.get_mut(..record.len()) {
+                dst.copy_from_slice(record);
+            }
+        }
+        let data = MaxNvBuffer::try_from(buf).map_err(tss("nv anchor buffer"))?;
+        self.ctx
+            .execute_with_nullauth_session(|c| c.nv_write(NvAuth::Owner, h, data, 0))
+            .map_err(tss("nv write anchor"))
+    }
+
     // ----- attestation ----------------------------------------------------
 
     fn create_ak(&mut self) -> Result<(KeyHandle, Public), KeyError> {
@@ -1418,6 +1589,9 @@ impl Drop for Tpm {
         let p = self.primary;
         self.flush(p.into());
         if let Some(mut h) = self.counter.take().map(ObjectHandle::from) {
+            let _ = self.ctx.tr_close(&mut h);
+        }
+        if let Some(mut h) = self.anchor.take().map(ObjectHandle::from) {
             let _ = self.ctx.tr_close(&mut h);
         }
     }

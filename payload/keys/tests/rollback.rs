@@ -113,3 +113,45 @@ fn crash_between_db_commit_and_counter_is_recovered() {
     let err = tpm.complete_epoch_bump(first).unwrap_err();
     assert!(matches!(err, KeyError::RollbackDetected { .. }), "{err:?}");
 }
+
+/// The policy anchor index (issue 13 item 5): absent until first written,
+/// defined on first write, survives restarts and power cuts, overwritten
+/// whole, and refuses empty or oversized records; an index of another
+/// shape at its handle is refused, never reinterpreted.
+#[test]
+fn policy_anchor_round_trips_and_persists() {
+    let mut sw = Swtpm::start().unwrap();
+    let mut tpm = connect(&sw);
+    assert_eq!(tpm.read_anchor().unwrap(), None, "never anchored");
+    tpm.write_anchor(&[7u8; 73]).unwrap();
+    assert_eq!(tpm.read_anchor().unwrap(), Some(vec![7u8; 73]));
+    tpm.write_anchor(&[9u8; 10]).unwrap();
+    assert_eq!(tpm.read_anchor().unwrap(), Some(vec![9u8; 10]));
+    for bad in [
+        Vec::new(),
+        vec![1u8; spacenode_keys::tpm::NV_ANCHOR_MAX + 1],
+    ] {
+        let e = tpm.write_anchor(&bad).unwrap_err();
+        assert_eq!(e.code(), 0x04A0, "{e}");
+    }
+    drop(tpm);
+    sw.power_cut();
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
+    assert_eq!(tpm.read_anchor().unwrap(), Some(vec![9u8; 10]));
+    drop(tpm);
+    // The counter's index configured as the anchor: not an ordinary index
+    // of the anchor's size.
+    let mut cfg = config(&sw);
+    cfg.nv_anchor_index = 0x0100_5350;
+    cfg.nv_counter_index = 0x0100_5351;
+    let mut tpm =
+        spacenode_keys::Tpm::connect(cfg.clone(), spacenode_keys::Profile::Development).unwrap();
+    tpm.provision_counter().unwrap();
+    drop(tpm);
+    cfg.nv_anchor_index = 0x0100_5351;
+    cfg.nv_counter_index = 0x0100_5350;
+    let mut tpm = spacenode_keys::Tpm::connect(cfg, spacenode_keys::Profile::Development).unwrap();
+    let e = tpm.read_anchor().unwrap_err();
+    assert_eq!(e.code(), 0x04A0, "{e}");
+}

@@ -191,6 +191,57 @@ fn link_secrets_survive_a_software_change_but_the_seed_does_not() {
     assert!(other.unseal_secret(&link_blob, "link-key-1").is_err());
 }
 
+/// Issue 13 item 11: with boot PCRs in the seal policy (`[0, 7, 23]`, the
+/// values at seal time), a boot PCR extended after sealing (another
+/// kernel, bootloader or secure-boot state) makes the seed unsealable
+/// (`PcrMismatch` 0x0403: the daemon's safe mode 0x0804), while the link
+/// key (no PCRs by default) still opens; unchanged, it opens, and after a
+/// reboot into the same measured state it opens again.
+#[test]
+fn boot_pcrs_bind_the_seed_but_not_the_link_keys() {
+    let mut sw = Swtpm::start().unwrap();
+    let boot_with_pcrs = |sw: &Swtpm| {
+        let mut cfg = config(sw);
+        cfg.policy_pcrs = vec![0, 7, 23];
+        let mut t = Tpm::connect(cfg, Profile::Development).unwrap();
+        t.measure_software(&BIN_V1, &CFG_V1).unwrap();
+        t
+    };
+    let mut tpm = boot_with_pcrs(&sw);
+    let link_key = tpm.fresh_secret().unwrap();
+    let link_blob = tpm.seal_link_secret("link-key-1", &link_key).unwrap();
+    assert!(link_blob.pcrs().is_empty(), "{:?}", link_blob.pcrs());
+    let (store, blob) = TpmKeyStore::provision(tpm, NetworkKind::Test).unwrap();
+    assert_eq!(blob.pcrs(), &[0, 7, 23]);
+    let xpub = store.xpub(&DerivationPath::master()).unwrap();
+    drop(store);
+
+    // Unchanged boot and software: it opens.
+    let store = TpmKeyStore::open(boot_with_pcrs(&sw), &blob, NetworkKind::Test).unwrap();
+    assert_eq!(store.xpub(&DerivationPath::master()).unwrap(), xpub);
+    drop(store);
+
+    // Something measured into PCR 7 after sealing.
+    let dir = tempfile::tempdir().unwrap();
+    let digest = format!("7:sha256={}", "ab".repeat(32));
+    assert!(tools(&sw, dir.path(), &["tpm2_pcrextend", &digest], None));
+    let err = TpmKeyStore::open(boot_with_pcrs(&sw), &blob, NetworkKind::Test).unwrap_err();
+    assert!(matches!(err, KeyError::PcrMismatch { .. }), "{err:?}");
+    assert_eq!(err.code(), 0x0403);
+    assert!(err.is_unseal_refusal());
+    assert!(err.to_string().contains("[0, 7, 23]"), "{err}");
+    // The link key does not depend on the boot PCRs: the node still talks.
+    let mut tpm = boot_with_pcrs(&sw);
+    let again = tpm.unseal_secret(&link_blob, "link-key-1").unwrap();
+    assert_eq!(again.expose(), link_key.expose());
+    drop(tpm);
+
+    // A reboot resets PCR 7; the same measured state opens the seed again.
+    sw.restart().unwrap();
+    let store = TpmKeyStore::open(boot_with_pcrs(&sw), &blob, NetworkKind::Test).unwrap();
+    assert_eq!(store.xpub(&DerivationPath::master()).unwrap(), xpub);
+}
+
 /// Runs a tpm2-tools command against `sw`, panicking with its stderr.
 fn tools(sw: &Swtpm, dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> bool {
     use std::io::Write;

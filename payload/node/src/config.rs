@@ -146,6 +146,8 @@ struct RawKeys {
     network: KeyNetwork,
     #[serde(default)]
     software_pcr: Option<u8>,
+    #[serde(default)]
+    seal_pcrs: Option<Vec<u8>>,
 }
 
 /// Which watchdog the supervisor pets (`health.watchdog`).
@@ -411,6 +413,9 @@ pub enum KeysConfig {
         seal_auth: Vec<u8>,
         /// PCR the daemon measures itself into (16 or 23).
         software_pcr: u8,
+        /// PCRs (SHA-256 bank, ascending) the seed is sealed to and quotes
+        /// cover: the measured-boot PCRs plus `software_pcr`.
+        seal_pcrs: Vec<u8>,
     },
     /// Seed file (development only).
     Soft {
@@ -818,10 +823,14 @@ fn validate_keys(
                     "the soft key store is for development only; the flight profile needs tpm",
                 ));
             }
-            if raw.tcti.is_some() || raw.seal_auth.is_some() || raw.software_pcr.is_some() {
+            if raw.tcti.is_some()
+                || raw.seal_auth.is_some()
+                || raw.software_pcr.is_some()
+                || raw.seal_pcrs.is_some()
+            {
                 return Err(ConfigError::invalid(
                     "keys",
-                    "tcti, seal_auth and software_pcr apply to the tpm backend only",
+                    "tcti, seal_auth, software_pcr and seal_pcrs apply to the tpm backend only",
                 ));
             }
             let seed_file = raw
@@ -885,13 +894,56 @@ fn validate_keys(
                     "16 or 23 (resettable at locality 0)",
                 ));
             }
+            let seal_pcrs = seal_pcrs(raw.seal_pcrs.as_deref(), software_pcr, profile)?;
             Ok(KeysConfig::Tpm {
                 tcti,
                 seal_auth,
                 software_pcr,
+                seal_pcrs,
             })
         }
     }
+}
+
+/// Boot PCRs the flight profile seals the seed to unless `keys.seal_pcrs`
+/// says otherwise (TCG PC Client profile, as U-Boot's EFI loader with
+/// `CONFIG_EFI_TCG2_PROTOCOL` measures: 0 firmware and device tree, 2
+/// further firmware code, 4 the kernel EFI image, 7 the secure-boot state);
+/// see `payload/keys/README.md` "Measured boot hook".
+pub const FLIGHT_BOOT_PCRS: [u8; 4] = [0, 2, 4, 7];
+
+/// `keys.seal_pcrs`: ascending, no duplicates, the software PCR included,
+/// every other entry a boot PCR (0..=15: reset only by a reboot; 16 and
+/// 23 are resettable by any process at locality 0, 17..=22 belong to
+/// dynamic launch). Default: the software PCR alone in development, the
+/// flight boot PCRs plus it in flight.
+fn seal_pcrs(
+    raw: Option<&[u8]>,
+    software_pcr: u8,
+    profile: Profile,
+) -> Result<Vec<u8>, ConfigError> {
+    let pcrs = match raw {
+        Some(p) => p.to_vec(),
+        None if profile == Profile::Flight => {
+            let mut p = FLIGHT_BOOT_PCRS.to_vec();
+            p.push(software_pcr);
+            p
+        }
+        None => vec![software_pcr],
+    };
+    let bad = |why: String| Err(ConfigError::invalid("keys.seal_pcrs", why));
+    if !pcrs.windows(2).all(|w| w[0] < w[1]) {
+        return bad("must be strictly ascending (no duplicates)".into());
+    }
+    if !pcrs.contains(&software_pcr) {
+        return bad(format!("must contain the software pcr {software_pcr}"));
+    }
+    if let Some(p) = pcrs.iter().find(|p| **p != software_pcr && **p > 15) {
+        return bad(format!(
+            "pcr {p} is not a boot pcr (0..=15); only the software pcr may be resettable"
+        ));
+    }
+    Ok(pcrs)
 }
 
 fn validate_health(raw: &RawHealth, profile: Profile) -> Result<HealthConfig, ConfigError> {
@@ -1024,6 +1076,57 @@ mod tests {
             let e = err(&broken);
             assert!(e.contains(expect), "wanted {expect:?} in {e}");
         }
+    }
+
+    /// Issue 13 item 11: the sealing PCR set is configurable, boot PCRs
+    /// included; flight defaults to the measured-boot set.
+    #[test]
+    fn seal_pcrs_are_configurable_and_validated() {
+        let pcrs = |c: &Config| match &c.keys {
+            KeysConfig::Tpm { seal_pcrs, .. } => seal_pcrs.clone(),
+            KeysConfig::Soft { .. } => panic!("soft"),
+        };
+        assert_eq!(
+            pcrs(&Config::parse(&flight()).unwrap()),
+            vec![0, 2, 4, 7, 23]
+        );
+        let dev = format!(
+            "{}[keys]\nbackend = \"tpm\"\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\n",
+            base()
+        );
+        assert_eq!(pcrs(&Config::parse(&dev).unwrap()), vec![23]);
+        let with = |v: &str| format!("{dev}seal_pcrs = {v}\n");
+        assert_eq!(
+            pcrs(&Config::parse(&with("[0, 7, 23]")).unwrap()),
+            vec![0, 7, 23]
+        );
+        let flight16 = flight().replace(
+            "seal_auth =",
+            "software_pcr = 16\nseal_pcrs = [0, 2, 4, 7, 16]\nseal_auth =",
+        );
+        assert_eq!(
+            pcrs(&Config::parse(&flight16).unwrap()),
+            vec![0, 2, 4, 7, 16]
+        );
+        for (bad, why) in [
+            ("[7, 0, 23]", "strictly ascending"),
+            ("[0, 7, 7, 23]", "strictly ascending"),
+            ("[0, 7]", "must contain the software pcr 23"),
+            ("[16, 23]", "pcr 16 is not a boot pcr"),
+            ("[0, 20, 23]", "pcr 20 is not a boot pcr"),
+        ] {
+            let e = err(&with(bad));
+            assert!(
+                e.contains("`keys.seal_pcrs`") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+        assert!(err(&format!("{}[keys]\nseal_pcrs = [23]\n", base())).contains("tpm backend only"));
+        // The set is part of the measured configuration.
+        assert_ne!(
+            Config::parse(&with("[0, 7, 23]")).unwrap().source_sha256,
+            Config::parse(&dev).unwrap().source_sha256
+        );
     }
 
     #[test]

@@ -405,11 +405,15 @@ pub fn open(cfg: &Config, store: &mut Store, db_was_fresh: bool) -> Result<Custo
             tcti,
             seal_auth,
             software_pcr,
+            seal_pcrs,
         } => {
             let connect = || -> Result<Tpm, KeyError> {
                 let mut tc = TpmConfig::new(tcti.clone(), AuthValue::new(seal_auth)?);
                 tc.software_pcr = *software_pcr;
-                tc.policy_pcrs = vec![*software_pcr];
+                // The seed: boot PCRs (their values now) and the software
+                // measurement. Link keys: no PCRs (`link_pcrs` empty), so
+                // a changed boot chain or binary still hears the ground.
+                tc.policy_pcrs = seal_pcrs.clone();
                 Tpm::connect(tc, key_profile(cfg.profile))
             };
             let mut tpm = connect()?;

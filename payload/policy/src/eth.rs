@@ -12,7 +12,8 @@
 //! addresses 20 bytes, selectors 4 bytes):
 //!
 //! ```text
-//! eth       := { 0: [chain], 1: [allow], 2: [token], 3: [delegatecall], 4: [refund] }
+//! eth       := { 0: [chain], 1: [allow], 2: [token], 3: [delegatecall], 4: [refund],
+//!               5?: legacy_safes [chain_id] }
 //! chain     := { 0: chain_id, 1: per_tx_cap wei, 2: [{0: window_ms, 1: cap wei}],
 //!                3: max_gas_limit, 4: max_fee_per_gas wei, 5: max_priority_fee_per_gas wei }
 //! allow     := { 0: label, 1: chain_id, 2: address, 3: [selector] }
@@ -24,6 +25,13 @@
 //! refund    := { 0: label, 1: chain_id, 2: gas_token (zero: native), 3: refund_receiver
 //!                (zero: tx.origin), 4: max_gas_price }
 //! ```
+//!
+//! Key 5 is optional (absent = empty, and the document encodes exactly as
+//! before the key existed): the chains on which the node may sign SafeTx
+//! hashes of Safes older than 1.3.0, whose EIP-712 domain names no chain
+//! (a signature for one is valid on every chain where the Safe's address
+//! has the same owners; see docs/ethereum.md). Empty: such SafeTx are
+//! refused (`safe-legacy-domain`).
 //!
 //! Every entry names ONE chain: an address that is safe on one chain may be
 //! someone else's contract on another (counterfactual Safe deployments), so
@@ -202,6 +210,9 @@ pub struct EthRules {
     pub delegatecall: Vec<DelegateTarget>,
     /// Allowed Safe refund parameters.
     pub safe_refunds: Vec<RefundRule>,
+    /// Chains on which SafeTx hashes of pre-1.3.0 Safes (EIP-712 domain
+    /// without a chain id) may be signed (key 5, optional; empty: never).
+    pub legacy_safes: Vec<u64>,
 }
 
 impl EthRules {
@@ -235,6 +246,13 @@ impl EthRules {
             .find(|t| t.chain_id == chain_id && t.address == *address)
     }
 
+    /// Whether the policy explicitly allows SafeTx signatures for pre-1.3.0
+    /// Safes registered on `chain_id`.
+    #[must_use]
+    pub fn allows_legacy_safes(&self, chain_id: u64) -> bool {
+        self.legacy_safes.contains(&chain_id)
+    }
+
     /// The refund rule for `(gas_token, refund_receiver)` on `chain_id`.
     #[must_use]
     pub fn refund(
@@ -253,7 +271,7 @@ impl EthRules {
     /// The canonical CBOR value (module docs).
     #[must_use]
     pub fn to_value(&self) -> Value {
-        Value::Map(vec![
+        let mut m = vec![
             (
                 0,
                 Value::Array(
@@ -355,7 +373,16 @@ impl EthRules {
                         .collect(),
                 ),
             ),
-        ])
+        ];
+        // Optional: absent when empty, so documents without it keep their
+        // bytes and hashes.
+        if !self.legacy_safes.is_empty() {
+            m.push((
+                5,
+                Value::Array(self.legacy_safes.iter().map(|c| uint(*c)).collect()),
+            ));
+        }
+        Value::Map(m)
     }
 
     /// Strict decoding of the value (shape only; see [`EthRules::validate`]).
@@ -457,6 +484,17 @@ impl EthRules {
             g.finish()?;
             Ok(out)
         })?;
+        let legacy_safes = match f.opt(5, "eth.legacy_safes")? {
+            None => Vec::new(),
+            Some(v) => {
+                let l = crate::cbor::as_list(v, "eth.legacy_safes")?;
+                if l.is_empty() {
+                    // Canonical form of "none" is the absent key.
+                    return Err(invalid("eth.legacy_safes: empty list (omit the key)"));
+                }
+                list(l, |c| Ok(crate::cbor::as_uint(c, "eth.legacy_safes")?))?
+            }
+        };
         f.finish()?;
         Ok(Self {
             chains,
@@ -464,6 +502,7 @@ impl EthRules {
             tokens,
             delegatecall,
             safe_refunds,
+            legacy_safes,
         })
     }
 
@@ -555,6 +594,13 @@ impl EthRules {
                 return Err(invalid(
                     "eth.delegatecall: selectors only apply to a library target",
                 ));
+            }
+        }
+        let mut legacy = BTreeSet::new();
+        for c in &self.legacy_safes {
+            known(*c, "eth.legacy_safes")?;
+            if !legacy.insert(*c) {
+                return Err(invalid(format!("eth.legacy_safes: chain {c} listed twice")));
             }
         }
         let mut triples = BTreeSet::new();
@@ -684,11 +730,18 @@ impl EthRules {
                 })
                 .collect(),
         );
+        m.insert(
+            "eth.legacy_safes",
+            self.legacy_safes
+                .iter()
+                .map(|c| format!("pre-1.3.0 Safes on chain {c}"))
+                .collect(),
+        );
     }
 }
 
 /// List fields of [`EthRules::flatten`] (diffed entry by entry).
-pub(crate) const ETH_LIST_FIELDS: [&str; 7] = [
+pub(crate) const ETH_LIST_FIELDS: [&str; 8] = [
     "eth.chains",
     "eth.velocity",
     "eth.allow",
@@ -696,6 +749,7 @@ pub(crate) const ETH_LIST_FIELDS: [&str; 7] = [
     "eth.spenders",
     "eth.delegatecall",
     "eth.safe_refunds",
+    "eth.legacy_safes",
 ];
 
 fn invalid(s: impl Into<String>) -> DocumentError {
@@ -821,6 +875,8 @@ pub(crate) struct TomlEth {
     delegatecall: Vec<TomlDelegate>,
     #[serde(default)]
     safe_refunds: Vec<TomlRefund>,
+    #[serde(default)]
+    legacy_safes: Vec<u64>,
 }
 
 /// An amount: a TOML integer, or a string with an optional unit.
@@ -1111,6 +1167,7 @@ impl TomlEth {
             tokens,
             delegatecall,
             safe_refunds,
+            legacy_safes: self.legacy_safes.clone(),
         })
     }
 }

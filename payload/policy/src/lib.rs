@@ -12,6 +12,8 @@
 //! - [`eth`]: the Ethereum section of the policy document (chains, caps,
 //!   allowlist, tokens, spenders, DELEGATECALL targets, Safe refunds).
 //! - [`change`]: the policy change state machine (propose, veto, activate).
+//! - [`anchor`]: the policy anchor the TPM keeps and the recovery rule
+//!   after a database loss.
 //! - [`request`]: the sign-request envelope, validity windows, approvals,
 //!   seen request ids.
 //! - [`clock`]: the clock guard (steps and jumps deny and raise events).
@@ -22,6 +24,7 @@
 //! arguments and decisions come out. What the node must persist is stated
 //! on each module (and collected in docs/policy.md).
 
+pub mod anchor;
 pub mod audit;
 pub mod cbor;
 pub mod change;

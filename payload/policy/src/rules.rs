@@ -123,11 +123,14 @@ pub enum Rule {
     ReplacementIncrement,
     /// No Bitcoin signing while a refused deep reorg is flagged.
     DeepReorg,
+    /// SafeTx of a pre-1.3.0 Safe (EIP-712 domain without a chain id) only
+    /// on a chain the policy explicitly allows them on.
+    SafeLegacyDomain,
 }
 
 impl Rule {
     /// Every rule, in table order.
-    pub const ALL: [Rule; 56] = [
+    pub const ALL: [Rule; 57] = [
         Rule::PolicyQuorum,
         Rule::PolicyVersion,
         Rule::PolicyEncoding,
@@ -184,6 +187,7 @@ impl Rule {
         Rule::NonStandardVersion,
         Rule::ReplacementIncrement,
         Rule::DeepReorg,
+        Rule::SafeLegacyDomain,
     ];
 
     /// The stable tag.
@@ -246,6 +250,7 @@ impl Rule {
             Rule::NonStandardVersion => "btc-nonstandard-version",
             Rule::ReplacementIncrement => "btc-replacement-increment",
             Rule::DeepReorg => "btc-deep-reorg",
+            Rule::SafeLegacyDomain => "safe-legacy-domain",
         }
     }
 

@@ -19,10 +19,14 @@ use bitcoin::{Network, Work};
 use spacenode_chain::checkpoint::header_from_bytes;
 use spacenode_chain::{BatchOutcome, Chain, ChainError, ChainStore, HeaderBatch};
 
-/// `shared/data/bitcoin`, next to the repository checkout. Missing data is a
-/// test FAILURE, never a skip.
+/// `shared/data/bitcoin`, next to the repository checkout, or under
+/// `$SPACENODE_SHARED_DATA` (the `shared/data` directory) for checkouts
+/// elsewhere (git worktrees). Missing data is a test FAILURE, never a skip.
 pub fn data_dir() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bitcoin");
+    let p = std::env::var_os("SPACENODE_SHARED_DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bitcoin"),
+        |d| PathBuf::from(d).join("bitcoin"),
+    );
     assert!(
         p.join("SOURCES.md").is_file(),
         "real Bitcoin test data not found at {} (expected the repository at X/main and the data at \

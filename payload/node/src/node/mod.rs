@@ -7,6 +7,7 @@
 //! It must never panic on an uplinked byte and never stop the link because a
 //! packet was bad: every refusal is counted, rate-limited and reported.
 
+mod anchor;
 mod audit;
 mod clock;
 mod eth;
@@ -211,7 +212,7 @@ impl Node {
             cfg.health.boot_loop_window,
         );
         store.record_start(now.unix_ms, cfg.health.boot_loop_starts.saturating_add(1))?;
-        let custody = custody::open(&cfg, &mut store, db_fresh)?;
+        let mut custody = custody::open(&cfg, &mut store, db_fresh)?;
         let mut faults: Vec<(SafeReason, String)> = Vec::new();
         if let Some(detail) = corrupt {
             faults.push((SafeReason::StorageCorrupt, detail));
@@ -223,6 +224,18 @@ impl Node {
         let safes = eth::load_safes(&store, custody.keys.as_ref());
         if let Some(detail) = loaded.fault {
             faults.push((SafeReason::StorageCorrupt, detail));
+        }
+        // The policy anchor: catch up after an interrupted activation, or
+        // notice a database behind it (before the sequence-bound jump).
+        let db_trusted = !faults
+            .iter()
+            .any(|(r, _)| matches!(r, SafeReason::StorageCorrupt | SafeReason::RollbackDetected));
+        let tpm = match custody.tpm.as_mut() {
+            Some(t) => Some(t),
+            None => custody.keys.as_mut().and_then(KeyStore::tpm),
+        };
+        if let Some(f) = anchor::check_at_start(&cfg, tpm, loaded.policy.as_ref(), db_trusted) {
+            faults.push(f);
         }
         if boot_loop {
             faults.push((

@@ -6,10 +6,13 @@
 //! ([`PolicyState`]) and `spacenode-btc`'s wallet checks; this file
 //! persists them in the order `docs/policy.md` prescribes:
 //!
-//! - the first policy (bootstrap, signed by the config's `[admin]` set) and
+//! - the first policy (bootstrap, signed by the config's `[admin]` set on a
+//!   node that never anchored a policy; after a database loss, recovery
+//!   signed by the anchored administrators, `spacenode_policy::anchor`) and
 //!   every activation: an epoch bump — the state is written with
 //!   `epoch = next` in one transaction, then the TPM counter is advanced
-//!   (`Node::bump_epoch_with`), and only then does the node use the policy
+//!   (`Node::bump_epoch_with`), then the policy anchor is written (TPM NV,
+//!   `node/anchor.rs`), and only then does the node use the policy
 //!   (re-anchor the header chain at its checkpoint, compile its allowlist)
 //!   and acknowledge;
 //! - a proposal (pending) and a veto: the state (and the veto command's
@@ -28,6 +31,7 @@ use bitcoin::NetworkKind;
 use spacenode_btc::wallet::{AllowMatcher, Wallet};
 use spacenode_keys::KeyStore;
 use spacenode_policy::Rule;
+use spacenode_policy::anchor::recover;
 use spacenode_policy::change::{ChangeError, PolicyState, Transition};
 use spacenode_policy::clock::{ClockAnchor, ClockGuard};
 use spacenode_policy::command::{Command, CommandError, SignedCommand, kind};
@@ -240,16 +244,45 @@ impl Node {
             }
         };
         let next = match &self.policy {
-            None => {
-                let admins = match self.admin_set() {
-                    Ok(a) => a,
-                    Err(e) => return Err(self.command_refused(&e, now, out)),
-                };
-                match PolicyState::bootstrap(&self.secp, &admins, &signed, t) {
-                    Ok(s) => s,
-                    Err(e) => return Err(self.change_refused(&e, now, out)),
+            // A node that anchored a policy before (its database was lost)
+            // recovers only through the anchored administrators; the
+            // config's set bootstraps only a node that never had a policy.
+            // An unreadable anchor refuses (fail closed).
+            None => match self.read_anchor() {
+                Err((code, detail)) => {
+                    let detail = format!("policy anchor unreadable, bootstrap refused: {detail}");
+                    return Err(self.admin_refused(code, Rule::PolicyQuorum, &detail, now, out));
                 }
-            }
+                Ok(Some(anchor)) => match recover(&self.secp, &anchor, &signed, t) {
+                    Ok(s) => {
+                        tracing::warn!(
+                            anchored = anchor.version,
+                            version = s.active.document.version,
+                            "recovery: first policy after a database loss, signed by the anchored administrators"
+                        );
+                        s
+                    }
+                    Err(e) => {
+                        return Err(self.admin_refused(
+                            e.code(),
+                            e.rule(),
+                            &e.to_string(),
+                            now,
+                            out,
+                        ));
+                    }
+                },
+                Ok(None) => {
+                    let admins = match self.admin_set() {
+                        Ok(a) => a,
+                        Err(e) => return Err(self.command_refused(&e, now, out)),
+                    };
+                    match PolicyState::bootstrap(&self.secp, &admins, &signed, t) {
+                        Ok(s) => s,
+                        Err(e) => return Err(self.change_refused(&e, now, out)),
+                    }
+                }
+            },
             Some(current) => {
                 let mut next = current.clone();
                 match next.propose(&self.secp, &signed, t) {
@@ -338,6 +371,8 @@ impl Node {
         );
         self.policy = Some(next);
         self.allow = allow;
+        // Third step: the TPM anchor (docs/policy.md "Anchor and recovery").
+        self.anchor_active_policy();
         match self.chain.adopt_checkpoint(&checkpoint) {
             Ok(true) => tracing::warn!("header chain reset to the policy checkpoint"),
             Ok(false) => {}

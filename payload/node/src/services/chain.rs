@@ -44,7 +44,7 @@ pub fn failure_data(height: u32, message: &str) -> Vec<u8> {
 #[must_use]
 pub fn failure_height(e: &ChainError, fallback: u32) -> u32 {
     match e {
-        ChainError::Validation(v) => v.height(),
+        ChainError::Validation(v) | ChainError::PrefixKept { error: v, .. } => v.height(),
         ChainError::Batch(_) | ChainError::Checkpoint(_) | ChainError::WindowTooSmall { .. } => 0,
         ChainError::Gap { start, .. } => *start,
         ChainError::ParentMismatch { height, .. } => *height,
@@ -164,34 +164,7 @@ impl ChainService {
         match chain.apply_batch(batch, now_s) {
             Ok(outcome) => {
                 let mut events = Vec::new();
-                match outcome {
-                    BatchOutcome::Reorganized {
-                        fork_height,
-                        depth,
-                        tip_height,
-                    } => {
-                        tracing::warn!(fork_height, depth, tip_height, "header chain reorganised");
-                        events.push((EventId::CHAIN_REORG, aux3(fork_height, depth, tip_height)));
-                    }
-                    BatchOutcome::ForkIgnored {
-                        fork_height,
-                        branch_tip_height,
-                        ..
-                    } => tracing::info!(
-                        fork_height,
-                        branch_tip_height,
-                        "fork with no more work than ours ignored"
-                    ),
-                    BatchOutcome::AlreadyApplied { start, end } => {
-                        tracing::debug!(start, end, "header batch already applied");
-                    }
-                    BatchOutcome::Extended {
-                        tip_height,
-                        already_had,
-                        ..
-                    } => tracing::debug!(tip_height, already_had, "header chain extended"),
-                    BatchOutcome::DeepReorgRefused(_) => {}
-                }
+                Self::outcome_events(outcome, &mut events);
                 HeadersReply {
                     result: Ok(chain.status()),
                     events,
@@ -210,6 +183,16 @@ impl ChainService {
                         EventId::CHAIN_DEEP_REORG,
                         aux3(info.lowest_kept, info.branch_start, info.branch_end),
                     ));
+                } else if let ChainError::PrefixKept {
+                    outcome,
+                    tip_height,
+                    ..
+                } = &e
+                {
+                    // The valid headers before the bad one are applied;
+                    // the refusal names the first failing height.
+                    Self::outcome_events(**outcome, &mut events);
+                    tracing::info!(error = %e, code = e.code(), start, tip_height, "header batch refused after a valid prefix (kept)");
                 } else {
                     tracing::info!(error = %e, code = e.code(), start, "header batch refused");
                 }
@@ -218,6 +201,37 @@ impl ChainService {
                     events,
                 }
             }
+        }
+    }
+
+    fn outcome_events(outcome: BatchOutcome, events: &mut Vec<(EventId, Vec<u8>)>) {
+        match outcome {
+            BatchOutcome::Reorganized {
+                fork_height,
+                depth,
+                tip_height,
+            } => {
+                tracing::warn!(fork_height, depth, tip_height, "header chain reorganised");
+                events.push((EventId::CHAIN_REORG, aux3(fork_height, depth, tip_height)));
+            }
+            BatchOutcome::ForkIgnored {
+                fork_height,
+                branch_tip_height,
+                ..
+            } => tracing::info!(
+                fork_height,
+                branch_tip_height,
+                "fork with no more work than ours ignored"
+            ),
+            BatchOutcome::AlreadyApplied { start, end } => {
+                tracing::debug!(start, end, "header batch already applied");
+            }
+            BatchOutcome::Extended {
+                tip_height,
+                already_had,
+                ..
+            } => tracing::debug!(tip_height, already_had, "header chain extended"),
+            BatchOutcome::DeepReorgRefused(_) => {}
         }
     }
 
@@ -388,6 +402,8 @@ mod tests {
         assert_eq!(f.code, ReasonCode(0x0309));
         assert_eq!(&f.data[..4], &32u32.to_be_bytes());
         assert!(r.events.is_empty());
+        // The valid header before it (31) is kept.
+        assert_eq!(svc.hk(), (31, 0));
 
         // Deep reorg: branch from 6 with more work than the window.
         let b = mine_chain(&a[4], 40, 601).unwrap();
@@ -395,20 +411,20 @@ mod tests {
         let f = r.result.unwrap_err();
         assert_eq!(f.code, ReasonCode(0x0325));
         assert_eq!(&f.data[..4], &6u32.to_be_bytes());
-        assert_eq!(r.events, vec![(EventId::CHAIN_DEEP_REORG, aux3(21, 6, 45))]);
-        assert_eq!(svc.hk(), (30, CHAIN_FLAG_DEEP_REORG));
+        assert_eq!(r.events, vec![(EventId::CHAIN_DEEP_REORG, aux3(22, 6, 45))]);
+        assert_eq!(svc.hk(), (31, CHAIN_FLAG_DEEP_REORG));
         // A clear is for the flagged branch only (after the quorum check).
         assert_eq!(svc.check_clear(7).unwrap_err().code, ReasonCode(0x03B2));
         svc.check_clear(6).unwrap();
         svc.clear_deep_reorg().unwrap();
-        assert_eq!(svc.hk(), (30, 0));
+        assert_eq!(svc.hk(), (31, 0));
         assert_eq!(svc.check_clear(6).unwrap_err().code, ReasonCode(0x03B1));
 
         // A shallow reorg is followed and reported.
         let c = mine_chain(&a[27], 4, 599).unwrap();
         let r = svc.apply_headers(&HeaderBatch::new(Network::Regtest, 29, c).unwrap(), NOW);
         assert_eq!(r.result.unwrap().tip_height, 32);
-        assert_eq!(r.events, vec![(EventId::CHAIN_REORG, aux3(28, 2, 32))]);
+        assert_eq!(r.events, vec![(EventId::CHAIN_REORG, aux3(28, 3, 32))]);
     }
 
     #[test]
