@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use spacenode_hil::emulator::{Emulator, LinkParams};
+use spacenode_hil::ground::config::GroundState;
 use spacenode_system_tests::{Fixture, Node, bin, housekeeping, patient};
 use spacenode_wire::frame;
 use spacenode_wire::security::{Cipher, Direction, LinkKey};
@@ -315,7 +316,7 @@ fn a_lost_ground_state_is_refused_and_init_continues_above_the_node() {
     let baud = 921_600;
     let emu = Emulator::start(LinkParams::clean(baud)).unwrap();
     let fx = Fixture::new(emu.node_path(), baud, Fixture::QUIET);
-    let _node = Node::start(&fx);
+    let state = fx.dir.path().join("ground-state.json");
     let ground = |args: &[&str]| {
         let mut all = vec!["--baud", "921600"];
         all.extend_from_slice(args);
@@ -330,10 +331,18 @@ fn a_lost_ground_state_is_refused_and_init_continues_above_the_node() {
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("hk json");
         v["replays"].as_u64().expect("replays")
     };
+    // An --init that never hears the node leaves no state behind.
+    std::fs::remove_file(&state).unwrap();
+    let (code, out, err) = ground(&["--retries", "2", "--init", "ping"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("did not report its receive bound"), "{err}");
+    assert!(!state.exists(), "a failed --init must not create the state");
+    GroundState::provision(&state).unwrap();
+
+    let _node = Node::start(&fx);
     // The node accepts a few uplink numbers.
     let (code, out, err) = ground(&["ping", "-n", "3"]);
     assert_eq!(code, Some(0), "{out}{err}");
-    let state = fx.dir.path().join("ground-state.json");
     std::fs::remove_file(&state).unwrap();
 
     let (code, out, err) = ground(&["ping"]);

@@ -275,6 +275,10 @@ pub struct Link {
     resync_pending: bool,
     /// The bound reported in answer to a window probe ([`Link::init`]).
     probe_answer: Option<u64>,
+    /// Whether the state may be written: false while [`Link::init`] has
+    /// not learned the node's bound, so a failed init never leaves a state
+    /// file that a later run would trust.
+    persist: bool,
     inbox: VecDeque<Tm>,
     unsolicited: VecDeque<Tm>,
     bytes_down: usize,
@@ -334,7 +338,9 @@ impl Link {
             Err(e) => return Err(e.into()),
         };
         let mut link = Self::open_with_state(cfg, port, baud, state)?;
+        link.persist = false;
         let node_bound = link.probe_window(policy)?;
+        link.persist = true;
         link.tx.skip_past(node_bound.saturating_add(INIT_MARGIN));
         let key_id = link.tx_cipher.key_id();
         let first_seq = link.tx.peek();
@@ -437,6 +443,7 @@ impl Link {
             recently_sent: VecDeque::new(),
             resync_pending: false,
             probe_answer: None,
+            persist: true,
             inbox: VecDeque::new(),
             unsolicited: VecDeque::new(),
             bytes_down: 0,
@@ -464,6 +471,9 @@ impl Link {
     }
 
     fn save_state(&self) -> Result<(), GroundError> {
+        if !self.persist {
+            return Ok(());
+        }
         self.state.save(&self.cfg.state_file)?;
         Ok(())
     }
@@ -857,7 +867,9 @@ impl Drop for Link {
             let seq = self.state.seq.entry(key_id).or_default();
             seq.rx_reserved_until = highest.saturating_add(1);
         }
-        let _ = self.state.save(&self.cfg.state_file);
+        if self.persist {
+            let _ = self.state.save(&self.cfg.state_file);
+        }
     }
 }
 
