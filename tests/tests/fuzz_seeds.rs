@@ -168,7 +168,10 @@ fn generated() -> Vec<(&'static str, String, Vec<u8>)> {
     let tc = Tc::new(apid::CORE, 1, service::TEST, subtype::PING, vec![]);
     let plain = tc.encode().unwrap();
     let cipher = Cipher::new(1, &LinkKey::new([7; 32]));
-    let envelope = cipher.seal(Direction::Uplink, 5, &plain).unwrap();
+    // Sequence 6: the uplink_packet target seals the input itself under
+    // this key at 5 and expects that accepted, so a seed at 5 would be its
+    // own replay.
+    let envelope = cipher.seal(Direction::Uplink, 6, &plain).unwrap();
     add("frame_decoder", "ping", frame::encode(&envelope).unwrap());
     add("uplink_packet", "ping-tc", plain);
     add("uplink_packet", "ping-envelope", envelope);
