@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((psbt, _version)) = psbt_v2::parse(data) {
         let v2 = psbt_v2::to_v2(&psbt);
         // What the converter writes, the parser reads.
-        assert!(psbt_v2::parse(&v2).is_ok(), "to_v2 output does not parse");
+        if let Err(e) = psbt_v2::parse(&v2) {
+            panic!("to_v2 output does not parse: {e}");
+        }
     }
     DEMO.with(|demo| {
         let Some(demo) = demo else { return };
