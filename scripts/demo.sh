@@ -127,8 +127,10 @@ sleep 0.3
 "$BIN/spacenoded" --check-config "$WORK/spacenoded.toml"
 SPACENODE_LOG=info "$BIN/spacenoded" --config "$WORK/spacenoded.toml" 2>"$WORK/spacenoded.log" &
 pids+=($!)
+# The ground has no state file yet: its first command asks the node for
+# its receive bound (--init, docs/wire.md) and creates it.
 for _ in $(seq 1 50); do
-  "$G" ping -q >/dev/null 2>&1 && break
+  "$G" --init ping -q >/dev/null 2>&1 && break
   sleep 0.2
 done
 run ping -n 3

@@ -21,9 +21,13 @@ echo "== cargo nextest"
 cargo nextest run --workspace --profile ci
 
 if [ "${SPACENODE_SKIP_FUZZ:-}" != 1 ]; then
-  echo "== fuzz smoke (${FUZZ_SECONDS:=30} s per target)"
+  # Every target of payload/fuzz/Cargo.toml (each decoder of uplinked or
+  # operator bytes, payload/fuzz/README.md), seeded from
+  # payload/fuzz/seeds/<target>/; 10 targets x 20 s.
+  echo "== fuzz smoke (${FUZZ_SECONDS:=20} s per target)"
   cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
-  for target in frame_decoder uplink_packet; do
+  targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' payload/fuzz/Cargo.toml | grep -vx spacenode-fuzz)
+  for target in $targets; do
     corpus=$(mktemp -d)
     cp payload/fuzz/seeds/"$target"/* "$corpus"/ 2>/dev/null || true
     log=$(mktemp)

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use spacenode_hil::emulator::{Emulator, LinkParams};
 use spacenode_hil::ground::chain::{self, HeaderFormat, SyncEvent, SyncOptions};
 use spacenode_hil::ground::client::{Link, RetryPolicy};
-use spacenode_hil::ground::config::GroundConfig;
+use spacenode_hil::ground::config::{GroundConfig, GroundState};
 use spacenode_wire::services::{apid, service, subtype};
 
 const BAUD: u32 = 921_600;
@@ -121,6 +121,8 @@ fn main() {
         GroundConfig::render(1, 1, &[(1, key)], &dir.path().join("ground-state.json")),
     )
     .unwrap();
+    // A new key for a new node: the empty ground state is exact.
+    GroundState::provision(&dir.path().join("ground-state.json")).unwrap();
     let gcfg = GroundConfig::load(&ground_toml).unwrap();
     let mut link = Link::open(gcfg, emu.ground_path().to_str().unwrap(), BAUD).unwrap();
     let policy = RetryPolicy {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use spacenode_hil::emulator::{Emulator, LinkParams};
 use spacenode_hil::ground::client::{Link, RetryPolicy};
-use spacenode_hil::ground::config::GroundConfig;
+use spacenode_hil::ground::config::{GroundConfig, GroundState};
 use spacenode_node::config::Config;
 use spacenode_wire::services::{apid, service, subtype};
 
@@ -49,6 +49,8 @@ fn main() {
         GroundConfig::render(1, 1, &[(1, key)], &dir.path().join("gstate.json")),
     )
     .unwrap();
+    // A new key for a new node: the empty ground state is exact.
+    GroundState::provision(&dir.path().join("gstate.json")).unwrap();
     let mut link = Link::open(
         GroundConfig::load(&gpath).unwrap(),
         emu.ground_path().to_str().unwrap(),

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use spacenode_hil::ground::client::{Link, RetryPolicy};
-use spacenode_hil::ground::config::GroundConfig;
+use spacenode_hil::ground::config::{GroundConfig, GroundState};
 use spacenode_wire::msg::{HK_CORE, HkCore, HkRequest};
 use spacenode_wire::services::{apid, service, subtype};
 
@@ -80,11 +80,14 @@ impl Fixture {
         )
         .expect("node config");
         let ground_config = dir.path().join("ground.toml");
+        let ground_state = dir.path().join("ground-state.json");
         std::fs::write(
             &ground_config,
-            GroundConfig::render(1, 1, &[(1, key)], &dir.path().join("ground-state.json")),
+            GroundConfig::render(1, 1, &[(1, key)], &ground_state),
         )
         .expect("ground config");
+        // A new key for a new node: the ground's empty state is exact.
+        GroundState::provision(&ground_state).expect("ground state");
         Self {
             dir,
             key,

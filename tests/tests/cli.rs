@@ -11,7 +11,7 @@ use std::time::Duration;
 use spacenode_hil::emulator::{Emulator, LinkParams};
 use spacenode_hil::ground::admin;
 use spacenode_hil::ground::client::Link;
-use spacenode_hil::ground::config::GroundConfig;
+use spacenode_hil::ground::config::{GroundConfig, GroundState};
 use spacenode_policy::command::{RekeyBody, kind};
 use spacenode_system_tests::{
     Fixture, Node, admin_set, append_config, bin, housekeeping, mode_status, patient,
@@ -482,4 +482,84 @@ fn link_device_unplugged_and_replugged() {
     assert!(text.contains("LINK_DOWN"), "{text}");
     assert_eq!(node.pid(), pid);
     assert!(node.running());
+}
+
+/// Issue 13 item 7: a lost ground state file must not restart the uplink
+/// counter at 1 under the same key (AES-GCM nonce reuse). Without it the
+/// ground refuses to run, naming the file and `--init`; with `--init` it
+/// asks the node for its receive bound and continues above it, so the node
+/// refuses none of its packets as a replay (a reused number would be).
+#[test]
+fn a_lost_ground_state_is_refused_and_init_continues_above_the_node() {
+    let baud = 921_600;
+    let emu = Emulator::start(LinkParams::clean(baud)).unwrap();
+    let fx = Fixture::new(emu.node_path(), baud, Fixture::QUIET);
+    let state = fx.dir.path().join("ground-state.json");
+    let ground = |args: &[&str]| {
+        let mut all = vec!["--baud", "921600"];
+        all.extend_from_slice(args);
+        let out = fx.ground(emu.ground_path(), &all);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let hk_replays = |stdout: &str| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("hk json");
+        v["replays"].as_u64().expect("replays")
+    };
+    // An --init that never hears the node leaves no state behind.
+    std::fs::remove_file(&state).unwrap();
+    let (code, out, err) = ground(&["--retries", "2", "--init", "ping"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("did not report its receive bound"), "{err}");
+    assert!(!state.exists(), "a failed --init must not create the state");
+    GroundState::provision(&state).unwrap();
+
+    let _node = Node::start(&fx);
+    // The node accepts a few uplink numbers.
+    let (code, out, err) = ground(&["ping", "-n", "3"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    std::fs::remove_file(&state).unwrap();
+
+    let (code, out, err) = ground(&["ping"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "the ground ran without its state file (uplink numbers restarted at 1): {out}{err}"
+    );
+    assert!(
+        err.contains(&state.display().to_string()) && err.contains("--init"),
+        "{err}"
+    );
+    assert!(!state.exists(), "a refused run must not create the state");
+
+    let (code, out, err) = ground(&["--init", "hk", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(state.exists());
+    // "init: the node's receive bound for key 1 is N; the uplink continues at M; ..."
+    let number_after = |marker: &str| -> u64 {
+        let rest = &err[err.find(marker).unwrap_or_else(|| panic!("{err}")) + marker.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{err}"))
+    };
+    let bound = number_after("receive bound for key 1 is ");
+    let first = number_after("the uplink continues at ");
+    assert!(bound >= 3, "the node accepted 3 pings: {err}");
+    assert!(first > bound, "{err}");
+    let replays = hk_replays(&out);
+
+    // Every packet after the init is fresh to the node.
+    let (code, out, err) = ground(&["ping", "-n", "3"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = ground(&["hk", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        hk_replays(&out),
+        replays,
+        "the node refused an uplink number after --init as a replay"
+    );
 }

@@ -429,7 +429,11 @@ trap - EXIT
 
 # The ground side of the same key. The port is the pty QEMU allocates at
 # each boot, so it is given on the command line, not here.
+# The key is new (no node has used it): the ground's state starts empty,
+# which the ground accepts only as an existing file (a missing one needs
+# `ground --init`, docs/wire.md).
 rm -f "$OUT/ground.state.json"
+echo '{}' >"$OUT/ground.state.json"
 cat >"$OUT/ground.toml" <<EOF
 source_id = 1
 tx_key_id = 1

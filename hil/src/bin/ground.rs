@@ -47,6 +47,12 @@ struct Cli {
     /// Expected one-way link latency in ms (scales the reply timeout).
     #[arg(long, default_value_t = 0, global = true)]
     latency_ms: u64,
+    /// Create a lost ground state file: first ask the node for its receive
+    /// bound of the uplink key (a window probe) and continue above it.
+    /// Without this flag the ground refuses to run without its state file,
+    /// because restarting the uplink counter would reuse AES-GCM nonces.
+    #[arg(long, global = true)]
+    init: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -397,7 +403,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("no serial port: pass --port or set `port` in the ground config")?;
     let baud = cli.baud.or(cfg.baud).unwrap_or(115_200);
     let policy = RetryPolicy::for_link(baud, Duration::from_millis(cli.latency_ms), cli.retries);
-    let mut link = Link::open(cfg, &port, baud)?;
+    let mut link = if cli.init {
+        let state_file = cfg.state_file.clone();
+        let (link, report) = Link::init(cfg, &port, baud, policy)?;
+        eprintln!(
+            "init: the node's receive bound for key {} is {}; the uplink continues at {}; \
+             state saved to {}",
+            report.key_id,
+            report.node_bound,
+            report.first_seq,
+            state_file.display()
+        );
+        link
+    } else {
+        Link::open(cfg, &port, baud)?
+    };
     match cli.command {
         Command::Ping {
             count,

@@ -8,6 +8,10 @@
 //! it may have seen), the client moves its numbers above the node's window
 //! and re-sends at once.
 //!
+//! A ground without its state file refuses to run ([`Link::open`]); with
+//! `--init` ([`Link::init`]) it first asks the node for its receive bound by
+//! a window probe (below) and starts above it.
+//!
 //! This module must never reuse an uplink sequence number or accept a
 //! downlink one twice; both are reserved durably through [`GroundState`].
 
@@ -21,8 +25,8 @@ use spacenode_wire::frame::{self, Decoded, FrameDecoder};
 use spacenode_wire::msg::{Event, EventId, FailureNotice, Stage, Verification};
 use spacenode_wire::pus::{PacketError, RequestId, Tc, Tm};
 use spacenode_wire::security::{
-    Cipher, Direction, LinkKey, Receiver, RxKey, RxReservation, SecError, SecHeader, TxCounter,
-    TxNext,
+    Cipher, Direction, LinkKey, PROBE_SEQ, Receiver, RxKey, RxReservation, SecError, SecHeader,
+    TxCounter, TxNext,
 };
 use spacenode_wire::services::service;
 
@@ -37,6 +41,16 @@ const SEQ_BLOCK: u64 = 256;
 const RX_SEQ_BLOCK: u64 = 32;
 /// Unsolicited TM kept for the caller before the oldest is dropped.
 const UNSOLICITED_LIMIT: usize = 1024;
+/// Numbers [`Link::init`] skips above the receive bound the node reported.
+/// The report is authentic downlink, but a ground without state accepts
+/// any old downlink envelope, so a recorded answer to an earlier probe
+/// could be replayed to it; the margin puts the start above such a stale
+/// bound unless 65536 uplinks were accepted since. It costs nothing in a
+/// 64-bit space.
+pub const INIT_MARGIN: u64 = 1 << 16;
+/// Shortest wait for the answer to one window probe: the node rate-limits
+/// its REPLAY events and sends a suppressed one at its next flush.
+const PROBE_MIN_WAIT: Duration = Duration::from_millis(500);
 
 /// Errors of the ground link.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +122,32 @@ pub enum GroundError {
     /// The link security layer refused an operation.
     #[error(transparent)]
     Sec(#[from] SecError),
+    /// `--init`: the node never reported its receive bound.
+    #[error(
+        "--init: the node did not report its receive bound for key {key_id} after {attempts} \
+         window probes over {waited:.1?} (check the link, the key, and that spacenoded is \
+         running); the state file was not created"
+    )]
+    InitSilent {
+        /// The uplink key probed.
+        key_id: u16,
+        /// Probes sent.
+        attempts: u32,
+        /// Time spent.
+        waited: Duration,
+    },
+}
+
+/// What [`Link::init`] learned and chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitReport {
+    /// The uplink key.
+    pub key_id: u16,
+    /// The node's receive bound: the highest uplink number it accepted
+    /// under the key, or the floor of its window.
+    pub node_bound: u64,
+    /// The first uplink number the ground will use.
+    pub first_seq: u64,
 }
 
 /// Retry policy of an exchange.
@@ -233,6 +273,12 @@ pub struct Link {
     rx: Receiver,
     recently_sent: VecDeque<u64>,
     resync_pending: bool,
+    /// The bound reported in answer to a window probe ([`Link::init`]).
+    probe_answer: Option<u64>,
+    /// Whether the state may be written: false while [`Link::init`] has
+    /// not learned the node's bound, so a failed init never leaves a state
+    /// file that a later run would trust.
+    persist: bool,
     inbox: VecDeque<Tm>,
     unsolicited: VecDeque<Tm>,
     bytes_down: usize,
@@ -257,8 +303,95 @@ impl Link {
     ///
     /// # Errors
     /// [`GroundError`] with a clear reason when the port is missing or the
-    /// ground files are invalid.
+    /// ground files are invalid; a missing state file is
+    /// [`ConfigError::StateMissing`] (see [`Link::init`]).
     pub fn open(cfg: GroundConfig, port: &str, baud: u32) -> Result<Self, GroundError> {
+        let state = GroundState::load(&cfg.state_file)?;
+        Self::open_with_state(cfg, port, baud, state)
+    }
+
+    /// Opens the link for a ground whose state file may be lost: asks the
+    /// node for its receive bound of the uplink key and continues
+    /// [`INIT_MARGIN`] above it (and above the state's own reservation if
+    /// the file exists), then saves the state before returning.
+    ///
+    /// The question is a window probe: an envelope under the uplink key
+    /// with sequence number 0, which no sender ever uses (windows start
+    /// with floor 0, counters at 1), and an empty plaintext. Every probe
+    /// of a key is therefore the same bytes: nonce 0 never protects two
+    /// different plaintexts, so repeating it reveals nothing. The node
+    /// authenticates it, refuses it as below its window and reports the
+    /// REPLAY event with its bound, which every ground already acts on.
+    ///
+    /// # Errors
+    /// As [`Link::open`], or [`GroundError::InitSilent`] if the node does
+    /// not answer; the state file is then left as it was.
+    pub fn init(
+        cfg: GroundConfig,
+        port: &str,
+        baud: u32,
+        policy: RetryPolicy,
+    ) -> Result<(Self, InitReport), GroundError> {
+        let state = match GroundState::load(&cfg.state_file) {
+            Ok(s) => s,
+            Err(ConfigError::StateMissing { .. }) => GroundState::default(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut link = Self::open_with_state(cfg, port, baud, state)?;
+        link.persist = false;
+        let node_bound = link.probe_window(policy)?;
+        link.persist = true;
+        link.tx.skip_past(node_bound.saturating_add(INIT_MARGIN));
+        let key_id = link.tx_cipher.key_id();
+        let first_seq = link.tx.peek();
+        // Durable before any use: the next invocation starts here at least.
+        let seq = link.state.seq.entry(key_id).or_default();
+        seq.tx_reserved_until = seq.tx_reserved_until.max(first_seq);
+        link.save_state()?;
+        Ok((
+            link,
+            InitReport {
+                key_id,
+                node_bound,
+                first_seq,
+            },
+        ))
+    }
+
+    /// Sends the window probe (see [`Link::init`]) until the node reports
+    /// its bound for the uplink key.
+    fn probe_window(&mut self, policy: RetryPolicy) -> Result<u64, GroundError> {
+        let key_id = self.tx_cipher.key_id();
+        let probe = self.tx_cipher.seal(Direction::Uplink, PROBE_SEQ, &[])?;
+        let framed = frame::encode_vec(probe).map_err(|e| PacketError::Invalid(e.to_string()))?;
+        let start = Instant::now();
+        let mut wait = self.rtt.timeout(&policy).max(PROBE_MIN_WAIT);
+        self.probe_answer = None;
+        for _ in 0..policy.attempts {
+            self.port.write_all(&framed)?;
+            self.port.flush()?;
+            let deadline = Instant::now() + wait;
+            while let Some(tm) = self.recv(deadline)? {
+                if let Some(bound) = self.probe_answer.take() {
+                    return Ok(bound);
+                }
+                self.keep_unsolicited(tm);
+            }
+            wait = (wait * 5 / 4).min(Duration::from_secs(2));
+        }
+        Err(GroundError::InitSilent {
+            key_id,
+            attempts: policy.attempts,
+            waited: start.elapsed(),
+        })
+    }
+
+    fn open_with_state(
+        cfg: GroundConfig,
+        port: &str,
+        baud: u32,
+        state: GroundState,
+    ) -> Result<Self, GroundError> {
         if !Path::new(port).exists() {
             return Err(GroundError::PortMissing {
                 port: port.to_string(),
@@ -271,7 +404,6 @@ impl Link {
                 port: port.to_string(),
                 message: e.to_string(),
             })?;
-        let state = GroundState::load(&cfg.state_file)?;
         let keyring = state.keyring(&cfg, &cfg.state_file)?;
         let ciphers: Vec<Cipher> = keyring.iter().map(|(id, k)| Cipher::new(*id, k)).collect();
         let tx_id = state
@@ -310,6 +442,8 @@ impl Link {
             rx,
             recently_sent: VecDeque::new(),
             resync_pending: false,
+            probe_answer: None,
+            persist: true,
             inbox: VecDeque::new(),
             unsolicited: VecDeque::new(),
             bytes_down: 0,
@@ -337,6 +471,9 @@ impl Link {
     }
 
     fn save_state(&self) -> Result<(), GroundError> {
+        if !self.persist {
+            return Ok(());
+        }
         self.state.save(&self.cfg.state_file)?;
         Ok(())
     }
@@ -464,6 +601,9 @@ impl Link {
         else {
             return;
         };
+        if key_id == self.tx_cipher.key_id() && seq == PROBE_SEQ {
+            self.probe_answer = Some(self.probe_answer.unwrap_or(0).max(highest));
+        }
         // Moving forward is always safe (it only skips numbers), and the
         // event is authenticated downlink, so any report of a window above
         // our next number is acted on: after a node reboot the first stale
@@ -739,7 +879,9 @@ impl Drop for Link {
             let seq = self.state.seq.entry(key_id).or_default();
             seq.rx_reserved_until = highest.saturating_add(1);
         }
-        let _ = self.state.save(&self.cfg.state_file);
+        if self.persist {
+            let _ = self.state.save(&self.cfg.state_file);
+        }
     }
 }
 

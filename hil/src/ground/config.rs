@@ -6,6 +6,13 @@
 //! never re-accepts a downlink one: it reserves numbers in blocks and makes
 //! each reservation durable (write, fsync, rename) before using it.
 //!
+//! The state file is the only record of the numbers used: a missing one is
+//! an error ([`ConfigError::StateMissing`]), never an empty state, because
+//! restarting the uplink counter at 1 under the same key reuses AES-GCM
+//! nonces. A state is created only by [`GroundState::provision`] (a key no
+//! node has used yet) or by `ground --init`, which asks the node for its
+//! receive bound first (`Link::init`).
+//!
 //! This module must never print or log key material.
 
 use std::collections::BTreeMap;
@@ -24,6 +31,18 @@ pub enum ConfigError {
         path: PathBuf,
         /// The error.
         source: std::io::Error,
+    },
+    /// The ground state file does not exist. Starting without it would
+    /// restart the uplink counter at 1 and reuse AES-GCM nonces.
+    #[error(
+        "ground state file {path} does not exist: without it the uplink sequence numbers would \
+         restart at 1 and reuse AES-GCM nonces under the same key. If it was lost, run the \
+         command once with --init: the ground then asks the node for its receive bound and \
+         starts above it (restore a backup only if it is the latest state)"
+    )]
+    StateMissing {
+        /// The state file named in (or implied by) the config.
+        path: PathBuf,
     },
     /// The file is not valid.
     #[error("{path}: {message}")]
@@ -210,22 +229,50 @@ pub struct GroundState {
 }
 
 impl GroundState {
-    /// Loads the state, or an empty one if the file does not exist yet.
+    /// Loads the state.
     ///
     /// # Errors
-    /// [`ConfigError`] if it exists but cannot be read or parsed.
+    /// [`ConfigError::StateMissing`] if the file does not exist (see the
+    /// module docs), else [`ConfigError`] if it cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ConfigError::StateMissing {
+                path: path.to_path_buf(),
+            }),
             Err(source) => Err(ConfigError::Io {
                 path: path.to_path_buf(),
                 source,
             }),
         }
+    }
+
+    /// Creates the empty state of a key that no node has used yet (the
+    /// provisioning step that writes a node's and a ground's key together:
+    /// tests, the demo image). Refuses to overwrite an existing file. For a
+    /// key already in use, `ground --init` is the only way to a new state.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`], also if the file exists.
+    pub fn provision(path: &Path) -> Result<(), ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(io)?;
+            f.write_all(b"{}\n").map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Writes the state durably: temp file, fsync, rename, fsync directory.
@@ -321,7 +368,6 @@ mod tests {
     fn state_saves_atomically_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        assert_eq!(GroundState::load(&path).unwrap().next_tc_seq, 0);
         let mut s = GroundState {
             next_tc_seq: 42,
             ..Default::default()
@@ -337,5 +383,24 @@ mod tests {
         let back = GroundState::load(&path).unwrap();
         assert_eq!(back.next_tc_seq, 42);
         assert_eq!(back.seq[&1].tx_reserved_until, 100);
+    }
+
+    /// A missing state file is an error naming the file and `--init`,
+    /// never an empty state (that would restart the uplink counter at 1).
+    #[test]
+    fn a_missing_state_file_is_refused_not_replaced_by_an_empty_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let err = GroundState::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::StateMissing { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("--init"),
+            "{msg}"
+        );
+        GroundState::provision(&path).unwrap();
+        assert_eq!(GroundState::load(&path).unwrap().next_tc_seq, 0);
+        // Provisioning never overwrites a state in use.
+        assert!(GroundState::provision(&path).is_err());
     }
 }

@@ -195,13 +195,29 @@ pub fn parse(bytes: &[u8]) -> Result<(Psbt, PsbtVersion), BtcError> {
     let global = r
         .map()
         .map_err(|e| BtcError::PsbtMalformed(e.to_string()))?;
-    match global_version(&global)? {
-        0 => parse_v0(bytes).map(|p| (p, PsbtVersion::V0)),
-        2 => convert_v2(global, r).map(|p| (p, PsbtVersion::V2)),
-        v => Err(BtcError::PsbtMalformed(format!(
-            "psbt version {v} not supported"
-        ))),
+    let (psbt, version) = match global_version(&global)? {
+        0 => (parse_v0(bytes)?, PsbtVersion::V0),
+        2 => (convert_v2(global, r)?, PsbtVersion::V2),
+        v => {
+            return Err(BtcError::PsbtMalformed(format!(
+                "psbt version {v} not supported"
+            )));
+        }
+    };
+    // A v0 transaction carries u64 amounts, v2 carries i64: refuse what no
+    // valid transaction holds, so both versions accept the same amounts
+    // and `to_v2` never writes a negative one (found by the psbt fuzzer).
+    if psbt
+        .unsigned_tx
+        .output
+        .iter()
+        .any(|o| o.value > Amount::MAX_MONEY)
+    {
+        return Err(BtcError::PsbtMalformed(
+            "output amount above 21 million BTC".into(),
+        ));
     }
+    Ok((psbt, version))
 }
 
 fn parse_v0(bytes: &[u8]) -> Result<Psbt, BtcError> {
@@ -496,6 +512,41 @@ pub fn to_v2(psbt: &Psbt) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Fuzzer find (payload/fuzz/seeds/psbt/crash-911adc18…): a v0 PSBT
+    /// with an output above `i64::MAX` sat parsed, and its v2 form (an
+    /// int64 amount) then did not. Amounts above 21 million BTC are
+    /// refused in both versions.
+    #[test]
+    fn amounts_above_max_money_are_refused_in_v0_and_v2() {
+        for sat in [u64::MAX, Amount::MAX_MONEY.to_sat() + 1] {
+            let tx = Transaction {
+                version: Version::TWO,
+                lock_time: LockTime::ZERO,
+                input: vec![TxIn {
+                    previous_output: OutPoint {
+                        txid: Txid::all_zeros(),
+                        vout: 0,
+                    },
+                    script_sig: ScriptBuf::new(),
+                    sequence: Sequence::MAX,
+                    witness: Witness::default(),
+                }],
+                output: vec![TxOut {
+                    value: Amount::from_sat(sat),
+                    script_pubkey: ScriptBuf::from_bytes(vec![0x51]),
+                }],
+            };
+            let psbt = Psbt::from_unsigned_tx(tx).unwrap();
+            for bytes in [psbt.serialize(), to_v2(&psbt)] {
+                // v0: above MAX_MONEY; v2: above MAX_MONEY or negative.
+                assert!(parse(&bytes).is_err(), "{sat} sat parsed");
+            }
+        }
+        let crash =
+            include_bytes!("../../fuzz/seeds/psbt/crash-911adc18f6825c82551595d01ac824ef34cce837");
+        assert!(parse(crash).is_err());
+    }
 
     fn sample() -> Psbt {
         let tx = Transaction {

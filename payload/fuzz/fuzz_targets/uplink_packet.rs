@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     let accepted = rx.accept(&sealed).expect("authentic envelope is accepted");
     assert_eq!(accepted.plaintext, data);
     if let Ok(tc) = Tc::decode(data) {
-        assert_eq!(Tc::decode(&tc.encode().expect("re-encode")).expect("round trip"), tc);
+        assert_eq!(
+            Tc::decode(&tc.encode().expect("re-encode")).expect("round trip"),
+            tc
+        );
     }
     let _ = Tm::decode(data);
     if let Some((&sub, rest)) = data.split_first() {

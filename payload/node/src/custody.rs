@@ -70,6 +70,9 @@ impl CustodyError {
         match self {
             Self::Key(k) => k.code(),
             Self::Store(s) => s.code().0,
+            // A sealed blob the node cannot use is the key store's "blob
+            // corrupt", whichever layer noticed it.
+            // shared code: KeyError::BlobCorrupt
             Self::Blob { .. } | Self::LinkKey { .. } => 0x0405,
         }
     }

@@ -16,8 +16,74 @@
 //! | 0x0800..=0x08FF | health and modes                        |
 //! | 0x0900..=0x09FF | file transfer and updates               |
 //!
+//! [`RANGES`] says the same for the test that collects every code of every
+//! crate; the generated table of all codes is `docs/reason-codes.md`.
+//!
 //! This module must never renumber an existing code: ground software and
 //! archived telemetry depend on them.
+
+/// A range of reason codes and who may define codes in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeRange {
+    /// First code of the range.
+    pub first: u16,
+    /// Last code of the range (inclusive).
+    pub last: u16,
+    /// Packages whose code may define codes in it.
+    pub crates: &'static [&'static str],
+    /// What the range is for.
+    pub owner: &'static str,
+}
+
+/// The owners of the ranges in the module docs, for the test that checks
+/// every code of every crate (`tests/tests/reason_codes.rs`, which also
+/// generates `docs/reason-codes.md`).
+pub const RANGES: &[CodeRange] = &[
+    range(
+        0x0001,
+        0x00FF,
+        &["spacenode-wire"],
+        "dispatch and packet handling",
+    ),
+    range(0x0100, 0x01FF, &["spacenode-wire"], "link security"),
+    range(
+        0x0200,
+        0x02FF,
+        &["spacenode-wire", "spacenode-node"],
+        "storage and configuration",
+    ),
+    range(0x0300, 0x03FF, &["spacenode-chain"], "header chain and SPV"),
+    range(0x0400, 0x04FF, &["spacenode-keys"], "key custody"),
+    range(0x0500, 0x05FF, &["spacenode-policy"], "policy and audit"),
+    range(0x0600, 0x06FF, &["spacenode-btc"], "Bitcoin signing"),
+    range(
+        0x0700,
+        0x07FF,
+        &["spacenode-eth"],
+        "Ethereum and Safe signing",
+    ),
+    range(0x0800, 0x08FF, &["spacenode-node"], "health and modes"),
+    range(
+        0x0900,
+        0x09FF,
+        &["spacenode-node"],
+        "file transfer and updates",
+    ),
+];
+
+const fn range(
+    first: u16,
+    last: u16,
+    crates: &'static [&'static str],
+    owner: &'static str,
+) -> CodeRange {
+    CodeRange {
+        first,
+        last,
+        crates,
+        owner,
+    }
+}
 
 /// A stable reason code as sent to the ground.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

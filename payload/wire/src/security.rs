@@ -35,6 +35,13 @@ pub const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// Width of the anti-replay window in sequence numbers.
 pub const WINDOW: u64 = 128;
+/// The sequence number of a window probe: never handed out by
+/// [`TxCounter`] and below every [`ReplayWindow`], so an authentic envelope
+/// carrying it is always refused as [`SecError::Replay`] with the
+/// receiver's bound. A ground that lost its state seals an empty plaintext
+/// under it to learn the node's bound (the same bytes every time, so the
+/// repeated nonce protects nothing new); see `docs/wire.md`.
+pub const PROBE_SEQ: u64 = 0;
 
 /// Which way a packet travels; part of the header and the nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
