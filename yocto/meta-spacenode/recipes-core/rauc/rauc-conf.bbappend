@@ -2,4 +2,4 @@
 # also installed by the virtual board); the keyring is the DEVELOPMENT CA
 # (files/dev-keys/README.md) unless a flight build points RAUC_KEYRING_FILE
 # and RAUC_KEYRING_URI at the flight CA.
-FILESEXTRAPATHS:prepend := "${SPACENODE_REPO}/systemd/rauc:${THISDIR}/files/dev-keys:"
+FILESEXTRAPATHS:prepend:spacenode := "${SPACENODE_REPO}/systemd/rauc:${THISDIR}/files/dev-keys:"

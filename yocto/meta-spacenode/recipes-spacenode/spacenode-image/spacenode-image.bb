@@ -1,9 +1,10 @@
 SUMMARY = "spacenode flight image for the Raspberry Pi CM4 payload computer"
 DESCRIPTION = "The payload computer's root file system: systemd, the TPM \
-stack, RAUC and spacenoded, read-only, with no package manager, no ssh and \
-no login. The wic image adds the boot, second root and data partitions."
+               stack, RAUC and spacenoded, read-only, with no package manager, no ssh and \
+               no login. The wic image adds the boot, second root and data partitions."
 HOMEPAGE = "https://spacenode.invalid/"
 BUGTRACKER = "https://spacenode.invalid/issues"
+SECTION = "images"
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -41,10 +42,12 @@ SPACENODE_DEV_IMAGE ?= "0"
 SPACENODE_LOGIN_FEATURES = "allow-empty-password empty-root-password allow-root-login \
                             ssh-server-dropbear ssh-server-openssh package-management"
 
-python () {
+python spacenode_refuse_login() {
     if d.getVar('SPACENODE_DEV_IMAGE') != '1':
         features = set((d.getVar('IMAGE_FEATURES') or '').split() + (d.getVar('EXTRA_IMAGE_FEATURES') or '').split())
         refused = sorted(features & set(d.getVar('SPACENODE_LOGIN_FEATURES').split()))
         if refused:
             bb.fatal("spacenode-image: %s in a flight image (only the -dev kas file may add them)" % ' '.join(refused))
 }
+spacenode_refuse_login[doc] = "Fails the flight image build if it carries a login or package feature"
+do_rootfs[prefuncs] += "spacenode_refuse_login"

@@ -1,8 +1,8 @@
 SUMMARY = "spacenoded: the spacenode co-signer flight daemon"
 DESCRIPTION = "The flight daemon of the spacenode blockchain co-signer, built \
-from the repository this layer is part of (the sources CI builds), with its \
-hardened systemd unit, sysusers entry and configuration template. The ground \
-tool is not part of this recipe."
+               from the repository this layer is part of (the sources CI builds), with its \
+               hardened systemd unit, sysusers entry and configuration template. The ground \
+               tool is not part of this recipe."
 HOMEPAGE = "https://spacenode.invalid/"
 BUGTRACKER = "https://spacenode.invalid/issues"
 SECTION = "console/utils"

@@ -1,8 +1,8 @@
 SUMMARY = "spacenode payload computer system configuration"
 DESCRIPTION = "The board-level files of the spacenode flight image: the \
-hardware watchdog and journald settings shared with the virtual board, the \
-data partition layout and mounts, the CAN bus bit rate and the rule that a \
-boot is good only once spacenoded is ready."
+               hardware watchdog and journald settings shared with the virtual board, the \
+               data partition layout and mounts, the CAN bus bit rate and the rule that a \
+               boot is good only once spacenoded is ready."
 HOMEPAGE = "https://spacenode.invalid/"
 BUGTRACKER = "https://spacenode.invalid/issues"
 SECTION = "base"

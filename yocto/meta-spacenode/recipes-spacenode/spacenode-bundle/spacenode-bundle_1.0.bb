@@ -1,6 +1,8 @@
+# No SRC_URI: the bundle class takes spacenode-image's ext4 from the deploy
+# directory (scripts/check-yocto-lint.sh: oelint.var.mandatoryvar.SRC_URI).
 SUMMARY = "Signed RAUC update bundle of the spacenode flight image"
 DESCRIPTION = "A verity-format RAUC bundle carrying the spacenode-image root \
-file system for the A/B slots of the CM4 (systemd/rauc/system.conf)."
+               file system for the A/B slots of the CM4 (systemd/rauc/system.conf)."
 HOMEPAGE = "https://spacenode.invalid/"
 BUGTRACKER = "https://spacenode.invalid/issues"
 SECTION = "base"
