@@ -21,7 +21,7 @@
 # its recipes (warnings of the other layers are printed, not fatal). The
 # work directory ($SPACENODE_YOCTO_WORK, default /tmp/spacenode-yocto-parse)
 # keeps BitBake's parse cache: a cold parse takes 5 to 10 minutes on 2
-# cores, a warm one about a minute. Needs python3 with PyYAML, git, and
+# cores, a warm one about a minute. Needs PyYAML (the .venv has it), git, and
 # BitBake's host tools (chrpath diffstat cpio gawk, an en_US.UTF-8 locale).
 # docs/yocto.md, "What is checked where".
 set -euo pipefail
@@ -32,7 +32,10 @@ KAS=${2:-$REPO/yocto/kas/spacenode-cm4.yml}
 WORK=${SPACENODE_YOCTO_WORK:-/tmp/spacenode-yocto-parse}
 BBUSER=${SPACENODE_YOCTO_USER:-bbuser}
 
-pins() { python3 "$REPO/scripts/yocto-kas.py" repos "$KAS"; }
+# The repository's venv has PyYAML (tests/python/requirements.txt).
+PY=${PYTHON:-$REPO/.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+pins() { "$PY" "$REPO/scripts/yocto-kas.py" repos "$KAS"; }
 
 if [ -z "$LAYERS" ]; then
   echo "yocto-parse: no LAYERS_DIR given. To run the BitBake parse, check out into one directory:"
@@ -106,7 +109,7 @@ rm -rf "$WORK/spacenode"
 } | "${AS[@]}" tee "$WORK/build/conf/bblayers.conf" >/dev/null
 {
   echo "# Written by scripts/yocto-parse.sh from $KAS"
-  python3 "$REPO/scripts/yocto-kas.py" conf "$KAS"
+  "$PY" "$REPO/scripts/yocto-kas.py" conf "$KAS"
   echo 'BB_NO_NETWORK = "1"'
   echo "DL_DIR = \"$WORK/downloads\""
   echo "SSTATE_DIR = \"$WORK/sstate-cache\""

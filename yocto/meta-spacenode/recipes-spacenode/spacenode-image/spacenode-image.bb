@@ -16,6 +16,7 @@ IMAGE_INSTALL = "packagegroup-core-boot \
                  spacenoded \
                  spacenode-system \
                  rauc \
+                 rauc-mark-good \
                  u-boot-env \
                  kernel-image \
                  kernel-module-mcp251x \

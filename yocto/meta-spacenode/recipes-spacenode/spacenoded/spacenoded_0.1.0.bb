@@ -68,3 +68,8 @@ do_install:append() {
 FILES:${PN} += "${nonarch_libdir}/sysusers.d/spacenode.conf \
                 ${datadir}/spacenode \
                 ${localstatedir}/lib/spacenode"
+
+# The device TCTI is dlopen()ed by tss2-tctildr (no shared-library
+# dependency BitBake could see); tpm2-tss brings the udev rule giving
+# /dev/tpmrm0 to group tss.
+RDEPENDS:${PN} = "libtss2-tcti-device tpm2-tss"
