@@ -56,18 +56,20 @@ do_install:append() {
     install -d ${D}${nonarch_libdir}/sysusers.d
     install -m 0644 ${S}/systemd/sysusers.d/spacenode.conf ${D}${nonarch_libdir}/sysusers.d/spacenode.conf
     # The template, not a config: it carries a placeholder link key that
-    # --check-config refuses. The bench provisioning writes the board's own
-    # /etc/spacenode/spacenoded.toml onto the data partition's overlay
-    # (docs/yocto.md, "First configuration").
+    # --check-config refuses. The board's own /etc/spacenode/spacenoded.toml
+    # is written at provisioning onto the data partition (config/,
+    # bind-mounted at /etc/spacenode: docs/yocto.md, "Bench provisioning").
     install -d ${D}${datadir}/spacenode
     install -m 0644 ${S}/systemd/spacenoded.toml.example ${D}${datadir}/spacenode/spacenoded.toml.example
-    # Mount point of the data partition's state directory (StateDirectory=).
-    install -d ${D}${localstatedir}/lib/spacenode
+    # Mount points, on the read-only root, of the data partition's state
+    # directory (StateDirectory=) and configuration (ConfigurationDirectory=).
+    install -d ${D}${localstatedir}/lib/spacenode ${D}${sysconfdir}/spacenode
 }
 
 FILES:${PN} += "${nonarch_libdir}/sysusers.d/spacenode.conf \
                 ${datadir}/spacenode \
-                ${localstatedir}/lib/spacenode"
+                ${localstatedir}/lib/spacenode \
+                ${sysconfdir}/spacenode"
 
 # The device TCTI is dlopen()ed by tss2-tctildr (no shared-library
 # dependency BitBake could see); tpm2-tss brings the udev rule giving
