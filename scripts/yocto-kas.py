@@ -16,12 +16,20 @@ from pathlib import Path
 import yaml
 
 
+def repo_root(path: Path) -> Path:
+    """The repository a kas file is in: kas resolves includes from its root."""
+    for parent in path.resolve().parents:
+        if (parent / ".git").exists():
+            return parent
+    return path.resolve().parent
+
+
 def load(path: Path) -> dict:
     """The kas file merged over its includes (kas's own order: includes first)."""
     doc = yaml.safe_load(path.read_text()) or {}
     merged: dict = {}
     for inc in (doc.get("header") or {}).get("includes") or []:
-        merge(merged, load(path.parent / inc))
+        merge(merged, load(repo_root(path) / inc))
     merge(merged, doc)
     return merged
 
