@@ -14,14 +14,18 @@
 # root; as root the script switches to $SPACENODE_YOCTO_USER, default
 # bbuser, which must exist):
 #   bitbake -p                   parse every recipe of every layer
-#   bitbake -e spacenoded        the daemon's recipe, fully expanded
-#   bitbake -g spacenode-image   the image's task graph
-#   bitbake -g spacenode-bundle  the signed RAUC bundle's task graph
+#   bitbake -e -b spacenoded_*.bb  the daemon's recipe alone, fully expanded
+#                                (seconds: no parse of the other recipes)
+#   bitbake -e spacenoded        the same through the provider resolution
+#   bitbake -g spacenode-image spacenode-bundle  both task graphs, one run
 # and fails on any ERROR, and on any WARNING that names our layer or one of
 # its recipes (warnings of the other layers are printed, not fatal). The
 # work directory ($SPACENODE_YOCTO_WORK, default /tmp/spacenode-yocto-parse)
-# keeps BitBake's parse cache: a cold parse takes 5 to 10 minutes on 2
-# cores, a warm one about a minute. Needs PyYAML (the .venv has it), git, and
+# keeps BitBake's parse cache. Measured here: a full parse takes 24 to 39
+# minutes on 2 cores shared with other builds (about 10 on idle ones), and
+# the parse cache was not reused by the next bitbake invocation (each of the
+# three full-parse steps parses again; cause not found yet), so a run is
+# three full parses; SPACENODE_YOCTO_STEPS=p stops after the first. Needs PyYAML (the .venv has it), git, and
 # BitBake's host tools (chrpath diffstat cpio gawk, an en_US.UTF-8 locale).
 # docs/yocto.md, "What is checked where".
 set -euo pipefail
@@ -136,9 +140,13 @@ step() {
   rm -f "$out"
 }
 step -p
-step -e spacenoded
-step -g spacenode-image
-step -g spacenode-bundle
+step -e -b "$WORK/spacenode/yocto/meta-spacenode/recipes-spacenode/spacenoded/spacenoded_0.1.0.bb"
+if [ "${SPACENODE_YOCTO_STEPS:-all}" = all ]; then
+  step -e spacenoded
+  step -g spacenode-image spacenode-bundle
+else
+  echo "-- SPACENODE_YOCTO_STEPS=${SPACENODE_YOCTO_STEPS}: bitbake -e spacenoded and -g not run"
+fi
 
 # Any ERROR fails; a WARNING fails when it is about our layer.
 grep -E '^(ERROR|WARNING):' "$LOG" | sort -u >"$WORK/findings.txt" || true
@@ -157,7 +165,7 @@ if [ "$other_warnings" -gt 0 ]; then
   echo "-- $other_warnings warning(s) of other layers (not fatal):"
   grep '^WARNING:' "$WORK/findings.txt" | grep -vE "$ours" | sed 's/^/   /'
 fi
-grep -q 'crate://crates.io/' <(sed -n '/^== bitbake -e spacenoded/,/^== bitbake -g/p' "$LOG" | grep '^SRC_URI=') || {
+grep -q 'crate://crates.io/' <(sed -n '/^== bitbake -e -b/,/^== bitbake -[eg] [^-]/p' "$LOG" | grep '^SRC_URI=') || {
   echo "error: bitbake -e spacenoded shows no crate:// SRC_URI" >&2
   status=1
 }
