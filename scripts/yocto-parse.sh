@@ -22,10 +22,12 @@
 # its recipes (warnings of the other layers are printed, not fatal). The
 # work directory ($SPACENODE_YOCTO_WORK, default /tmp/spacenode-yocto-parse)
 # keeps BitBake's parse cache. Measured here: a full parse takes 24 to 39
-# minutes on 2 cores shared with other builds (about 10 on idle ones), and
-# the parse cache was not reused by the next bitbake invocation (each of the
-# three full-parse steps parses again; cause not found yet), so a run is
-# three full parses; SPACENODE_YOCTO_STEPS=p stops after the first. Needs PyYAML (the .venv has it), git, and
+# minutes on 2 cores shared with other builds (about 10 on idle ones). The
+# first bitbake invocation in a new build directory computes another
+# configuration hash than every later one (observed: later invocations
+# share theirs), so its parse cache is never reused: a cheap `bitbake -e`
+# (configuration only) goes first. SPACENODE_YOCTO_STEPS=p stops after
+# `bitbake -p` and the single-recipe `bitbake -e -b`. Needs PyYAML (the .venv has it), git, and
 # BitBake's host tools (chrpath diffstat cpio gawk, an en_US.UTF-8 locale).
 # docs/yocto.md, "What is checked where".
 set -euo pipefail
@@ -139,6 +141,8 @@ step() {
   { echo "== bitbake $*"; cat "$out"; } >>"$LOG"
   rm -f "$out"
 }
+# Warm-up: the configuration's first parse in this build directory (see above).
+step -e >/dev/null
 step -p
 step -e -b "$WORK/spacenode/yocto/meta-spacenode/recipes-spacenode/spacenoded/spacenoded_0.1.0.bb"
 if [ "${SPACENODE_YOCTO_STEPS:-all}" = all ]; then
