@@ -35,7 +35,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import spacepackets, cryptography, cobs, crc32c, bdkpython, embit' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import spacepackets, cryptography, cobs, crc32c, bdkpython, embit, oelint_adv, yaml' 2>/dev/null; then
   echo "== python venv (.venv) with the interop packages"
   python3 -m venv .venv
   .venv/bin/pip install -q -r tests/python/requirements.txt

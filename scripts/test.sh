@@ -12,6 +12,8 @@ scripts/install-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== yocto checks (flight image: rust-version, crates.inc, oelint-adv, units, board files, parse)"
+scripts/check-yocto.sh
 echo "== cargo clippy -D warnings"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 echo "== cargo build (binaries for the system tests)"

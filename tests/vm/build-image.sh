@@ -292,6 +292,14 @@ chmod 0755 "$STAGE/usr/bin/spacenoded"
 install -m 0644 "$REPO/systemd/spacenoded.service" "$STAGE/usr/lib/systemd/system/spacenoded.service"
 install -D -m 0644 "$REPO/systemd/sysusers.d/spacenode.conf" "$STAGE/usr/lib/sysusers.d/spacenode.conf"
 install -D -m 0644 "$REPO/systemd/system.conf.d/watchdog.conf" "$STAGE/etc/systemd/system.conf.d/watchdog.conf"
+# The flight image's journald settings (RAM first, a bounded persistent
+# copy), its config template and RAUC configuration: the same files at the
+# same paths as yocto/meta-spacenode installs them, so the virtual board
+# boots what the CM4 boots (scripts/check-board-files.py). RAUC itself is
+# not installed here: the virtual board has one disk and no slots.
+install -D -m 0644 "$REPO/systemd/journald.conf.d/spacenode.conf" "$STAGE/etc/systemd/journald.conf.d/spacenode.conf"
+install -D -m 0644 "$REPO/systemd/spacenoded.toml.example" "$STAGE/usr/share/spacenode/spacenoded.toml.example"
+install -D -m 0644 "$REPO/systemd/rauc/system.conf" "$STAGE/usr/lib/rauc/system.conf"
 systemd-sysusers --root="$STAGE" >/dev/null
 rm -f "$STAGE/etc/machine-id"
 systemd-machine-id-setup --root="$STAGE" >/dev/null
