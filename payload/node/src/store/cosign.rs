@@ -159,7 +159,6 @@ fn write_anchor(tx: &rusqlite::Transaction<'_>, anchor: &[u8; 32]) -> rusqlite::
     Ok(())
 }
 
-
 /// Records an executed administrator command inside the caller's
 /// transaction: raises the last sequence of its kind and the highest of any
 /// kind (`meta.admin_seq`, what the status reports); never lowers either.
