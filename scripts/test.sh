@@ -25,8 +25,8 @@ cargo nextest run --workspace --profile ci
 if [ "${SPACENODE_SKIP_FUZZ:-}" != 1 ]; then
   # Every target of payload/fuzz/Cargo.toml (each decoder of uplinked or
   # operator bytes, payload/fuzz/README.md), seeded from
-  # payload/fuzz/seeds/<target>/; 10 targets x 20 s.
-  echo "== fuzz smoke (${FUZZ_SECONDS:=20} s per target)"
+  # payload/fuzz/seeds/<target>/; 10 targets x 15 s.
+  echo "== fuzz smoke (${FUZZ_SECONDS:=15} s per target)"
   cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
   targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' payload/fuzz/Cargo.toml | grep -vx spacenode-fuzz)
   for target in $targets; do
