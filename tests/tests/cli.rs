@@ -211,6 +211,9 @@ fn second_station(fx: &Fixture) -> (PathBuf, [u8; 32]) {
         ),
     )
     .unwrap();
+    // A brand-new key no node has used: the station starts with an empty
+    // state (a lost state file would need `--init`).
+    GroundState::provision(&fx.dir.path().join("ground-b-state.json")).unwrap();
     (cfg, key)
 }
 
