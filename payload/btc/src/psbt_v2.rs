@@ -217,6 +217,16 @@ pub fn parse(bytes: &[u8]) -> Result<(Psbt, PsbtVersion), BtcError> {
             "output amount above 21 million BTC".into(),
         ));
     }
+    // rust-bitcoin normalises what it parsed (a key type written as a
+    // non-minimal compact size, for one, becomes the minimal one), so two
+    // keys that differ on the wire can become the same key: such a PSBT
+    // means two things at once. Refuse it (found by the psbt fuzzer: the
+    // v2 form of an accepted v0 PSBT did not parse).
+    if let Err(e) = normalised_maps(&psbt) {
+        return Err(BtcError::PsbtMalformed(format!(
+            "ambiguous PSBT: its normalised form does not read back ({e})"
+        )));
+    }
     Ok((psbt, version))
 }
 
@@ -436,27 +446,31 @@ fn choose_locktime(
 /// Global, input and output maps of a PSBT.
 type Maps = (Vec<Pair>, Vec<Vec<Pair>>, Vec<Vec<Pair>>);
 
+/// The maps of `psbt`'s v0 serialisation as rust-bitcoin writes it.
+fn normalised_maps(psbt: &Psbt) -> Result<Maps, BtcError> {
+    let v0 = psbt.serialize();
+    let mut r = Reader(&v0);
+    r.take(5)?;
+    let g = r.map()?;
+    let mut ins = Vec::new();
+    for _ in 0..psbt.inputs.len() {
+        ins.push(r.map()?);
+    }
+    let mut outs = Vec::new();
+    for _ in 0..psbt.outputs.len() {
+        outs.push(r.map()?);
+    }
+    Ok((g, ins, outs))
+}
+
 /// Serialises `psbt` (v0) as BIP370 v2, for tests and ground tools that
 /// want to exercise the v2 path. Keeps every non-transaction field.
 #[must_use]
 pub fn to_v2(psbt: &Psbt) -> Vec<u8> {
-    // Start from the v0 serialisation and rewrite its maps.
-    let v0 = psbt.serialize();
-    let mut r = Reader(&v0);
-    let _ = r.take(5);
-    let mut parse_all = || -> Result<Maps, BtcError> {
-        let g = r.map()?;
-        let mut ins = Vec::new();
-        for _ in 0..psbt.inputs.len() {
-            ins.push(r.map()?);
-        }
-        let mut outs = Vec::new();
-        for _ in 0..psbt.outputs.len() {
-            outs.push(r.map()?);
-        }
-        Ok((g, ins, outs))
-    };
-    let Ok((g, ins, outs)) = parse_all() else {
+    // Start from the v0 serialisation and rewrite its maps. `parse` refuses
+    // every PSBT whose serialisation does not read back, so this only
+    // returns nothing for a PSBT built elsewhere.
+    let Ok((g, ins, outs)) = normalised_maps(psbt) else {
         return Vec::new();
     };
     let tx = &psbt.unsigned_tx;
@@ -546,6 +560,21 @@ mod tests {
         let crash =
             include_bytes!("../../fuzz/seeds/psbt/crash-911adc18f6825c82551595d01ac824ef34cce837");
         assert!(parse(crash).is_err());
+    }
+
+    /// A fuzzer find: a v0 PSBT that parsed, but whose normalised form
+    /// (what rust-bitcoin writes back) had two equal keys, so `to_v2` wrote
+    /// nothing. Such a PSBT is refused, and whatever parses converts to a
+    /// v2 PSBT that parses.
+    #[test]
+    fn an_ambiguous_psbt_is_refused_and_what_parses_converts() {
+        let crash =
+            include_bytes!("../../fuzz/seeds/psbt/crash-01d386588e8f210254f7208b0fb9ad0db88b4259");
+        let err = parse(crash).unwrap_err();
+        assert!(err.to_string().contains("ambiguous PSBT"), "{err}");
+        let psbt = sample();
+        let (back, _) = parse(&to_v2(&psbt)).unwrap();
+        assert_eq!(back.unsigned_tx, psbt.unsigned_tx);
     }
 
     fn sample() -> Psbt {
