@@ -6,7 +6,7 @@
 use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use libfuzzer_sys::fuzz_target;
 use spacenode_btc::demo::{Demo, DemoWallet, NODE_ID};
-use spacenode_policy::command::{Command, SignedCommand};
+use spacenode_policy::command::{Command, Executed, SignedCommand};
 use spacenode_policy::quorum::AdminSet;
 
 thread_local! {
@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(signed) = SignedCommand::decode(data) {
         CTX.with(|ctx| {
             if let Some((secp, admins, now)) = ctx {
-                let _ = signed.authorize(secp, admins, NODE_ID, 0, *now);
+                let _ = signed.authorize(secp, admins, NODE_ID, Executed::default(), *now);
+                // The rekey body decoder is uplinked too (REKEY_LINK).
+                if let Ok(cmd) = Command::decode(&signed.command) {
+                    let _ = spacenode_policy::command::RekeyBody::decode(&cmd.body);
+                }
             }
         });
     }
