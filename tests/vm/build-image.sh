@@ -46,6 +46,7 @@ HK_INTERVAL=10
 DAEMON_WATCHDOG=on
 TEST_HOOKS=""
 PRINT_KEY=false
+BASE_ONLY=false
 CONFIG_EXTRA=""
 WATCHDOG=systemd
 WDT_TIMEOUT=10
@@ -64,7 +65,7 @@ usage: $0 --binary PATH --out DIR [--profile flight|development] [--seq-block N]
           [--hk-interval S] [--daemon-watchdog on|pending] [--test-hooks on|off]
           [--watchdog systemd|device] [--watchdog-timeout S] [--admins N]
           [--ground PATH] [--boot-loop-starts N] [--keys tpm|soft] [--cache DIR]
-          [--config-extra FILE] | --print-base-key
+          [--config-extra FILE] | --print-base-key | --base-only
 
   --binary           the spacenoded to install (x86_64, built on this host)
   --out              output directory (created; old images in it replaced)
@@ -105,6 +106,10 @@ usage: $0 --binary PATH --out DIR [--profile flight|development] [--seq-block N]
                      [node], which this script writes)
   --print-base-key   print the base stage's cache key and exit (a CI cache
                      can be keyed by it)
+  --base-only        build (or find) the cached base rootfs and exit:
+                     scripts/test.sh runs it in the background while the
+                     workspace compiles, so the network- and dpkg-bound
+                     debootstrap overlaps the CPU-bound build
 EOF
 }
 
@@ -126,11 +131,12 @@ while (($#)); do
     --boot-loop-starts) BOOT_LOOP_STARTS=$2; shift 2 ;;
     --keys) KEYS=$2; shift 2 ;;
     --print-base-key) PRINT_KEY=true; shift ;;
+    --base-only) BASE_ONLY=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-if ! $PRINT_KEY; then
+if ! $PRINT_KEY && ! $BASE_ONLY; then
   [ -n "$BINARY" ] && [ -n "$OUT" ] || { usage >&2; exit 2; }
   [ -x "$BINARY" ] || { echo "error: $BINARY is not an executable (cargo build -p spacenode-node first)" >&2; exit 2; }
   case "$DAEMON_WATCHDOG" in pending|on) ;; *) echo "error: --daemon-watchdog on|pending" >&2; exit 2 ;; esac
@@ -204,8 +210,14 @@ KEY=$( { echo "$SUITE"; printf '%s\n' "${BASE_PACKAGES[@]}" "${TRIM_MODULES[@]}"
 BASE=$CACHE/base-$KEY
 if $PRINT_KEY; then echo "$KEY"; exit 0; fi
 
-mkdir -p "$CACHE" "$OUT"
-OUT=$(cd "$OUT" && pwd)
+if $BASE_ONLY; then
+  [ "$(id -u)" = 0 ] || { echo "error: building the base rootfs needs root (debootstrap, chroot)" >&2; exit 2; }
+  command -v debootstrap >/dev/null || { echo "error: debootstrap not found: run scripts/install-deps.sh" >&2; exit 2; }
+  mkdir -p "$CACHE"
+else
+  mkdir -p "$CACHE" "$OUT"
+  OUT=$(cd "$OUT" && pwd)
+fi
 t_all=$(now)
 base_seconds=0
 base_cached=true
@@ -232,6 +244,7 @@ if [ ! -f "$BASE/.complete" ]; then
 else
   echo "== base rootfs $KEY (cached in $CACHE)"
 fi
+if $BASE_ONLY; then exit 0; fi
 
 # The board's TPM as a flight TPM leaves provisioning: swtpm's state (in
 # OUT/tpm beside the disk, which hil-run hands to swtpm at each power-on)
