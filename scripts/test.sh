@@ -12,6 +12,8 @@ scripts/install-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== structure checks (import circles, functions over 150 lines; scripts/structure-allowlist.txt)"
+python3 scripts/check-structure.py
 echo "== yocto checks (flight image: rust-version, crates.inc, oelint-adv, units, board files, parse)"
 scripts/check-yocto.sh
 echo "== cargo clippy -D warnings"

@@ -51,7 +51,7 @@ impl Node {
     /// proposals' activation times, administrator validity windows): the
     /// wall clock clamped to `[last accepted, ceiling]`. A failed read of
     /// the last accepted time drops only the floor.
-    pub(super) fn trusted_now(&self, now: Now) -> TimeMs {
+    pub(crate) fn trusted_now(&self, now: Now) -> TimeMs {
         let last = self.store.clock_last_accepted().ok().flatten().map(TimeMs);
         trusted_now(TimeMs(now.unix_ms), last, self.clock_ceiling(now))
     }
