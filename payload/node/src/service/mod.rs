@@ -21,7 +21,7 @@
 //! | `FILES`  | 134     | [`files`]    |
 //!
 //! A new service is a new room: a file with `accept` and `execute`, a
-//! variant of [`Request`] and a line in [`accept`] and [`Request::execute`].
+//! variant of [`Request`] and a line in [`accept`] and `Request::execute`.
 //! Each room owns its acceptance, its execution and its state types
 //! (`chain::state`, `event::limiter`, `hk::snapshot`, `files::rules` are the
 //! parts the node task itself uses; they never reach back into a room).

@@ -1,5 +1,5 @@
 //! The event room (PUS 5 on APID `EVENTS`): TC[5,128] dumps the stored
-//! events. Raising events is the node task's ([`Node::raise`]), rate
+//! events. Raising events is the node task's (`Node::raise`), rate
 //! limited by the pure [`limiter`]. Must never delete an event.
 
 pub mod limiter;

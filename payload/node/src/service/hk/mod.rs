@@ -1,6 +1,6 @@
 //! The housekeeping room (PUS 3 on APID `HK`): TC[3,27] one-shot reports.
 //! The report itself is built from the node's state by
-//! [`Node::hk_report`] over the pure [`snapshot`]; periodic reports are the
+//! `Node::hk_report` over the pure [`snapshot`]; periodic reports are the
 //! node task's tick. Must never block on a sensor.
 
 pub mod snapshot;
