@@ -214,15 +214,7 @@ impl Node {
     /// # Errors
     /// [`NodeError`] if storage or the keyring cannot be opened.
     pub fn start(cfg: Config, now: Now) -> Result<Self, NodeError> {
-        // A full state filesystem must not fail the start (systemd would
-        // restart us into the same failure): free the ballast first so the
-        // writes below have room; the storage check then enters safe mode.
-        if ballast::free_bytes(&cfg.state_dir).is_some_and(|f| f < cfg.health.safe_free_bytes) {
-            let freed = ballast::release(&cfg.state_dir);
-            if freed > 0 {
-                tracing::warn!(freed, "state filesystem full at start: ballast released");
-            }
-        }
+        release_ballast_if_full(&cfg);
         let (mut store, corrupt) = health::open_store(&cfg, now)?;
         let db_fresh = store.was_created();
         let boot_count = store.record_boot()?;
@@ -274,16 +266,7 @@ impl Node {
                 matches!(r, SafeReason::StorageCorrupt | SafeReason::RollbackDetected)
             })
         {
-            // The database may be older than what the node sent and
-            // accepted (or gone): move every sequence bound beyond reach.
-            // A lost database jumps whatever else survived (issue 13 item
-            // 10: it used to jump only if the seed blob was still there).
-            let ids: Vec<u16> = custody.link_keys.iter().map(|(id, _)| *id).collect();
-            store.jump_seq_bounds(&ids, now.unix_ms)?;
-            tracing::warn!(
-                ?ids,
-                "sequence bounds jumped after a database rollback or loss"
-            );
+            jump_seq_bounds(&mut store, &custody.link_keys, now)?;
         }
         let clock_anchor = clock::anchor_at_start(&mut store, now)?;
         record_key_digests(&mut store, &custody.link_keys);
@@ -730,6 +713,32 @@ impl Node {
     pub fn count_dropped(&mut self) {
         self.counters.tm_suppressed = self.counters.tm_suppressed.saturating_add(1);
     }
+}
+
+/// A full state filesystem must not fail the start (systemd would restart
+/// us into the same failure): the ballast is freed first so the start's
+/// writes have room; the storage check then enters safe mode.
+fn release_ballast_if_full(cfg: &Config) {
+    if ballast::free_bytes(&cfg.state_dir).is_some_and(|f| f < cfg.health.safe_free_bytes) {
+        let freed = ballast::release(&cfg.state_dir);
+        if freed > 0 {
+            tracing::warn!(freed, "state filesystem full at start: ballast released");
+        }
+    }
+}
+
+/// The database may be older than what the node sent and accepted (or
+/// gone): every sequence bound moves beyond reach. A lost database jumps
+/// whatever else survived (issue 13 item 10: it used to jump only if the
+/// seed blob was still there).
+fn jump_seq_bounds(store: &mut Store, keys: &[(u16, LinkKey)], now: Now) -> Result<(), NodeError> {
+    let ids: Vec<u16> = keys.iter().map(|(id, _)| *id).collect();
+    store.jump_seq_bounds(&ids, now.unix_ms)?;
+    tracing::warn!(
+        ?ids,
+        "sequence bounds jumped after a database rollback or loss"
+    );
+    Ok(())
 }
 
 /// Records the SHA-256 of every link key's bytes (rekey compares new keys
