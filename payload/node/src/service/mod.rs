@@ -274,6 +274,46 @@ mod tests {
 
     use super::*;
 
+    fn node(dir: &std::path::Path) -> Node {
+        let cfg = crate::config::Config::parse(&format!(
+            "[node]\nstate_dir = \"{}\"\nprofile = \"development\"\n\
+             [link]\ndevice = \"/dev/null\"\ntx_key_id = 1\n[[link.keys]]\nid = 1\n\
+             key = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n\
+             [keys]\nbackend = \"soft\"\n",
+            dir.join("state").display(),
+        ))
+        .unwrap();
+        Node::start(cfg, Now::read()).unwrap()
+    }
+
+    /// Every TC gets its acceptance report, an accepted one its room's
+    /// replies and then its completion report, a refused one nothing else.
+    #[test]
+    fn the_router_reports_acceptance_replies_and_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        let mut node = node(dir.path());
+        let frames = |node: &mut Node, tc: Tc| {
+            let mut cx = Reply::new(&tc, 1, Now::read());
+            handle(node, &tc, &mut cx);
+            cx.out.len()
+        };
+        let ping = Tc::new(apid::CORE, 1, 17, 1, vec![]);
+        assert_eq!(frames(&mut node, ping), 3, "acceptance, pong, completion");
+        let unknown = Tc::new(apid::CORE, 2, 17, 9, vec![]);
+        assert_eq!(frames(&mut node, unknown), 1, "acceptance failure only");
+        let clear = Tc::new(apid::CHAIN, 3, 129, 4, vec![]);
+        assert_eq!(
+            frames(&mut node, clear),
+            2,
+            "acceptance, completion failure"
+        );
+        assert_eq!(
+            (node.counters.tc_accepted, node.counters.tc_rejected),
+            (2, 1)
+        );
+    }
+
     #[test]
     fn routes_known_requests() {
         assert_eq!(

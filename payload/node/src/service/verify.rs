@@ -167,3 +167,68 @@ impl Reply {
         self.send(node, &body);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use spacenode_wire::ReasonCode;
+    use spacenode_wire::services::apid;
+
+    use super::*;
+
+    fn tc() -> Tc {
+        let mut tc = Tc::new(apid::POLICY, 7, 131, 3, Vec::new());
+        tc.source_id = 2;
+        tc
+    }
+
+    fn decoded(body: &TmBody) -> Verification {
+        Verification::decode(body.subtype, &body.data).unwrap()
+    }
+
+    /// The acceptance report and the completion report name the TC's
+    /// request, go to its APID and station, and come in that order: the
+    /// completion can only be made from the token the acceptance hands out.
+    #[test]
+    fn acceptance_hands_out_the_token_that_completes() {
+        let tc = tc();
+        let (accepted, token) = Token::received(&tc).accept();
+        let done = token.complete(Ok(()));
+        for (body, stage) in [(&accepted, Stage::Acceptance), (&done, Stage::Completion)] {
+            assert_eq!(body.apid, apid::POLICY);
+            assert_eq!(body.dest_id, 2);
+            assert_eq!(body.service, service::VERIFICATION);
+            let v = decoded(body);
+            assert_eq!(v.stage, stage);
+            assert_eq!(v.request_id, tc.request_id());
+            assert_eq!(v.failure, None);
+        }
+    }
+
+    #[test]
+    fn refusals_and_failures_carry_their_notice() {
+        let notice = FailureNotice {
+            code: ReasonCode::BAD_APP_DATA,
+            data: b"why".to_vec(),
+        };
+        let refused = decoded(&Token::received(&tc()).reject(notice.clone()));
+        assert_eq!(refused.stage, Stage::Acceptance);
+        assert_eq!(refused.failure.as_ref(), Some(&notice));
+        let (_, token) = Token::received(&tc()).accept();
+        let failed = decoded(&token.complete(Err(notice.clone())));
+        assert_eq!(failed.stage, Stage::Completion);
+        assert_eq!(failed.failure, Some(notice));
+    }
+
+    /// A packet that is not a TC is refused on the APID its request id
+    /// names, to every station.
+    #[test]
+    fn an_undecodable_packet_is_refused_to_every_station() {
+        let rid = tc().request_id();
+        let body = Token::undecodable(rid).reject(FailureNotice {
+            code: ReasonCode::BAD_PACKET,
+            data: Vec::new(),
+        });
+        assert_eq!((body.apid, body.dest_id), (apid::POLICY, 0));
+        assert_eq!(decoded(&body).request_id, rid);
+    }
+}
