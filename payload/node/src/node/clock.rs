@@ -60,10 +60,10 @@ impl Node {
     /// persisted as accepted; one above the ceiling raises `CLOCK_REFUSED`
     /// (code 0x05E0) even when nobody asks for a signature.
     pub(super) fn clock_tick(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
-        if now.mono < self.next_clock_save {
+        if now.mono < self.due.clock_save {
             return;
         }
-        self.next_clock_save = now.mono + CLOCK_SAVE_INTERVAL;
+        self.due.clock_save = now.mono + CLOCK_SAVE_INTERVAL;
         let wall = TimeMs(now.unix_ms);
         let ceiling = self.clock_ceiling(now);
         let last = match self.store.clock_last_accepted() {

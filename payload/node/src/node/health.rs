@@ -80,7 +80,7 @@ impl Node {
         self.save_safe(reason.code().0, now);
         // A repeated mode exit must run again, not be answered as done.
         self.last_admin_done = None;
-        self.next_beacon = now.mono;
+        self.due.beacon = now.mono;
         tracing::error!(reason = reason.name(), code = %reason.code(), "entered safe mode; signing disabled");
         self.raise(EventId::SAFE_MODE, aux, now)
             .into_iter()
@@ -101,7 +101,7 @@ impl Node {
                 if self.unsaved_safe.replace(reason).is_none() {
                     tracing::error!(error = %e, "cannot persist safe mode; retrying");
                 }
-                self.next_safe_save = now.mono + SAFE_SAVE_RETRY;
+                self.due.safe_save = now.mono + SAFE_SAVE_RETRY;
             }
         }
     }
@@ -168,7 +168,7 @@ impl Node {
     /// in safe mode.
     pub(super) fn health_tick(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
         if let Some(reason) = self.unsaved_safe
-            && now.mono >= self.next_safe_save
+            && now.mono >= self.due.safe_save
             && !self.mode.may_sign()
         {
             self.save_safe(reason, now);
@@ -181,8 +181,8 @@ impl Node {
             // One trigger per timeout, not per tick.
             self.last_contact_ms = now.unix_ms;
         }
-        if !self.mode.may_sign() && now.mono >= self.next_beacon {
-            self.next_beacon = now.mono + self.cfg.health.beacon_interval;
+        if !self.mode.may_sign() && now.mono >= self.due.beacon {
+            self.due.beacon = now.mono + self.cfg.health.beacon_interval;
             let mut body = self.mode_status_tm(subtype::MODE_BEACON, 0);
             body.data
                 .extend_from_slice(&self.sign_beacon(&body.data).unwrap_or([0; 64]));

@@ -153,6 +153,23 @@ pub struct TmBody {
     pub data: Vec<u8>,
 }
 
+/// When each periodic duty of the tick is next due (monotonic time).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    /// Persisting the clock anchor (`node/clock.rs`).
+    pub(crate) clock_save: Instant,
+    /// The safe-mode beacon (`node/health.rs`).
+    pub(crate) beacon: Instant,
+    /// Periodic housekeeping (`None`: on request only).
+    pub(crate) hk: Option<Instant>,
+    /// The storage check.
+    pub(crate) storage_check: Instant,
+    /// Activating a due policy change (`node/policy.rs`).
+    pub(crate) policy_poll: Instant,
+    /// Retrying a safe-mode entry the database refused.
+    pub(crate) safe_save: Instant,
+}
+
 /// The node.
 #[derive(Debug)]
 pub struct Node {
@@ -171,22 +188,20 @@ pub struct Node {
     /// What bounds the wall clock's advance in this kernel boot
     /// (`policy::clock`); persisted when it changes.
     pub(crate) clock_anchor: ClockAnchor,
-    pub(crate) next_clock_save: Instant,
     /// Last authentication failure (or the start): a forged-packet safe
     /// mode lapses `health.forged_safe_lapse` after it.
     pub(crate) last_forgery: Instant,
     pub(crate) last_contact_ms: i64,
     pub(crate) contact_saved_ms: i64,
-    pub(crate) next_beacon: Instant,
     pub(crate) pending_action: Option<Action>,
+    /// When the periodic duties are next due.
+    pub(crate) due: Due,
     pub(crate) start_events: Vec<(EventId, Vec<u8>)>,
     pub(crate) tm_seq: HashMap<u16, u16>,
     pub(crate) msg_counters: HashMap<u8, u16>,
     pub(crate) counters: NodeCounters,
     pub(crate) limiter: EventLimiter,
     pub(crate) chain: ChainService,
-    pub(crate) next_hk: Option<Instant>,
-    pub(crate) next_storage_check: Instant,
     pub(crate) frame_stats: DecoderStats,
     pub(crate) secp: Secp256k1<All>,
     pub(crate) policy: Option<PolicyState>,
@@ -194,14 +209,13 @@ pub struct Node {
     pub(crate) wallets: Vec<Wallet>,
     pub(crate) safes: Vec<spacenode_eth::safe::Safe>,
     pub(crate) refusal_burst: BurstDetector,
-    pub(crate) next_policy_poll: Instant,
-    /// Digest of the last administrator request that succeeded (see
-    /// [`one_shot`]); in memory only, so a restart forgets it.
+    /// Digest of the last one-shot administrator request that succeeded
+    /// (see the router, [`crate::service`]); in memory only, so a restart
+    /// forgets it.
     pub(crate) last_admin_done: Option<[u8; 32]>,
     /// A safe-mode entry the database refused (full, locked): retried
     /// until it is stored, so a restart cannot forget it.
     pub(crate) unsaved_safe: Option<u16>,
-    pub(crate) next_safe_save: Instant,
     /// The key the TC being handled arrived under: its replies are sealed
     /// under it, so each ground station reads its own answers.
     pub(crate) reply_key: Option<u16>,
@@ -298,7 +312,6 @@ impl Node {
             ),
             last_forgery: now.mono,
             clock_anchor,
-            next_clock_save: now.mono,
             refusal_burst: BurstDetector::new(
                 usize::try_from(cfg.health.refusal_burst).unwrap_or(usize::MAX),
                 cfg.health.burst_window,
@@ -308,10 +321,8 @@ impl Node {
             allow: loaded.allow,
             wallets: loaded.wallets,
             safes,
-            next_policy_poll: now.mono,
             last_admin_done: None,
             unsaved_safe: None,
-            next_safe_save: now.mono,
             reply_key: None,
             cfg,
             store,
@@ -326,7 +337,6 @@ impl Node {
             custody_open_time: custody.open_time,
             last_contact_ms,
             contact_saved_ms: last_contact_ms,
-            next_beacon: now.mono,
             pending_action: None,
             start_events: Vec::new(),
             tm_seq: HashMap::new(),
@@ -334,8 +344,14 @@ impl Node {
             counters: NodeCounters::default(),
             limiter,
             chain,
-            next_hk,
-            next_storage_check: now.mono,
+            due: Due {
+                clock_save: now.mono,
+                beacon: now.mono,
+                hk: next_hk,
+                storage_check: now.mono,
+                policy_poll: now.mono,
+                safe_save: now.mono,
+            },
             frame_stats: DecoderStats::default(),
         };
         for (reason, detail) in faults {
@@ -511,23 +527,23 @@ impl Node {
         let mut out = Vec::new();
         self.health_tick(now, &mut out);
         self.clock_tick(now, &mut out);
-        if now.mono >= self.next_policy_poll {
-            self.next_policy_poll = now.mono + policy::POLL_INTERVAL;
+        if now.mono >= self.due.policy_poll {
+            self.due.policy_poll = now.mono + policy::POLL_INTERVAL;
             self.poll_policy(now, &mut out);
         }
         for (id, aux) in self.limiter.flush(now.mono) {
             out.extend(self.raise(id, aux, now));
         }
-        if let Some(due) = self.next_hk
+        if let Some(due) = self.due.hk
             && now.mono >= due
         {
-            self.next_hk =
+            self.due.hk =
                 Some(now.mono + Duration::from_secs(u64::from(self.cfg.telemetry.hk_interval_s)));
             let body = self.hk_report(0);
             out.extend(self.emit(&body, now));
         }
-        if now.mono >= self.next_storage_check {
-            self.next_storage_check = now.mono + Duration::from_secs(60);
+        if now.mono >= self.due.storage_check {
+            self.due.storage_check = now.mono + Duration::from_secs(60);
             let r = Readings::sample(&self.cfg.telemetry.thermal_zone, &self.cfg.state_dir, 0);
             if let Some(free) = r.storage_free_bytes
                 && free < self.cfg.health.safe_free_bytes
