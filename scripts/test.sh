@@ -37,6 +37,8 @@ fi
 
 phase "cargo fmt --check"
 cargo fmt --all -- --check
+phase "structure checks (import circles, functions over 150 lines; scripts/structure-allowlist.txt)"
+python3 scripts/check-structure.py
 phase "yocto checks (flight image: rust-version, crates.inc, oelint-adv, units, board files, parse)"
 scripts/check-yocto.sh
 

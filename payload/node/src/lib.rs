@@ -8,9 +8,10 @@
 //! | [`store`]   | SQLite schema, migrations and every SQL statement    |
 //! |             | (including the header chain's `ChainStore`)          |
 //! | [`link`]    | serial transport and the secured packet layer        |
-//! | [`services`]| telecommand acceptance, housekeeping, event limits,  |
-//! |             | the Bitcoin header-chain service                     |
-//! | [`node`]    | the node task's state machine                        |
+//! | [`service`] | the telecommand router and one room per PUS service  |
+//! |             | (acceptance, execution and the service's own state)  |
+//! | [`node`]    | the node task's state: link, verification output,   |
+//! |             | events, ticks, health, and the sign pipeline         |
 //! | [`daemon`]  | the async runtime wiring                             |
 //! | [`logging`] | journald or stderr                                   |
 
@@ -21,5 +22,5 @@ pub mod health;
 pub mod link;
 pub mod logging;
 pub mod node;
-pub mod services;
+pub mod service;
 pub mod store;

@@ -157,7 +157,7 @@ pub(super) fn check_at_start(
 
 impl Node {
     /// The anchor (see [`read`]).
-    pub(super) fn read_anchor(&mut self) -> Result<Option<PolicyAnchor>, (u16, String)> {
+    pub(crate) fn read_anchor(&mut self) -> Result<Option<PolicyAnchor>, (u16, String)> {
         let tpm = match self.tpm.as_mut() {
             Some(t) => Some(t),
             None => self.keys.as_mut().and_then(KeyStore::tpm),

@@ -51,7 +51,7 @@ impl Node {
     /// proposals' activation times, administrator validity windows): the
     /// wall clock clamped to `[last accepted, ceiling]`. A failed read of
     /// the last accepted time drops only the floor.
-    pub(super) fn trusted_now(&self, now: Now) -> TimeMs {
+    pub(crate) fn trusted_now(&self, now: Now) -> TimeMs {
         let last = self.store.clock_last_accepted().ok().flatten().map(TimeMs);
         trusted_now(TimeMs(now.unix_ms), last, self.clock_ceiling(now))
     }
@@ -60,10 +60,10 @@ impl Node {
     /// persisted as accepted; one above the ceiling raises `CLOCK_REFUSED`
     /// (code 0x05E0) even when nobody asks for a signature.
     pub(super) fn clock_tick(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
-        if now.mono < self.next_clock_save {
+        if now.mono < self.due.clock_save {
             return;
         }
-        self.next_clock_save = now.mono + CLOCK_SAVE_INTERVAL;
+        self.due.clock_save = now.mono + CLOCK_SAVE_INTERVAL;
         let wall = TimeMs(now.unix_ms);
         let ceiling = self.clock_ceiling(now);
         let last = match self.store.clock_last_accepted() {

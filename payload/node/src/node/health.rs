@@ -1,21 +1,18 @@
 //! The node's health duties: opening the database safely, the persisted
 //! mode and its transitions, the triggers checked on every tick (loss of
-//! contact, beacon), administrator exit commands and the test hooks.
+//! contact, beacon). The mode telecommands (leaving safe mode, the test
+//! hooks) are the mode room's ([`crate::service::mode`]).
 //!
 //! Decisions come from [`crate::health`]; this file applies them to the
 //! node's state and never decides on its own.
 
-use bitcoin::secp256k1::Secp256k1;
-use spacenode_policy::command::{CommandError, kind};
-use spacenode_wire::ReasonCode;
-use spacenode_wire::msg::{EventId, FailureNotice, ModeStatus};
+use spacenode_wire::msg::{EventId, ModeStatus};
 use spacenode_wire::services::{apid, service, subtype};
 
-use super::{Action, Node, NodeError, Now};
+use super::{Node, NodeError, Now, TmBody};
 use crate::config::Config;
 use crate::health::mode::{Input, Mode, SafeReason, transition};
 use crate::health::triggers;
-use crate::services::TmBody;
 use crate::store::{Store, StoreError};
 
 /// Persist the time of contact at most this often (it is not a limit, so a
@@ -54,13 +51,6 @@ pub(super) fn open_store(cfg: &Config, now: Now) -> Result<(Store, Option<String
     Ok((Store::open(&cfg.state_dir)?, Some(problem)))
 }
 
-fn store_failure(e: &StoreError) -> FailureNotice {
-    FailureNotice {
-        code: e.code(),
-        data: e.to_string().into_bytes(),
-    }
-}
-
 impl Node {
     /// The current mode.
     #[must_use]
@@ -70,7 +60,7 @@ impl Node {
 
     /// Applies a safe-mode trigger: persists the mode and returns the event
     /// frames (SAFE_MODE on entry, SAFE_TRIGGER if already safe).
-    pub(super) fn enter_safe(&mut self, reason: SafeReason, now: Now) -> Vec<Vec<u8>> {
+    pub(crate) fn enter_safe(&mut self, reason: SafeReason, now: Now) -> Vec<Vec<u8>> {
         let (next, changed) = transition(self.mode, Input::EnterSafe(reason));
         let aux = reason.code().0.to_be_bytes().to_vec();
         if !changed {
@@ -90,7 +80,7 @@ impl Node {
         self.save_safe(reason.code().0, now);
         // A repeated mode exit must run again, not be answered as done.
         self.last_admin_done = None;
-        self.next_beacon = now.mono;
+        self.due.beacon = now.mono;
         tracing::error!(reason = reason.name(), code = %reason.code(), "entered safe mode; signing disabled");
         self.raise(EventId::SAFE_MODE, aux, now)
             .into_iter()
@@ -111,7 +101,7 @@ impl Node {
                 if self.unsaved_safe.replace(reason).is_none() {
                     tracing::error!(error = %e, "cannot persist safe mode; retrying");
                 }
-                self.next_safe_save = now.mono + SAFE_SAVE_RETRY;
+                self.due.safe_save = now.mono + SAFE_SAVE_RETRY;
             }
         }
     }
@@ -134,75 +124,10 @@ impl Node {
             .push((id, reason.code().0.to_be_bytes().to_vec()));
     }
 
-    /// Leaves safe mode on a quorum-signed administrator command.
-    pub(super) fn exit_safe(
-        &mut self,
-        signed: &spacenode_policy::command::SignedCommand,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        let refuse = |node: &mut Self, e: CommandError, out: &mut Vec<Vec<u8>>| {
-            tracing::warn!(error = %e, "administrator command refused");
-            let code = e.code();
-            out.extend(node.raise(EventId::ADMIN_REFUSED, code.to_be_bytes().to_vec(), now));
-            FailureNotice {
-                code: ReasonCode(code),
-                data: e.to_string().into_bytes(),
-            }
-        };
-        // The active policy's administrators, or the config's set until
-        // the first policy.
-        let admins = match self.admin_set() {
-            Ok(a) => a,
-            Err(e) => return Err(refuse(self, e, out)),
-        };
-        let executed = self
-            .store
-            .admin_executed(kind::EXIT_SAFE_MODE)
-            .map_err(|e| store_failure(&e))?;
-        let secp = Secp256k1::verification_only();
-        // Trusted time (`node::clock`) for the validity window.
-        let at = self.trusted_now(now).0;
-        let cmd = match signed.authorize(&secp, &admins, self.cfg.node_id, executed, at) {
-            Ok(c) => c,
-            Err(e) => return Err(refuse(self, e, out)),
-        };
-        if cmd.kind != kind::EXIT_SAFE_MODE {
-            return Err(refuse(
-                self,
-                CommandError::WrongKind {
-                    expected: kind::EXIT_SAFE_MODE,
-                    got: cmd.kind,
-                },
-                out,
-            ));
-        }
-        // Record the sequence first: a crash after it cannot replay the
-        // command; the mode change rides on an epoch bump, so restoring an
-        // older database cannot bring an old mode back unnoticed.
-        self.store
-            .set_admin_seq(kind::EXIT_SAFE_MODE, cmd.seq)
-            .map_err(|e| store_failure(&e))?;
-        let (next, _) = transition(self.mode, Input::QuorumExit);
-        self.bump_epoch_with(|store, epoch| store.set_mode(0, now.unix_ms, epoch))
-            .map_err(|(code, detail)| FailureNotice {
-                code: ReasonCode(code),
-                data: detail.into_bytes(),
-            })?;
-        self.mode = next;
-        self.mode_since_ms = now.unix_ms;
-        self.unsaved_safe = None;
-        // A repeated mode exit must run again, not be answered as done.
-        self.last_admin_done = None;
-        tracing::warn!(seq = cmd.seq, "left safe mode on a quorum-signed command");
-        out.extend(self.raise(EventId::NORMAL_MODE, cmd.seq.to_be_bytes().to_vec(), now));
-        Ok(())
-    }
-
     /// Runs `write` with the next epoch (TPM backend: database first, then
     /// the NV counter; see `payload/keys/README.md`). Returns a reason code
     /// and text on failure.
-    pub(super) fn bump_epoch_with(
+    pub(crate) fn bump_epoch_with(
         &mut self,
         write: impl FnOnce(&mut Store, Option<u64>) -> Result<(), StoreError>,
     ) -> Result<(), (u16, String)> {
@@ -243,7 +168,7 @@ impl Node {
     /// in safe mode.
     pub(super) fn health_tick(&mut self, now: Now, out: &mut Vec<Vec<u8>>) {
         if let Some(reason) = self.unsaved_safe
-            && now.mono >= self.next_safe_save
+            && now.mono >= self.due.safe_save
             && !self.mode.may_sign()
         {
             self.save_safe(reason, now);
@@ -256,8 +181,8 @@ impl Node {
             // One trigger per timeout, not per tick.
             self.last_contact_ms = now.unix_ms;
         }
-        if !self.mode.may_sign() && now.mono >= self.next_beacon {
-            self.next_beacon = now.mono + self.cfg.health.beacon_interval;
+        if !self.mode.may_sign() && now.mono >= self.due.beacon {
+            self.due.beacon = now.mono + self.cfg.health.beacon_interval;
             let mut body = self.mode_status_tm(subtype::MODE_BEACON, 0);
             body.data
                 .extend_from_slice(&self.sign_beacon(&body.data).unwrap_or([0; 64]));
@@ -301,7 +226,7 @@ impl Node {
     }
 
     /// `mode.status` or the beacon body.
-    pub(super) fn mode_status_tm(&self, subtype: u8, dest_id: u16) -> TmBody {
+    pub(crate) fn mode_status_tm(&self, subtype: u8, dest_id: u16) -> TmBody {
         let (mode, reason) = self.mode.codes();
         let status = ModeStatus {
             mode: mode as u8,
@@ -320,27 +245,5 @@ impl Node {
             dest_id,
             data: status.encode(),
         }
-    }
-
-    /// The test hook: hangs a task after the completion report is out.
-    pub(super) fn test_hang(&mut self, task: u8) -> Result<(), FailureNotice> {
-        if !self.cfg.health.test_hooks {
-            return Err(FailureNotice {
-                code: ReasonCode::MODE_FORBIDS,
-                data: b"test hooks are disabled (health.test_hooks)".to_vec(),
-            });
-        }
-        self.pending_action = Some(match task {
-            0 => Action::HangNode,
-            1 => Action::HangLink,
-            _ => {
-                return Err(FailureNotice {
-                    code: ReasonCode::BAD_APP_DATA,
-                    data: b"task 0 (node) or 1 (link)".to_vec(),
-                });
-            }
-        });
-        tracing::warn!(task, "test hook: hanging a task; the watchdog must fire");
-        Ok(())
     }
 }

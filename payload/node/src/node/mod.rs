@@ -13,8 +13,8 @@ mod clock;
 mod eth;
 mod files;
 mod health;
-mod keys;
-mod policy;
+pub(crate) mod keys;
+pub(crate) mod policy;
 mod sign;
 
 use std::collections::HashMap;
@@ -25,10 +25,9 @@ use spacenode_btc::wallet::{AllowMatcher, Wallet};
 use spacenode_keys::{KeyStore, SoftKeyStore, Tpm};
 use spacenode_policy::change::PolicyState;
 use spacenode_policy::clock::{ClockAnchor, Mono};
-use spacenode_policy::command::{CommandError, RekeyBody, SignedCommand, kind};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::frame::{self, DecoderStats};
-use spacenode_wire::msg::{Event, EventId, FailureNotice, HK_CORE, Rekey, Stage, Verification};
+use spacenode_wire::msg::{Event, EventId, FailureNotice};
 use spacenode_wire::pus::{Tc, Tm};
 use spacenode_wire::security::{LinkKey, SecError};
 use spacenode_wire::services::{apid, service, subtype};
@@ -39,11 +38,10 @@ use crate::health::ballast;
 use crate::health::mode::{Mode, SafeReason};
 use crate::health::triggers::{self, BurstDetector};
 use crate::link::security::{LinkSecError, LinkSecurity};
-use crate::services::chain::ChainService;
-use crate::services::events::EventLimiter;
-use crate::services::hk::{self, NodeCounters, Readings, Snapshot};
-use crate::services::{self, Request, TmBody};
-use crate::store::{InstalledKey, Store, StoreError};
+use crate::service::chain::state::ChainService;
+use crate::service::event::limiter::EventLimiter;
+use crate::service::hk::snapshot::{self as hk, NodeCounters, Readings, Snapshot};
+use crate::store::{Store, StoreError};
 
 /// The time as the runtime sees it, passed into every decision.
 #[derive(Debug, Clone, Copy)]
@@ -130,58 +128,97 @@ pub enum Action {
     HangLink,
 }
 
+/// An authentic uplink packet, for the router.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// A telecommand and the link key it arrived under.
+    Tc(Tc, u16),
+    /// Not a valid telecommand, but long enough to name a request id: that
+    /// request is refused (acceptance failure).
+    Undecodable(spacenode_wire::pus::RequestId, FailureNotice),
+}
+
+/// A TM to send, before sequence counts and time are assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmBody {
+    /// Source APID.
+    pub apid: u16,
+    /// Service type.
+    pub service: u8,
+    /// Subtype.
+    pub subtype: u8,
+    /// Destination (ground station) id, 0 for broadcast.
+    pub dest_id: u16,
+    /// Source data.
+    pub data: Vec<u8>,
+}
+
+/// When each periodic duty of the tick is next due (monotonic time).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    /// Persisting the clock anchor (`node/clock.rs`).
+    pub(crate) clock_save: Instant,
+    /// The safe-mode beacon (`node/health.rs`).
+    pub(crate) beacon: Instant,
+    /// Periodic housekeeping (`None`: on request only).
+    pub(crate) hk: Option<Instant>,
+    /// The storage check.
+    pub(crate) storage_check: Instant,
+    /// Activating a due policy change (`node/policy.rs`).
+    pub(crate) policy_poll: Instant,
+    /// Retrying a safe-mode entry the database refused.
+    pub(crate) safe_save: Instant,
+}
+
 /// The node.
 #[derive(Debug)]
 pub struct Node {
-    cfg: Config,
-    store: Store,
-    sec: LinkSecurity,
-    boot_count: u32,
-    started: Instant,
-    mode: Mode,
-    mode_since_ms: i64,
-    keys: Option<KeyStore>,
-    tpm: Option<Tpm>,
-    soft_sealer: Option<SoftKeyStore>,
-    custody_open_time: Duration,
-    auth_burst: BurstDetector,
+    pub(crate) cfg: Config,
+    pub(crate) store: Store,
+    pub(crate) sec: LinkSecurity,
+    pub(crate) boot_count: u32,
+    pub(crate) started: Instant,
+    pub(crate) mode: Mode,
+    pub(crate) mode_since_ms: i64,
+    pub(crate) keys: Option<KeyStore>,
+    pub(crate) tpm: Option<Tpm>,
+    pub(crate) soft_sealer: Option<SoftKeyStore>,
+    pub(crate) custody_open_time: Duration,
+    pub(crate) auth_burst: BurstDetector,
     /// What bounds the wall clock's advance in this kernel boot
     /// (`policy::clock`); persisted when it changes.
-    clock_anchor: ClockAnchor,
-    next_clock_save: Instant,
+    pub(crate) clock_anchor: ClockAnchor,
     /// Last authentication failure (or the start): a forged-packet safe
     /// mode lapses `health.forged_safe_lapse` after it.
-    last_forgery: Instant,
-    last_contact_ms: i64,
-    contact_saved_ms: i64,
-    next_beacon: Instant,
-    pending_action: Option<Action>,
-    start_events: Vec<(EventId, Vec<u8>)>,
-    tm_seq: HashMap<u16, u16>,
-    msg_counters: HashMap<u8, u16>,
-    counters: NodeCounters,
-    limiter: EventLimiter,
-    chain: ChainService,
-    next_hk: Option<Instant>,
-    next_storage_check: Instant,
-    frame_stats: DecoderStats,
-    secp: Secp256k1<All>,
-    policy: Option<PolicyState>,
-    allow: Option<AllowMatcher>,
-    wallets: Vec<Wallet>,
-    safes: Vec<spacenode_eth::safe::Safe>,
-    refusal_burst: BurstDetector,
-    next_policy_poll: Instant,
-    /// Digest of the last administrator request that succeeded (see
-    /// [`one_shot`]); in memory only, so a restart forgets it.
-    last_admin_done: Option<[u8; 32]>,
+    pub(crate) last_forgery: Instant,
+    pub(crate) last_contact_ms: i64,
+    pub(crate) contact_saved_ms: i64,
+    pub(crate) pending_action: Option<Action>,
+    /// When the periodic duties are next due.
+    pub(crate) due: Due,
+    pub(crate) start_events: Vec<(EventId, Vec<u8>)>,
+    pub(crate) tm_seq: HashMap<u16, u16>,
+    pub(crate) msg_counters: HashMap<u8, u16>,
+    pub(crate) counters: NodeCounters,
+    pub(crate) limiter: EventLimiter,
+    pub(crate) chain: ChainService,
+    pub(crate) frame_stats: DecoderStats,
+    pub(crate) secp: Secp256k1<All>,
+    pub(crate) policy: Option<PolicyState>,
+    pub(crate) allow: Option<AllowMatcher>,
+    pub(crate) wallets: Vec<Wallet>,
+    pub(crate) safes: Vec<spacenode_eth::safe::Safe>,
+    pub(crate) refusal_burst: BurstDetector,
+    /// Digest of the last one-shot administrator request that succeeded
+    /// (see the router, [`crate::service`]); in memory only, so a restart
+    /// forgets it.
+    pub(crate) last_admin_done: Option<[u8; 32]>,
     /// A safe-mode entry the database refused (full, locked): retried
     /// until it is stored, so a restart cannot forget it.
-    unsaved_safe: Option<u16>,
-    next_safe_save: Instant,
+    pub(crate) unsaved_safe: Option<u16>,
     /// The key the TC being handled arrived under: its replies are sealed
     /// under it, so each ground station reads its own answers.
-    reply_key: Option<u16>,
+    pub(crate) reply_key: Option<u16>,
 }
 
 impl Node {
@@ -191,15 +228,7 @@ impl Node {
     /// # Errors
     /// [`NodeError`] if storage or the keyring cannot be opened.
     pub fn start(cfg: Config, now: Now) -> Result<Self, NodeError> {
-        // A full state filesystem must not fail the start (systemd would
-        // restart us into the same failure): free the ballast first so the
-        // writes below have room; the storage check then enters safe mode.
-        if ballast::free_bytes(&cfg.state_dir).is_some_and(|f| f < cfg.health.safe_free_bytes) {
-            let freed = ballast::release(&cfg.state_dir);
-            if freed > 0 {
-                tracing::warn!(freed, "state filesystem full at start: ballast released");
-            }
-        }
+        release_ballast_if_full(&cfg);
         let (mut store, corrupt) = health::open_store(&cfg, now)?;
         let db_fresh = store.was_created();
         let boot_count = store.record_boot()?;
@@ -251,16 +280,7 @@ impl Node {
                 matches!(r, SafeReason::StorageCorrupt | SafeReason::RollbackDetected)
             })
         {
-            // The database may be older than what the node sent and
-            // accepted (or gone): move every sequence bound beyond reach.
-            // A lost database jumps whatever else survived (issue 13 item
-            // 10: it used to jump only if the seed blob was still there).
-            let ids: Vec<u16> = custody.link_keys.iter().map(|(id, _)| *id).collect();
-            store.jump_seq_bounds(&ids, now.unix_ms)?;
-            tracing::warn!(
-                ?ids,
-                "sequence bounds jumped after a database rollback or loss"
-            );
+            jump_seq_bounds(&mut store, &custody.link_keys, now)?;
         }
         let clock_anchor = clock::anchor_at_start(&mut store, now)?;
         record_key_digests(&mut store, &custody.link_keys);
@@ -292,7 +312,6 @@ impl Node {
             ),
             last_forgery: now.mono,
             clock_anchor,
-            next_clock_save: now.mono,
             refusal_burst: BurstDetector::new(
                 usize::try_from(cfg.health.refusal_burst).unwrap_or(usize::MAX),
                 cfg.health.burst_window,
@@ -302,10 +321,8 @@ impl Node {
             allow: loaded.allow,
             wallets: loaded.wallets,
             safes,
-            next_policy_poll: now.mono,
             last_admin_done: None,
             unsaved_safe: None,
-            next_safe_save: now.mono,
             reply_key: None,
             cfg,
             store,
@@ -320,7 +337,6 @@ impl Node {
             custody_open_time: custody.open_time,
             last_contact_ms,
             contact_saved_ms: last_contact_ms,
-            next_beacon: now.mono,
             pending_action: None,
             start_events: Vec::new(),
             tm_seq: HashMap::new(),
@@ -328,8 +344,14 @@ impl Node {
             counters: NodeCounters::default(),
             limiter,
             chain,
-            next_hk,
-            next_storage_check: now.mono,
+            due: Due {
+                clock_save: now.mono,
+                beacon: now.mono,
+                hk: next_hk,
+                storage_check: now.mono,
+                policy_poll: now.mono,
+                safe_save: now.mono,
+            },
             frame_stats: DecoderStats::default(),
         };
         for (reason, detail) in faults {
@@ -382,14 +404,22 @@ impl Node {
         }
     }
 
-    /// Handles one frame payload from the transport; returns frames to send.
-    pub fn on_frame(&mut self, payload: &[u8], now: Now) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
+    /// Opens one frame payload from the transport: authenticates it and
+    /// decodes its telecommand. Refusals and their events go to `out`;
+    /// what is to be answered comes back for the router
+    /// ([`crate::service`]), whose replies are sealed under the key the
+    /// packet arrived under until [`Node::end_tc`].
+    pub(crate) fn open_frame(
+        &mut self,
+        payload: &[u8],
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Option<Opened> {
         let accepted = match self.sec.open_uplink(&mut self.store, payload) {
             Ok(a) => a,
             Err(e) => {
-                self.on_refused(&e, now, &mut out);
-                return out;
+                self.on_refused(&e, now, out);
+                return None;
             }
         };
         match self
@@ -423,23 +453,29 @@ impl Node {
                         code: ReasonCode::BAD_PACKET,
                         data: e.to_string().into_bytes(),
                     };
-                    out.extend(self.verification(
-                        rid.apid(),
-                        0,
-                        Stage::Acceptance,
-                        rid,
-                        Some(fail),
-                        now,
-                    ));
+                    return Some(Opened::Undecodable(rid, fail));
                 }
-                self.reply_key = None;
-                return out;
+                self.end_tc();
+                return None;
             }
         };
         self.heard_ground(now);
-        self.handle_tc(&tc, accepted.header.key_id, now, &mut out);
+        Some(Opened::Tc(tc, accepted.header.key_id))
+    }
+
+    /// The TC is answered: what follows is sealed under the downlink key.
+    pub(crate) fn end_tc(&mut self) {
         self.reply_key = None;
-        out
+    }
+
+    /// Counts a TC's acceptance or refusal for housekeeping.
+    pub(crate) fn count_tc(&mut self, accepted: bool) {
+        let c = if accepted {
+            &mut self.counters.tc_accepted
+        } else {
+            &mut self.counters.tc_rejected
+        };
+        *c = c.saturating_add(1);
     }
 
     fn on_refused(&mut self, e: &LinkSecError, now: Now, out: &mut Vec<Vec<u8>>) {
@@ -485,344 +521,29 @@ impl Node {
         }
     }
 
-    fn handle_tc(&mut self, tc: &Tc, key_id: u16, now: Now, out: &mut Vec<Vec<u8>>) {
-        let rid = tc.request_id();
-        let request = match services::accept(tc) {
-            Ok(r) => r,
-            Err(fail) => {
-                self.counters.tc_rejected = self.counters.tc_rejected.saturating_add(1);
-                tracing::info!(request = %rid, service = tc.service, subtype = tc.subtype, code = %fail.code, "tc refused");
-                out.extend(self.verification(
-                    tc.apid,
-                    tc.source_id,
-                    Stage::Acceptance,
-                    rid,
-                    Some(fail),
-                    now,
-                ));
-                return;
-            }
-        };
-        self.counters.tc_accepted = self.counters.tc_accepted.saturating_add(1);
-        out.extend(self.verification(tc.apid, tc.source_id, Stage::Acceptance, rid, None, now));
-        let admin_digest = one_shot(&request).then(|| admin_request_digest(tc));
-        if admin_digest.is_some() && admin_digest == self.last_admin_done {
-            // The completion report of the first attempt was lost and the
-            // ground sent it again: executing it again would refuse it as a
-            // replay (its sequence or version is spent) although it is done.
-            tracing::info!(request = %rid, "administrator request already executed: answered again");
-            let result = if matches!(request, Request::PolicyPropose(_) | Request::PolicyVeto(_)) {
-                self.policy_status(tc.source_id, now, out)
-            } else {
-                Ok(())
-            };
-            out.extend(self.verification(
-                tc.apid,
-                tc.source_id,
-                Stage::Completion,
-                rid,
-                result.err(),
-                now,
-            ));
-            return;
-        }
-        let mut after_completion = None;
-        let result = match request {
-            Request::Ping => {
-                let pong = TmBody {
-                    apid: apid::CORE,
-                    service: service::TEST,
-                    subtype: subtype::PONG,
-                    dest_id: tc.source_id,
-                    data: Vec::new(),
-                };
-                out.extend(self.emit(&pong, now));
-                Ok(())
-            }
-            Request::Housekeeping(req) => {
-                for sid in req.structures {
-                    if sid != HK_CORE {
-                        continue;
-                    }
-                    let body = self.hk_report(tc.source_id);
-                    out.extend(self.emit(&body, now));
-                }
-                Ok(())
-            }
-            Request::EventDump(req) => self.dump_events(req.max, now, out),
-            Request::Rekey(req) => match self.rekey(&req, key_id, now, out) {
-                Ok(()) => {
-                    after_completion = Some(req.key_id);
-                    Ok(())
-                }
-                Err(fail) => Err(fail),
-            },
-            Request::ChainHeaders(batch) => {
-                let reply = self.chain.apply_headers(&batch, now.unix_s());
-                for (id, aux) in reply.events {
-                    if let Some(aux) = self.limiter.latest(id, aux, now.mono) {
-                        out.extend(self.raise(id, aux, now));
-                    }
-                }
-                reply
-                    .result
-                    .map(|status| out.extend(self.chain_status_tm(&status, tc.source_id, now)))
-            }
-            Request::ChainStatus => self
-                .chain
-                .status()
-                .map(|status| out.extend(self.chain_status_tm(&status, tc.source_id, now))),
-            Request::ChainClearDeepReorg(None) => Err(crate::services::chain::clear_refused(
-                &spacenode_chain::ClearReorgError::NeedsQuorum,
-            )),
-            Request::ChainClearDeepReorg(Some(cmd)) => self.clear_deep_reorg(&cmd, now, out),
-            Request::KeysAttest(nonce) => self.attest(nonce, tc.source_id, now, out),
-            Request::KeysXpub(path) => self.xpub(&path, tc.source_id, now, out),
-            Request::ModeStatus => {
-                let body = self.mode_status_tm(subtype::MODE_STATUS, tc.source_id);
-                out.extend(self.emit(&body, now));
-                Ok(())
-            }
-            Request::ModeEnterSafe => {
-                out.extend(self.enter_safe(SafeReason::GroundCommand, now));
-                Ok(())
-            }
-            Request::ModeExit(cmd) => self.exit_safe(&cmd, now, out),
-            Request::TestHang(task) => self.test_hang(task),
-            Request::PolicyPropose(p) => self.policy_propose(p, tc.source_id, now, out),
-            Request::PolicyVeto(cmd) => self.policy_veto(&cmd, tc.source_id, now, out),
-            Request::PolicyStatus => self.policy_status(tc.source_id, now, out),
-            Request::PolicyRegisterWallet(p) => self.register_wallet(p, now, out),
-            Request::PolicyAudit(req) => self.audit_fetch(req, tc.source_id, now, out),
-            Request::PolicyDocument(which) => self.policy_document(which, tc.source_id, now, out),
-            Request::PolicyClockResync(cmd) => self.clock_resync(&cmd, now, out),
-            Request::PolicyRetire(cmd) => self.retire(&cmd, now, out),
-            Request::SignRequest(p) => self.sign_request(p, tc.source_id, now, out),
-            Request::SignAdminRequest(p) => self.sign_admin_request(p, tc.source_id, now, out),
-            Request::PolicyRegisterSafe(p) => self.register_safe(p, now, out),
-            Request::FilesBegin(b) => self.files_begin(b, tc.source_id, now, out),
-            Request::FilesChunk(c) => self.files_chunk(c, tc.source_id, now, out),
-            Request::FilesStatus(id) => self.files_status(id, tc.source_id, now, out),
-        };
-        let failure = result.err();
-        if let Some(f) = &failure {
-            tracing::info!(request = %rid, code = %f.code, "tc failed");
-        } else if admin_digest.is_some() {
-            self.last_admin_done = admin_digest;
-        }
-        out.extend(self.verification(tc.apid, tc.source_id, Stage::Completion, rid, failure, now));
-        if let Some(new_key) = after_completion {
-            // The completion report went out under the old key, so the
-            // ground can read it; this station's traffic after it uses the
-            // new key (and unsolicited telemetry too if the old key was the
-            // downlink key).
-            self.sec.switch_tx(key_id, new_key);
-            self.reply_key = Some(new_key);
-            tracing::info!(new_key, replaced = key_id, "rekeyed");
-            out.extend(self.raise(EventId::REKEYED, new_key.to_be_bytes().to_vec(), now));
-        }
-    }
-
-    /// The `chain.status` reply (sent before the completion report, so the
-    /// ground reads it as part of the exchange).
-    fn chain_status_tm(
-        &mut self,
-        status: &spacenode_chain::ChainStatus,
-        dest_id: u16,
-        now: Now,
-    ) -> Option<Vec<u8>> {
-        let body = TmBody {
-            apid: apid::CHAIN,
-            service: service::CHAIN,
-            subtype: subtype::CHAIN_STATUS,
-            dest_id,
-            data: status.encode().to_vec(),
-        };
-        self.emit(&body, now)
-    }
-
-    /// TC[128,1]: installs a new link key in place of the key the TC
-    /// arrived under (`received_under`), authorised by a quorum-signed
-    /// `REKEY_LINK` command that commits to the new id, the SHA-256 of the
-    /// new key and the replaced id. Only the replaced key is retired (when
-    /// the ground is first heard under the new one); every other station's
-    /// key stays.
-    fn rekey(
-        &mut self,
-        req: &Rekey,
-        received_under: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        use bitcoin::hashes::{Hash, sha256};
-        let refused = |code: ReasonCode, why: String| FailureNotice {
-            code,
-            data: why.into_bytes(),
-        };
-        let signed = match SignedCommand::decode(&req.command) {
-            Ok(s) => s,
-            Err(e) => return Err(self.command_refused(&e, now, out)),
-        };
-        // The active policy's administrators, or the config's set until the
-        // first policy (as for leaving safe mode): a node must be rekeyable
-        // before its first policy.
-        let admins = match self.admin_set() {
-            Ok(a) => a,
-            Err(e) => return Err(self.command_refused(&e, now, out)),
-        };
-        let executed = self
-            .store
-            .admin_executed(kind::REKEY_LINK)
-            .map_err(|e| FailureNotice {
-                code: e.code(),
-                data: e.to_string().into_bytes(),
-            })?;
-        let cmd =
-            match signed.authorize(&self.secp, &admins, self.cfg.node_id, executed, now.unix_ms) {
-                Ok(c) => c,
-                Err(e) => return Err(self.command_refused(&e, now, out)),
-            };
-        if cmd.kind != kind::REKEY_LINK {
-            let e = CommandError::WrongKind {
-                expected: kind::REKEY_LINK,
-                got: cmd.kind,
-            };
-            return Err(self.command_refused(&e, now, out));
-        }
-        let body = match RekeyBody::decode(&cmd.body) {
-            Ok(b) => b,
-            Err(e) => return Err(self.command_refused(&e, now, out)),
-        };
-        if body.new_key_id != req.key_id {
-            return Err(refused(
-                ReasonCode::SEC_REKEY_ID_MISMATCH,
-                format!(
-                    "the TC installs key {}, the command key {}",
-                    req.key_id, body.new_key_id
-                ),
-            ));
-        }
-        if body.replaces_key_id != received_under {
-            return Err(refused(
-                ReasonCode::SEC_REKEY_WRONG_KEY,
-                format!(
-                    "the command replaces key {}, this TC arrived under key {received_under}",
-                    body.replaces_key_id
-                ),
-            ));
-        }
-        let digest = sha256::Hash::hash(&req.key).to_byte_array();
-        if digest != body.key_sha256 {
-            return Err(refused(
-                ReasonCode::SEC_REKEY_HASH_MISMATCH,
-                "the key's SHA-256 differs from the command's".into(),
-            ));
-        }
-        let key_id = req.key_id;
-        if key_id == 0 {
-            return Err(refused(
-                ReasonCode::SEC_REKEY_REFUSED,
-                "key id 0 is reserved".into(),
-            ));
-        }
-        let configured = self.cfg.link.keys.iter().any(|k| k.id == key_id);
-        let used = self.store.key_id_used(key_id).map_err(|e| FailureNotice {
-            code: e.code(),
-            data: Vec::new(),
-        })?;
-        if configured || used || self.sec.has_key(key_id) {
-            return Err(refused(
-                ReasonCode::SEC_REKEY_REFUSED,
-                "key id already used; ids are never reused".into(),
-            ));
-        }
-        if req.key.iter().all(|b| *b == req.key[0]) {
-            return Err(refused(
-                ReasonCode::SEC_REKEY_REFUSED,
-                "constant key refused".into(),
-            ));
-        }
-        // The same bytes under another id (in use, retired or tombstoned)
-        // would repeat AES-GCM nonces across ids.
-        let holder = self
-            .store
-            .key_digest_holder(&digest)
-            .map_err(|e| FailureNotice {
-                code: e.code(),
-                data: Vec::new(),
-            })?;
-        if let Some(other) = holder {
-            return Err(refused(
-                ReasonCode::SEC_KEY_BYTES_REUSED,
-                format!("the same key bytes were key {other}"),
-            ));
-        }
-        let installed = InstalledKey {
-            key_id,
-            digest,
-            replaces: received_under,
-            make_downlink: self.sec.tx_key_id() == received_under,
-            command_seq: cmd.seq,
-            now_ms: now.unix_ms,
-        };
-        self.install_link_key(&installed, &req.key)?;
-        self.sec
-            .add_key(key_id, &LinkKey::new(req.key), received_under);
-        Ok(())
-    }
-
-    fn dump_events(
-        &mut self,
-        max: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        let events = self.store.recent_events(max).map_err(|e| FailureNotice {
-            code: e.code(),
-            data: Vec::new(),
-        })?;
-        for e in events {
-            let ev = Event {
-                id: EventId(e.event_id),
-                seq: e.seq,
-                time_unix_ms: e.time_unix_ms,
-                aux: e.aux,
-            };
-            let body = TmBody {
-                apid: apid::EVENTS,
-                service: service::EVENT,
-                subtype: e.severity,
-                dest_id: 0,
-                data: ev.encode(),
-            };
-            out.extend(self.emit(&body, now));
-        }
-        Ok(())
-    }
-
     /// Periodic work: due rate-limited events, periodic housekeeping,
     /// storage checks. Call every ~100 ms with fresh decoder counters.
     pub fn tick(&mut self, now: Now) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         self.health_tick(now, &mut out);
         self.clock_tick(now, &mut out);
-        if now.mono >= self.next_policy_poll {
-            self.next_policy_poll = now.mono + policy::POLL_INTERVAL;
+        if now.mono >= self.due.policy_poll {
+            self.due.policy_poll = now.mono + policy::POLL_INTERVAL;
             self.poll_policy(now, &mut out);
         }
         for (id, aux) in self.limiter.flush(now.mono) {
             out.extend(self.raise(id, aux, now));
         }
-        if let Some(due) = self.next_hk
+        if let Some(due) = self.due.hk
             && now.mono >= due
         {
-            self.next_hk =
+            self.due.hk =
                 Some(now.mono + Duration::from_secs(u64::from(self.cfg.telemetry.hk_interval_s)));
             let body = self.hk_report(0);
             out.extend(self.emit(&body, now));
         }
-        if now.mono >= self.next_storage_check {
-            self.next_storage_check = now.mono + Duration::from_secs(60);
+        if now.mono >= self.due.storage_check {
+            self.due.storage_check = now.mono + Duration::from_secs(60);
             let r = Readings::sample(&self.cfg.telemetry.thermal_zone, &self.cfg.state_dir, 0);
             if let Some(free) = r.storage_free_bytes
                 && free < self.cfg.health.safe_free_bytes
@@ -854,7 +575,8 @@ impl Node {
         self.frame_stats = stats;
     }
 
-    fn hk_report(&self, dest_id: u16) -> TmBody {
+    /// The core housekeeping report (TM[3,25]) of the node's state now.
+    pub(crate) fn hk_report(&self, dest_id: u16) -> TmBody {
         let (chain_tip_height, chain_flags) = self.chain.hk();
         let readings = Readings::sample(
             &self.cfg.telemetry.thermal_zone,
@@ -891,31 +613,7 @@ impl Node {
         }
     }
 
-    fn verification(
-        &mut self,
-        tc_apid: u16,
-        dest_id: u16,
-        stage: Stage,
-        request_id: spacenode_wire::pus::RequestId,
-        failure: Option<FailureNotice>,
-        now: Now,
-    ) -> Option<Vec<u8>> {
-        let report = Verification {
-            stage,
-            request_id,
-            failure,
-        };
-        let body = TmBody {
-            apid: tc_apid,
-            service: service::VERIFICATION,
-            subtype: report.subtype(),
-            dest_id,
-            data: report.encode(),
-        };
-        self.emit(&body, now)
-    }
-
-    fn record_event(&mut self, id: EventId, aux: &[u8], now: Now) -> Option<u32> {
+    pub(crate) fn record_event(&mut self, id: EventId, aux: &[u8], now: Now) -> Option<u32> {
         let severity = id.severity();
         tracing::info!(
             event = id.name().unwrap_or("unknown"),
@@ -934,7 +632,7 @@ impl Node {
         }
     }
 
-    fn raise(&mut self, id: EventId, aux: Vec<u8>, now: Now) -> Option<Vec<u8>> {
+    pub(crate) fn raise(&mut self, id: EventId, aux: Vec<u8>, now: Now) -> Option<Vec<u8>> {
         let seq = self.record_event(id, &aux, now).unwrap_or(0);
         let ev = Event {
             id,
@@ -954,7 +652,7 @@ impl Node {
 
     /// Builds, seals and frames one TM. Failures are logged and counted; the
     /// link goes on.
-    fn emit(&mut self, body: &TmBody, now: Now) -> Option<Vec<u8>> {
+    pub(crate) fn emit(&mut self, body: &TmBody, now: Now) -> Option<Vec<u8>> {
         let seq = self.tm_seq.entry(body.apid).or_insert(0);
         let seq_count = *seq;
         *seq = (*seq + 1) & 0x3FFF;
@@ -993,10 +691,70 @@ impl Node {
         }
     }
 
+    /// TC[132,1], executed by the sign pipeline (`sign.rs`): the sign
+    /// room's entry until the pipeline moves into it.
+    pub(crate) fn sign_tc(
+        &mut self,
+        payload: spacenode_wire::cosign::Payload,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        self.sign_request(payload, dest_id, now, out)
+    }
+
+    /// TC[132,5], executed by the sign pipeline (`eth.rs`).
+    pub(crate) fn sign_admin_tc(
+        &mut self,
+        payload: spacenode_wire::cosign::Payload,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        self.sign_admin_request(payload, dest_id, now, out)
+    }
+
+    /// TC[131,11], executed by the Ethereum part of the sign pipeline
+    /// (`eth.rs`): the policy room's entry until it moves.
+    pub(crate) fn register_safe_tc(
+        &mut self,
+        payload: spacenode_wire::cosign::Payload,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        self.register_safe(payload, now, out)
+    }
+
     /// Counts a TM dropped because the transport queue was full.
     pub fn count_dropped(&mut self) {
         self.counters.tm_suppressed = self.counters.tm_suppressed.saturating_add(1);
     }
+}
+
+/// A full state filesystem must not fail the start (systemd would restart
+/// us into the same failure): the ballast is freed first so the start's
+/// writes have room; the storage check then enters safe mode.
+fn release_ballast_if_full(cfg: &Config) {
+    if ballast::free_bytes(&cfg.state_dir).is_some_and(|f| f < cfg.health.safe_free_bytes) {
+        let freed = ballast::release(&cfg.state_dir);
+        if freed > 0 {
+            tracing::warn!(freed, "state filesystem full at start: ballast released");
+        }
+    }
+}
+
+/// The database may be older than what the node sent and accepted (or
+/// gone): every sequence bound moves beyond reach. A lost database jumps
+/// whatever else survived (issue 13 item 10: it used to jump only if the
+/// seed blob was still there).
+fn jump_seq_bounds(store: &mut Store, keys: &[(u16, LinkKey)], now: Now) -> Result<(), NodeError> {
+    let ids: Vec<u16> = keys.iter().map(|(id, _)| *id).collect();
+    store.jump_seq_bounds(&ids, now.unix_ms)?;
+    tracing::warn!(
+        ?ids,
+        "sequence bounds jumped after a database rollback or loss"
+    );
+    Ok(())
 }
 
 /// Records the SHA-256 of every link key's bytes (rekey compares new keys
@@ -1018,39 +776,6 @@ fn record_key_digests(store: &mut Store, keys: &[(u16, LinkKey)]) {
             Err(e) => tracing::warn!(key_id = id, error = %e, "cannot record a link key digest"),
         }
     }
-}
-
-/// Requests that change state once and cannot simply run again: their
-/// command sequence, policy version or link key id is spent by the first
-/// execution. (Sign requests have their own durable retry path; chain
-/// batches, uploads and mode entry are idempotent by construction.) A
-/// repeated rekey is answered under the new key, which the ground already
-/// accepts (`Link::expect_key`).
-fn one_shot(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Rekey(_)
-            | Request::PolicyPropose(_)
-            | Request::PolicyVeto(_)
-            | Request::PolicyRegisterWallet(_)
-            | Request::PolicyClockResync(_)
-            | Request::PolicyRetire(_)
-            | Request::PolicyRegisterSafe(_)
-            | Request::ModeExit(_)
-            | Request::ChainClearDeepReorg(Some(_))
-    )
-}
-
-/// What makes two administrator requests the same: APID, service, subtype and
-/// application data (not the packet's sequence count, which a ground tool
-/// restarted between attempts does not keep).
-fn admin_request_digest(tc: &Tc) -> [u8; 32] {
-    use bitcoin::hashes::{Hash, HashEngine, sha256};
-    let mut engine = sha256::Hash::engine();
-    engine.input(&[tc.service, tc.subtype]);
-    engine.input(&tc.apid.to_be_bytes());
-    engine.input(&tc.app_data);
-    sha256::Hash::from_engine(engine).to_byte_array()
 }
 
 #[cfg(test)]

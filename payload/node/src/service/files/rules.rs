@@ -2,7 +2,7 @@
 //! resumable upload. Chunks are identified by their index (every chunk but
 //! the last is [`CHUNK_LEN`] bytes at a multiple of it), stored as they
 //! arrive, and the content is accepted only when it hashes to its id
-//! (SHA-256). Execution and storage are in `node::files`.
+//! (SHA-256). Execution and storage are the files room's (`super`).
 //!
 //! Must never: accept a chunk at a position that is not a chunk boundary,
 //! accept content whose hash is not its id, or let an upload exceed
