@@ -48,8 +48,8 @@ if [ "${SPACENODE_SKIP_BENCH:-}" != 1 ]; then
   echo "== benchmarks (ratios measured in one run; not timed tests)"
   QUICK=1 cargo bench --quiet -p spacenode-wire --bench throughput
   cargo bench --quiet -p spacenode-chain --bench chain
-  cargo bench --quiet -p spacenode-hil --bench ping_rtt
-  cargo bench --quiet -p spacenode-hil --bench chain_sync
+  cargo bench --quiet -p spacenode-rig --bench ping_rtt
+  cargo bench --quiet -p spacenode-rig --bench chain_sync
   QUICK=1 cargo bench --quiet -p spacenode-node --bench cold_start
   cargo bench --quiet -p spacenode-keys --bench tpm
   cargo bench --quiet -p spacenode-btc --bench sign

@@ -8,7 +8,7 @@
 //! transactions proven by SPV, PSBTs, signed requests, and the node side
 //! (in-memory stand-ins for the SQLite tables: spend history, velocity,
 //! audit head, seen ids). The daemon replaces the node side with its
-//! persistent one and the [`crate::signer::SoftSigner`] node key with the TPM.
+//! persistent one and the [`spacenode_btc::signer::SoftSigner`] node key with the TPM.
 //!
 //! Must never: be used with real funds (deterministic test seeds).
 #![allow(
@@ -45,12 +45,12 @@ use spacenode_policy::request::{ProofKind, SignRequest, SignedRequest, SpvProof,
 use spacenode_policy::velocity::VelocityLedger;
 use spacenode_policy::{FeeRate, Sats, TimeMs};
 
-use crate::engine::{NodeView, Outcome, evaluate};
-use crate::finalize::{apply_signatures, finalize, sign_as_cosigner, verify_transaction};
-use crate::history::MemoryHistory;
-use crate::sign::PartialSig;
-use crate::signer::{BtcSigner, SoftSigner};
-use crate::wallet::{AllowMatcher, Wallet};
+use spacenode_btc::engine::{NodeView, Outcome, evaluate};
+use spacenode_btc::finalize::{apply_signatures, finalize, sign_as_cosigner, verify_transaction};
+use spacenode_btc::history::MemoryHistory;
+use spacenode_btc::sign::PartialSig;
+use spacenode_btc::signer::{BtcSigner, SoftSigner};
+use spacenode_btc::wallet::{AllowMatcher, Wallet};
 
 /// BIP341's provably unspendable internal key ("H", no known discrete log).
 pub const NUMS: &str = "50929b74c1a04954b78b4b6035e97a5e078a5a0f28ec96d547bfee9ace803ac0";
@@ -193,7 +193,7 @@ pub fn descriptor<S: BtcSigner>(
             key_expr(node, 3)?
         ),
     };
-    crate::wallet::canonical_descriptor(&d).map_err(de)
+    spacenode_btc::wallet::canonical_descriptor(&d).map_err(de)
 }
 
 /// The demo policy (version `version`).

@@ -39,12 +39,12 @@ use spacenode_policy::quorum::{Signature, tagged_hash};
 use spacenode_policy::request::{EthKind, EthSignRequest, SignedRequest, request_hash};
 use spacenode_policy::units::{FeeRate, Sats, TimeMs, TokenAmount, Wei};
 
-use crate::abi::Operation;
-use crate::engine::{Authority, NodeView, Outcome, evaluate};
-use crate::history::MemoryEthHistory;
-use crate::safe::{Safe, SafeRegistration, SafeTx};
-use crate::signer::{EthKeyStore, SoftEthKeys};
-use crate::velocity::EthLedgers;
+use spacenode_eth::abi::Operation;
+use spacenode_eth::engine::{Authority, NodeView, Outcome, evaluate};
+use spacenode_eth::history::MemoryEthHistory;
+use spacenode_eth::safe::{Safe, SafeRegistration, SafeTx};
+use spacenode_eth::signer::{EthKeyStore, SoftEthKeys};
+use spacenode_eth::velocity::EthLedgers;
 
 /// Node id used by the demo.
 pub const NODE_ID: [u8; 8] = *b"sat-0001";
@@ -373,7 +373,7 @@ impl EthDemo {
             d.safes
                 .push(Safe::from_registration(&body, &d.keys).map_err(de)?);
         }
-        crate::safe::check_registrations(&d.safes).map_err(de)?;
+        spacenode_eth::safe::check_registrations(&d.safes).map_err(de)?;
         Ok(d)
     }
 
