@@ -4,7 +4,10 @@
 //! and the built daemon holds no demo or testkit symbol.
 //!
 //! `cargo tree` runs offline against Cargo.lock (no build, no network); the
-//! symbol check reads the binary the system tests run.
+//! source check reads the `lib.rs` of every workspace crate in that tree
+//! (the linker drops unused code, so the symbol check alone would not see
+//! a demo module compiled into a flight crate); the symbol check reads the
+//! binary the system tests run.
 
 // Test code: a failed step must stop the test with its reason.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -103,4 +106,46 @@ fn spacenoded_links_no_demo_or_testkit_symbol() {
         daemon.display(),
         found.join("\n")
     );
+}
+
+#[test]
+fn no_flight_crate_compiles_a_demo_module_outside_its_unit_tests() {
+    let tree = cargo_tree(&["-p", "spacenode-node", "-e", "normal", "--format", "{p}"]);
+    let root = repo_root();
+    let mut checked = 0;
+    for line in tree.lines() {
+        // Workspace crates: `name vX (/path/to/crate)`.
+        let Some(dir) = line
+            .split_once(" (")
+            .and_then(|(_, d)| d.strip_suffix(')'))
+            .map(std::path::PathBuf::from)
+            .filter(|d| d.starts_with(&root))
+        else {
+            continue;
+        };
+        let lib = dir.join("src/lib.rs");
+        let Ok(text) = std::fs::read_to_string(&lib) else {
+            continue;
+        };
+        checked += 1;
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start().trim_start_matches("pub ");
+            if !(t.starts_with("mod demo") || t.starts_with("mod testkit")) {
+                continue;
+            }
+            let attrs = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|a| a.trim_start().starts_with("#["));
+            assert!(
+                attrs.into_iter().any(|a| a.trim() == "#[cfg(test)]"),
+                "{}:{}: `{}` is compiled into the flight build",
+                lib.display(),
+                i + 1,
+                l.trim()
+            );
+        }
+    }
+    assert!(checked >= 6, "only {checked} workspace crates in the tree:\n{tree}");
 }

@@ -238,7 +238,7 @@ fn damaged_command_key_and_ak_files_are_one_line_before_the_port() {
         "expected an administrator command file",
     );
 
-    let key = write(&fx, "admin.json", b"not json");
+    let key = write(&fx, "bad-admin.json", b"not json");
     let spec = format!("{}:0", key.display());
     one_line_error(
         &fx,
