@@ -767,7 +767,7 @@ mod tests {
     fn chain_codes_match_the_chain_readme() {
         let readme = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../payload/chain/README.md"
+            "/../../payload/chain/README.md"
         ))
         .expect("payload/chain/README.md");
         let documented: Vec<String> = readme

@@ -38,7 +38,7 @@ const BAUD: u32 = 921_600;
 
 fn data_file() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/bitcoin/headers/mainnet_headers_0_39999.bin");
+        .join("../../../shared/data/bitcoin/headers/mainnet_headers_0_39999.bin");
     assert!(
         p.is_file(),
         "real Bitcoin headers not found at {} (expected the repository at X/main and the data \

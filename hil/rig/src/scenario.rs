@@ -1030,7 +1030,7 @@ mod tests {
 
     #[test]
     fn the_shipped_scenarios_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let all = load_dir(&dir).unwrap();
         assert!(all.len() >= 6, "{}", all.len());
         for s in &all {
