@@ -147,5 +147,8 @@ fn no_flight_crate_compiles_a_demo_module_outside_its_unit_tests() {
             );
         }
     }
-    assert!(checked >= 6, "only {checked} workspace crates in the tree:\n{tree}");
+    assert!(
+        checked >= 6,
+        "only {checked} workspace crates in the tree:\n{tree}"
+    );
 }
