@@ -12,13 +12,13 @@ use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
 use bitcoin::{Address, Network, NetworkKind, ScriptBuf};
 use spacenode_btc::signer::SoftSigner;
-use spacenode_hil::emulator::{Emulator, LinkParams};
-use spacenode_hil::ground::chain::{self, HeaderFormat, SyncOptions};
-use spacenode_hil::ground::client::{Link, RetryPolicy};
-use spacenode_hil::ground::cosign::{self, Answer, SignOutcome};
-use spacenode_hil::ground::demo::{self, Funding};
-use spacenode_hil::ground::{admin, btc};
+use spacenode_ground::chain::{self, HeaderFormat, SyncOptions};
+use spacenode_ground::client::{Link, RetryPolicy};
+use spacenode_ground::cosign::{self, Answer, SignOutcome};
+use spacenode_ground::demo::{self, Funding};
+use spacenode_ground::{admin, btc};
 use spacenode_keys::swtpm::Swtpm;
+use spacenode_linkemu::emulator::{Emulator, LinkParams};
 use spacenode_policy::command::kind;
 use spacenode_policy::document::{PolicyDocument, SignedPolicy};
 use spacenode_wire::services::subtype;
@@ -368,7 +368,7 @@ pub fn sign_policy(doc: &PolicyDocument, signers: &[(&Keypair, u8)]) -> SignedPo
         signatures: Vec::new(),
     };
     for (k, i) in signers {
-        spacenode_hil::ground::policyfile::sign(&mut signed, k, *i);
+        spacenode_ground::policyfile::sign(&mut signed, k, *i);
     }
     signed
 }

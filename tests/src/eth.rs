@@ -10,15 +10,15 @@ use std::path::PathBuf;
 use alloy_consensus::{SignableTransaction, TxEip1559, TxLegacy};
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use spacenode_eth::abi::Operation;
-use spacenode_eth::demo::addr;
 use spacenode_eth::safe::{SafeRegistration, SafeTx};
 use spacenode_eth::signer::SoftEthKeys;
-use spacenode_hil::ground::admin;
-use spacenode_hil::ground::client::Link;
-use spacenode_hil::ground::cosign::Answer;
-use spacenode_hil::ground::eth::{self, EthOutcome};
+use spacenode_ground::admin;
+use spacenode_ground::client::Link;
+use spacenode_ground::cosign::Answer;
+use spacenode_ground::eth::{self, EthOutcome};
 use spacenode_policy::command::kind;
 use spacenode_policy::request::{EthKind, SignedRequest};
+use spacenode_testkit::eth::addr;
 
 use crate::cosign::{World, WorldConfig};
 
@@ -111,7 +111,7 @@ impl EthWorld {
                 threshold: 2,
                 node_account: 0,
             };
-            let st = spacenode_hil::ground::cosign::mode_status(&mut link, policy).expect("mode");
+            let st = spacenode_ground::cosign::mode_status(&mut link, policy).expect("mode");
             let mut cmd = admin::build(
                 kind::REGISTER_SAFE,
                 st.node_id,
@@ -193,7 +193,7 @@ impl EthWorld {
         link: &mut Link,
         request: &[u8],
         command: Option<&[u8]>,
-    ) -> Result<EthOutcome, spacenode_hil::ground::cosign::CosignError> {
+    ) -> Result<EthOutcome, spacenode_ground::cosign::CosignError> {
         eth::sign(link, self.w.policy(), request, command, &mut |_| {})
     }
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use spacenode_hil::ground::client::{Link, RetryPolicy};
-use spacenode_hil::ground::config::{GroundConfig, GroundState};
+use spacenode_ground::client::{Link, RetryPolicy};
+use spacenode_ground::config::{GroundConfig, GroundState};
 use spacenode_wire::msg::{HK_CORE, HkCore, HkRequest};
 use spacenode_wire::services::{apid, service, subtype};
 
@@ -309,7 +309,7 @@ pub fn mode_status(link: &mut Link, policy: RetryPolicy) -> spacenode_wire::msg:
 /// as its `[admin]` set (which authorises commands such as a rekey before
 /// the first policy).
 pub fn admin_set(fixture: &Fixture) -> Vec<(PathBuf, bitcoin::secp256k1::Keypair)> {
-    use spacenode_hil::ground::admin;
+    use spacenode_ground::admin;
     let admins: Vec<(PathBuf, bitcoin::secp256k1::Keypair)> = (0..3u8)
         .map(|i| {
             let p = fixture.dir.path().join(format!("admin{i}.json"));
@@ -425,7 +425,7 @@ pub fn assert_sign_refused_by_mode(link: &mut Link, policy: RetryPolicy) -> Stri
         spacenode_wire::cosign::Payload::Inline(b"any sign request".to_vec()).encode(),
     );
     match link.request(&tc, policy) {
-        Err(spacenode_hil::ground::client::GroundError::Refused { code, detail, .. }) => {
+        Err(spacenode_ground::client::GroundError::Refused { code, detail, .. }) => {
             assert_eq!(
                 code,
                 spacenode_wire::ReasonCode::MODE_FORBIDS,

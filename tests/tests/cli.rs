@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use spacenode_hil::emulator::{Emulator, LinkParams};
-use spacenode_hil::ground::admin;
-use spacenode_hil::ground::client::Link;
-use spacenode_hil::ground::config::{GroundConfig, GroundState};
+use spacenode_ground::admin;
+use spacenode_ground::client::Link;
+use spacenode_ground::config::{GroundConfig, GroundState};
+use spacenode_linkemu::emulator::{Emulator, LinkParams};
 use spacenode_policy::command::{RekeyBody, kind};
 use spacenode_system_tests::{
     Fixture, Node, admin_set, append_config, bin, housekeeping, mode_status, patient,

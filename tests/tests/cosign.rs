@@ -9,10 +9,10 @@
 use std::time::{Duration, Instant};
 
 use spacenode_btc::sign::decode_sigs;
-use spacenode_hil::ground::client::GroundError;
-use spacenode_hil::ground::cosign::{self, Answer};
-use spacenode_hil::ground::files::{self, UploadError};
-use spacenode_hil::ground::{admin, btc};
+use spacenode_ground::client::GroundError;
+use spacenode_ground::cosign::{self, Answer};
+use spacenode_ground::files::{self, UploadError};
+use spacenode_ground::{admin, btc};
 use spacenode_policy::audit::Decision;
 use spacenode_policy::command::kind;
 use spacenode_policy::document::PolicyDocument;
@@ -255,9 +255,9 @@ use bitcoin::hashes::Hash as _;
 /// a payload reference to an unknown upload is refused.
 #[test]
 fn uploads_resume_across_a_restart() {
-    let emu = spacenode_hil::emulator::Emulator::start(spacenode_hil::emulator::LinkParams::clean(
-        921_600,
-    ))
+    let emu = spacenode_linkemu::emulator::Emulator::start(
+        spacenode_linkemu::emulator::LinkParams::clean(921_600),
+    )
     .unwrap();
     let fx = Fixture::new(emu.node_path(), 921_600, Fixture::QUIET);
     let mut node = Node::start(&fx);
@@ -566,7 +566,7 @@ fn policy_changes_wait_can_be_vetoed_and_are_bound_to_the_tpm_counter() {
         PolicyDocument::from_toml(&policy_toml(2, 2, &w.admins, &w.approver.1, &rules_v2)).unwrap();
     let signed_v2 = sign_policy(&v2, &[(&w.admins[0].1, 0), (&w.admins[2].1, 2)]);
     let file = w.fx.dir.path().join("v2.signed");
-    spacenode_hil::ground::policyfile::write(&file, &signed_v2).unwrap();
+    spacenode_ground::policyfile::write(&file, &signed_v2).unwrap();
     drop(link);
     let (ok, text) = w.ground(&["policy", "upload", file.to_str().unwrap()]);
     assert!(ok, "{text}");

@@ -7,8 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use spacenode_hil::emulator::{Emulator, LinkParams};
 use spacenode_keys::swtpm::Swtpm;
+use spacenode_linkemu::emulator::{Emulator, LinkParams};
 use spacenode_system_tests::{
     Fixture, Node, admin_set, append_config, assert_sign_refused_by_mode, bin, mode_status,
     patient, rekey_command,

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use spacenode_hil::emulator::{Emulator, LinkParams};
-use spacenode_hil::ground::client::{GroundError, RetryPolicy};
+use spacenode_ground::client::{GroundError, RetryPolicy};
+use spacenode_linkemu::emulator::{Emulator, LinkParams};
 use spacenode_system_tests::{
     Fixture, Node, assert_sign_refused_by_mode, housekeeping, mode_status, patient, repo_root,
 };
@@ -82,7 +82,7 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
-fn ping(link: &mut spacenode_hil::ground::client::Link) {
+fn ping(link: &mut spacenode_ground::client::Link) {
     let tc = link.new_tc(apid::CORE, service::TEST, subtype::PING, vec![]);
     link.request(&tc, patient(BAUD)).expect("ping answered");
 }

@@ -26,11 +26,10 @@ use std::time::Instant;
 use alloy_primitives::{Address, U256};
 use serde_json::{Value, json};
 use spacenode_eth::abi::{Erc20Call, Operation, encode_erc20, encode_words};
-use spacenode_eth::demo::addr;
 use spacenode_eth::engine::EthResult;
 use spacenode_eth::safe::{SafeTx, SafeVersion};
-use spacenode_hil::ground::admin;
-use spacenode_hil::ground::eth::{self as geth, EthOutcome};
+use spacenode_ground::admin;
+use spacenode_ground::eth::{self as geth, EthOutcome};
 use spacenode_policy::audit::Decision;
 use spacenode_policy::command::kind;
 use spacenode_policy::request::EthKind;
@@ -38,6 +37,7 @@ use spacenode_system_tests::eth::{
     ETHER, EthWorld, GWEI, MAINNET, SEPOLIA, eip1559, legacy, python_check, safe_tx, unsigned,
 };
 use spacenode_system_tests::mode_status;
+use spacenode_testkit::eth::addr;
 use spacenode_wire::ReasonCode;
 use spacenode_wire::services::{apid, service, subtype};
 

@@ -29,13 +29,13 @@ use std::time::{Duration, Instant};
 use alloy_primitives::B256;
 use rand::{Rng, SeedableRng};
 use spacenode_eth::abi::Operation;
-use spacenode_eth::demo::addr;
 use spacenode_eth::engine::EthResult;
 use spacenode_eth::safe::SafeVersion;
-use spacenode_hil::ground::client::RetryPolicy;
-use spacenode_hil::ground::eth as geth;
+use spacenode_ground::client::RetryPolicy;
+use spacenode_ground::eth as geth;
 use spacenode_system_tests::Node;
 use spacenode_system_tests::eth::{ETHER, EthWorld, GWEI, eip1559, safe_tx, unsigned};
+use spacenode_testkit::eth::addr;
 use spacenode_wire::services::{apid, service, subtype};
 
 const KILLS: usize = 80;

@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use alloy_consensus::SignableTransaction;
 use bitcoin::consensus::encode::serialize;
-use spacenode_btc::demo::{Demo, DemoWallet};
 use spacenode_btc::psbt_v2;
 use spacenode_eth::abi::{self, Erc20Call, InnerCall, Operation};
-use spacenode_eth::demo::{EthDemo, addr};
 use spacenode_policy::command::Command;
 use spacenode_policy::request::SignedRequest;
+use spacenode_testkit::btc::{Demo, DemoWallet};
+use spacenode_testkit::eth::{EthDemo, addr};
 use spacenode_wire::frame;
 use spacenode_wire::pus::Tc;
 use spacenode_wire::security::{Cipher, Direction, LinkKey};
@@ -92,8 +92,9 @@ fn generated() -> Vec<(&'static str, String, Vec<u8>)> {
         }
     }
     let demo = Demo::new(DemoWallet::WshRecovery, 1, 50_000_000, 1).unwrap();
-    let doc = spacenode_btc::demo::demo_policy(&demo.admins, &demo.approver, 1).unwrap();
-    let signed = spacenode_btc::demo::sign_policy(&demo.secp, &demo.admins, &doc.encode(), &[0, 1]);
+    let doc = spacenode_testkit::btc::demo_policy(&demo.admins, &demo.approver, 1).unwrap();
+    let signed =
+        spacenode_testkit::btc::sign_policy(&demo.secp, &demo.admins, &doc.encode(), &[0, 1]);
     add("policy_document", "btc-document", doc.encode());
     add("policy_document", "btc-signed", signed.encode());
 

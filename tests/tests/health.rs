@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::{Message, Secp256k1, XOnlyPublicKey, schnorr};
-use spacenode_hil::emulator::{Emulator, LinkParams};
-use spacenode_hil::ground::admin;
+use spacenode_ground::admin;
+use spacenode_linkemu::emulator::{Emulator, LinkParams};
 use spacenode_system_tests::cosign::{World, WorldConfig};
 use spacenode_system_tests::{
     Fixture, Node, append_config, assert_sign_refused_by_mode, mode_status, patient,
@@ -268,7 +268,7 @@ fn forged_burst_safe_mode_lapses_after_a_quiet_period() {
     let _node = Node::start(&fx);
     let mut link = fx.link(emu.ground_path(), BAUD);
     let forger = Cipher::new(1, &LinkKey::new([0x66; 32]));
-    let forge = |link: &mut spacenode_hil::ground::client::Link, base: u64| {
+    let forge = |link: &mut spacenode_ground::client::Link, base: u64| {
         for seq in 0..6u64 {
             let env = forger
                 .seal(Direction::Uplink, base + seq, b"not a telecommand")

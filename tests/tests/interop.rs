@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use spacenode_hil::emulator::{Emulator, LinkParams};
+use spacenode_linkemu::emulator::{Emulator, LinkParams};
 use spacenode_system_tests::{Fixture, Node, python, repo_root};
 
 #[test]

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use spacenode_hil::emulator::{Corruption, Emulator, LinkParams};
+use spacenode_linkemu::emulator::{Corruption, Emulator, LinkParams};
 use spacenode_system_tests::{Fixture, Node, housekeeping, patient};
 use spacenode_wire::frame;
 use spacenode_wire::msg::{Stage, Verification};
@@ -79,7 +79,7 @@ fn thousand_pings_through_one_percent_byte_corruption() {
     // request crosses exactly once.
     emu.set_params(&LinkParams::clean(baud));
     let mut link = fx.link(emu.ground_path(), baud);
-    let policy = spacenode_hil::ground::client::RetryPolicy {
+    let policy = spacenode_ground::client::RetryPolicy {
         attempts: 1,
         first_timeout: Duration::from_secs(5),
         min_timeout: Duration::from_secs(5),
@@ -120,7 +120,7 @@ fn frame_of(envelope: &[u8]) -> Vec<u8> {
 }
 
 /// Reads TM until `deadline`, returning the request ids that completed.
-fn completions(link: &mut spacenode_hil::ground::client::Link, wait: Duration) -> Vec<RequestId> {
+fn completions(link: &mut spacenode_ground::client::Link, wait: Duration) -> Vec<RequestId> {
     let deadline = Instant::now() + wait;
     let mut done = Vec::new();
     while let Some(tm) = link.recv(deadline).unwrap() {
@@ -147,7 +147,7 @@ fn hostile_packets_are_refused_counted_and_never_stop_the_link() {
     let mut link = fx.link(emu.ground_path(), baud);
     let policy = patient(baud);
 
-    let ping = |link: &mut spacenode_hil::ground::client::Link| {
+    let ping = |link: &mut spacenode_ground::client::Link| {
         link.new_tc(apid::CORE, service::TEST, subtype::PING, vec![])
     };
     let tc = ping(&mut link);
@@ -244,7 +244,7 @@ fn kill9_never_reuses_a_nonce_or_reaccepts_a_packet() {
     let mut link = fx.link(emu.ground_path(), baud);
     link.record_downlink_seqs();
     let policy = patient(baud);
-    let ping = |link: &mut spacenode_hil::ground::client::Link| {
+    let ping = |link: &mut spacenode_ground::client::Link| {
         link.new_tc(apid::CORE, service::TEST, subtype::PING, vec![])
     };
     let mut accepted_before: Vec<Vec<u8>> = Vec::new();
@@ -329,7 +329,7 @@ fn kill9_never_reuses_a_nonce_or_reaccepts_a_packet() {
 /// shows frames cut by LOS.
 #[test]
 fn pings_cross_pass_windows() {
-    use spacenode_hil::emulator::PassSchedule;
+    use spacenode_linkemu::emulator::PassSchedule;
     let baud = 115_200;
     let passes = PassSchedule {
         aos: Duration::from_millis(700),

@@ -29,8 +29,8 @@ use bitcoin::hashes::Hash;
 use bitcoin::psbt::Psbt;
 use rand::{Rng, SeedableRng};
 use spacenode_btc::sign::decode_sigs;
-use spacenode_hil::ground::btc;
-use spacenode_hil::ground::client::RetryPolicy;
+use spacenode_ground::btc;
+use spacenode_ground::client::RetryPolicy;
 use spacenode_system_tests::Node;
 use spacenode_system_tests::cosign::{DEST, World, WorldConfig};
 use spacenode_wire::services::{apid, service, subtype};
@@ -115,7 +115,7 @@ fn two_hundred_kills_never_exceed_velocity_or_double_sign() {
 
     let record = |answers: &mut BTreeMap<usize, Vec<Answer>>,
                   k: usize,
-                  o: &spacenode_hil::ground::cosign::SignOutcome| {
+                  o: &spacenode_ground::cosign::SignOutcome| {
         let a = match (&o.result, &o.refused) {
             (Some(r), _) => Answer::Approved {
                 txid: r.txid,

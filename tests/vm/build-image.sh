@@ -149,7 +149,7 @@ if ! $PRINT_KEY && ! $BASE_ONLY; then
   done
   if [ "$ADMINS" -gt 0 ]; then
     [ -n "$GROUND" ] || GROUND=$(dirname "$BINARY")/ground
-    [ -x "$GROUND" ] || { echo "error: $GROUND is not an executable (cargo build -p spacenode-hil --bin ground, or --ground PATH)" >&2; exit 2; }
+    [ -x "$GROUND" ] || { echo "error: $GROUND is not an executable (cargo build -p spacenode-ground --bin ground, or --ground PATH)" >&2; exit 2; }
   fi
   if [ "$(id -u)" != 0 ]; then
     echo "error: building the virtual board needs root (debootstrap, chroot, file owners in the image)" >&2
@@ -373,7 +373,7 @@ hk_interval_s = $HK_INTERVAL
 
 [chain]
 # The HIL co-signing scenario mines a regtest chain on the ground
-# (hil/src/ground/demo.rs) and syncs its headers from genesis.
+# (hil/ground/src/demo.rs) and syncs its headers from genesis.
 network = "regtest"
 start = "genesis"
 EOF

@@ -11,8 +11,8 @@
 
 use std::time::Instant;
 
-use spacenode_btc::demo::{Demo, DemoWallet};
 use spacenode_btc::engine::Outcome;
+use spacenode_testkit::btc::{Demo, DemoWallet};
 
 fn main() {
     const INPUTS: usize = 10;

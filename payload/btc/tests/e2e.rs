@@ -5,13 +5,13 @@
 
 use bitcoin::secp256k1::Secp256k1;
 use bitcoin::{NetworkKind, XOnlyPublicKey};
-use spacenode_btc::demo::{Demo, DemoWallet};
 use spacenode_btc::engine::Outcome;
 use spacenode_btc::psbt_v2;
 use spacenode_btc::sign::decode_sigs;
 use spacenode_btc::signer::{BtcSigner, receipt_path};
 use spacenode_policy::Rule;
 use spacenode_policy::audit::{AuditEntry, verify_chain};
+use spacenode_testkit::btc::{Demo, DemoWallet};
 
 fn approved(o: &Outcome) -> &spacenode_btc::engine::Approval {
     match o {
@@ -140,7 +140,7 @@ fn registration_requires_the_node_key() {
     let g1 = SoftSigner::from_seed(&[2; 32], NetworkKind::Test).unwrap();
     let g2 = SoftSigner::from_seed(&[3; 32], NetworkKind::Test).unwrap();
     let desc =
-        spacenode_btc::demo::descriptor(DemoWallet::WshSortedMulti, &node, &g1, &g2).unwrap();
+        spacenode_testkit::btc::descriptor(DemoWallet::WshSortedMulti, &node, &g1, &g2).unwrap();
     let w = Wallet::from_registration(&registration_body("t", &desc), &node, NetworkKind::Test)
         .unwrap();
     assert_eq!(w.id, spacenode_btc::wallet::wallet_id(&desc));
@@ -165,11 +165,13 @@ fn registration_requires_the_node_key() {
     ));
     // A node fingerprint over a foreign xpub.
     let forged = desc.replace(
-        &spacenode_btc::demo::key_expr(&node, 2).unwrap(),
-        &spacenode_btc::demo::key_expr(&other, 2).unwrap().replace(
-            &other.master_fingerprint().to_string(),
-            &node.master_fingerprint().to_string(),
-        ),
+        &spacenode_testkit::btc::key_expr(&node, 2).unwrap(),
+        &spacenode_testkit::btc::key_expr(&other, 2)
+            .unwrap()
+            .replace(
+                &other.master_fingerprint().to_string(),
+                &node.master_fingerprint().to_string(),
+            ),
     );
     let forged =
         spacenode_btc::wallet::canonical_descriptor(forged.split('#').next().unwrap()).unwrap();

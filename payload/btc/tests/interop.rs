@@ -22,10 +22,10 @@ use bitcoin::consensus::encode::{deserialize, serialize};
 use bitcoin::psbt::Psbt;
 use bitcoin::{NetworkKind, Transaction, TxOut};
 use serde_json::json;
-use spacenode_btc::demo::{DESTINATION, Demo, DemoWallet};
 use spacenode_btc::engine::Outcome;
 use spacenode_btc::finalize::{apply_signatures, finalize, verify_transaction};
 use spacenode_btc::signer::BtcSigner;
+use spacenode_testkit::btc::{DESTINATION, Demo, DemoWallet};
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SPACENODE_PYTHON") {

@@ -13,13 +13,13 @@ use bitcoin::hashes::Hash;
 use bitcoin::psbt::{Psbt, raw};
 use bitcoin::sighash::{EcdsaSighashType, TapSighashType};
 use bitcoin::{Amount, NetworkKind, ScriptBuf, TxOut};
-use spacenode_btc::demo::{Demo, DemoWallet};
 use spacenode_btc::engine::{Approval, Outcome};
 use spacenode_btc::error::Refusal;
 use spacenode_btc::signer::{FaultySigner, SoftSigner};
 use spacenode_policy::Rule;
 use spacenode_policy::document::{AllowEntry, AllowTarget, TimeWindow};
 use spacenode_policy::request::SignedRequest;
+use spacenode_testkit::btc::{Demo, DemoWallet};
 
 const BTC: u64 = 100_000_000;
 
@@ -241,7 +241,7 @@ fn input_from_an_unregistered_wallet() {
     // The same PSBT built for another node's wallet.
     let mut other = demo(DemoWallet::WshSortedMulti);
     other.node = SoftSigner::from_seed(&[8; 32], NetworkKind::Test).unwrap();
-    let desc = spacenode_btc::demo::descriptor(
+    let desc = spacenode_testkit::btc::descriptor(
         DemoWallet::WshSortedMulti,
         &other.node,
         &other.ground[0],
@@ -617,7 +617,7 @@ fn descriptor_allowlist_matches_by_derivation() {
     let mut d = demo(DemoWallet::WshSortedMulti);
     // Allow sending to the receive branch of a cold wallet by descriptor.
     let cold = SoftSigner::from_seed(&[7; 32], NetworkKind::Test).unwrap();
-    let key = spacenode_btc::demo::key_expr(&cold, 1)
+    let key = spacenode_testkit::btc::key_expr(&cold, 1)
         .unwrap()
         .replace("/<0;1>/*", "/0/*");
     let desc = format!("wpkh({key})");

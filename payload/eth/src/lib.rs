@@ -15,7 +15,6 @@
 //! - [`sign`]: double-hash signing with recovery self-checks;
 //! - [`engine`]: the whole sign-request decision and the persistence
 //!   contract;
-//! - [`demo`]: an in-process node and ground for tests, HIL and demos;
 //! - [`error`]: refusals with stable codes and rule tags.
 //!
 //! Must never: read a clock, touch files, sockets or a database, sign
@@ -24,7 +23,6 @@
 
 pub mod abi;
 pub mod check;
-pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod history;
@@ -35,3 +33,14 @@ pub mod tx;
 pub mod velocity;
 
 pub use error::{EthError, Refusal};
+
+// The demo world lives in spacenode-testkit (never in the flight build).
+// Unit tests here need it over this crate's own types, which a
+// dev-dependency on the testkit cannot give (it links a second copy of this
+// crate), so they include its file; `spacenode_eth::` paths in it resolve here.
+#[cfg(test)]
+extern crate self as spacenode_eth;
+#[cfg(test)]
+#[allow(dead_code, reason = "each unit test uses a part of the demo world")]
+#[path = "../../../tests/testkit/src/eth.rs"]
+mod demo;

@@ -26,13 +26,13 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use bitcoin::secp256k1::Secp256k1;
 use serde_json::{Value, json};
 use spacenode_eth::abi::{Erc20Call, InnerCall, Operation, encode_erc20, encode_multisend};
-use spacenode_eth::demo::{ETHER, EthDemo, GWEI, MAINNET, SEPOLIA, addr};
 use spacenode_eth::engine::{Authority, Outcome};
 use spacenode_eth::safe::{Safe, SafeTx, safe_tx_hash};
 use spacenode_eth::sign::sign_safe_tx;
 use spacenode_eth::tx::{UnsignedTx, decode_signed};
 use spacenode_policy::eth::selector;
 use spacenode_policy::request::EthKind;
+use spacenode_testkit::eth::{ETHER, EthDemo, GWEI, MAINNET, SEPOLIA, addr};
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SPACENODE_PYTHON") {

@@ -15,10 +15,10 @@ use alloy_consensus::SignableTransaction;
 use alloy_primitives::{Bytes, U256};
 use proptest::prelude::*;
 use spacenode_eth::abi::{InnerCall, Operation, encode_multisend};
-use spacenode_eth::demo::{EthDemo, addr};
 use spacenode_eth::engine::{Authority, Outcome};
 use spacenode_eth::tx::{UnsignedTx, decode_signed};
 use spacenode_policy::request::EthKind;
+use spacenode_testkit::eth::{EthDemo, addr};
 
 fn demo() -> &'static EthDemo {
     static D: OnceLock<EthDemo> = OnceLock::new();

@@ -15,7 +15,6 @@ use spacenode_eth::abi::{
     self, Erc20Call, InnerCall, Operation, address_word_of, encode_approve_hash, encode_erc20,
     encode_multisend, encode_words,
 };
-use spacenode_eth::demo::{ETHER, EthDemo, GWEI, MAINNET, SEPOLIA, addr};
 use spacenode_eth::engine::{Approval, Authority, EthResult, Outcome};
 use spacenode_eth::error::Refusal;
 use spacenode_eth::safe::Safe;
@@ -24,6 +23,7 @@ use spacenode_eth::tx::{decode_signed, recover_sender};
 use spacenode_policy::Rule;
 use spacenode_policy::eth::selector;
 use spacenode_policy::request::EthKind;
+use spacenode_testkit::eth::{ETHER, EthDemo, GWEI, MAINNET, SEPOLIA, addr};
 
 const G: Authority<'static> = Authority::Ground;
 
@@ -452,7 +452,7 @@ fn eth_self_check_refuses_a_faulty_signer_with_an_event() {
     let d = demo();
     let t = d.eip1559(addr::VENDOR, 1, vec![], 0);
     let faulty = FaultyKeys {
-        inner: SoftEthKeys::from_seed(&spacenode_eth::demo::NODE_SEED).unwrap(),
+        inner: SoftEthKeys::from_seed(&spacenode_testkit::eth::NODE_SEED).unwrap(),
     };
     let o = d
         .evaluate_with(&faulty, &d.tx_request(1, 0, &t), G)
@@ -914,7 +914,7 @@ fn safe_version_and_registration() {
 /// registration's (one) chain in `eth.legacy_safes`.
 #[test]
 fn safe_legacy_domain() {
-    use spacenode_eth::demo::demo_eth_rules;
+    use spacenode_testkit::eth::demo_eth_rules;
     let mut rules = demo_eth_rules();
     rules.legacy_safes.clear();
     let mut d = EthDemo::with_rules(Some(rules.clone())).unwrap();
@@ -1005,8 +1005,11 @@ fn every_decision_is_in_one_verifiable_audit_chain() {
         spacenode_btc::signer::RECEIPT_PATH,
         spacenode_policy::audit::RECEIPT_PATH
     );
-    let btc =
-        SoftSigner::from_seed(&spacenode_eth::demo::NODE_SEED, bitcoin::NetworkKind::Test).unwrap();
+    let btc = SoftSigner::from_seed(
+        &spacenode_testkit::eth::NODE_SEED,
+        bitcoin::NetworkKind::Test,
+    )
+    .unwrap();
     let key = btc
         .xpub(&spacenode_btc::signer::receipt_path())
         .unwrap()

@@ -6,7 +6,7 @@
 
 use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use libfuzzer_sys::fuzz_target;
-use spacenode_btc::demo::{Demo, DemoWallet};
+use spacenode_testkit::btc::{Demo, DemoWallet};
 use spacenode_policy::document::{PolicyDocument, SignedPolicy};
 use spacenode_policy::quorum::AdminSet;
 

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spacenode_btc::demo::{Demo, DemoWallet};
+use spacenode_testkit::btc::{Demo, DemoWallet};
 use spacenode_btc::psbt_v2;
 
 thread_local! {

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use spacenode_eth::abi;
-use spacenode_eth::demo::EthDemo;
+use spacenode_testkit::eth::EthDemo;
 use spacenode_eth::engine::Authority;
 use spacenode_eth::safe::SafeTx;
 use spacenode_policy::request::EthKind;

@@ -6,7 +6,7 @@
 
 use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use libfuzzer_sys::fuzz_target;
-use spacenode_btc::demo::{Demo, DemoWallet, NODE_ID};
+use spacenode_testkit::btc::{Demo, DemoWallet, NODE_ID};
 use spacenode_policy::TimeMs;
 use spacenode_policy::document::KeySet;
 use spacenode_policy::request::{EthSignRequest, SignRequest, SignedRequest};

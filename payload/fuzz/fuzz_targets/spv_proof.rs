@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spacenode_btc::demo::{Demo, DemoWallet};
+use spacenode_testkit::btc::{Demo, DemoWallet};
 use spacenode_chain::MerkleBranch;
 use spacenode_chain::spv::{check_txoutproof, parse_transaction, verify_branch, verify_txoutproof};
 

@@ -139,8 +139,8 @@ fn main() {
 /// The node-side decision of `cargo bench -p spacenode-btc --bench sign`,
 /// measured here too so that the TPM costs are printed beside it.
 fn signing_latency() -> Duration {
-    use spacenode_btc::demo::{Demo, DemoWallet};
     use spacenode_btc::engine::Outcome;
+    use spacenode_testkit::btc::{Demo, DemoWallet};
     let inputs: Vec<usize> = (0..10).collect();
     let d = Demo::new(DemoWallet::WshSortedMulti, 10, 20_000_000, 6).unwrap();
     let psbt = d

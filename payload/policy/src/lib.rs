@@ -7,8 +7,9 @@
 //! - [`cbor`]: the deterministic CBOR subset every signed document uses.
 //! - [`units`]: checked amounts, fee rates and node times.
 //! - [`rules`]: the stable rule tags (docs/policy.md).
-//! - [`document`]: the policy document (TOML authoring, canonical encoding,
-//!   signed wrapper, readable diff).
+//! - [`document`]: the policy document (canonical encoding, signed wrapper).
+//! - `authoring` (feature `authoring`, ground only): TOML compilation and
+//!   the readable diff.
 //! - [`eth`]: the Ethereum section of the policy document (chains, caps,
 //!   allowlist, tokens, spenders, DELEGATECALL targets, Safe refunds).
 //! - [`change`]: the policy change state machine (propose, veto, activate).
@@ -25,7 +26,10 @@
 //! on each module (and collected in docs/policy.md).
 
 pub mod anchor;
+// Ground-side authoring; unit tests build their sample documents from TOML.
 pub mod audit;
+#[cfg(any(test, feature = "authoring"))]
+pub mod authoring;
 pub mod cbor;
 pub mod change;
 pub mod clock;

@@ -607,8 +607,8 @@ mod tests {
 
     #[test]
     fn only_format_2_bodies_are_ethereum() {
-        let demo = spacenode_eth::demo::EthDemo::new().unwrap();
-        let tx = demo.eip1559(spacenode_eth::demo::addr::VENDOR, 1, vec![], 0);
+        let demo = spacenode_testkit::eth::EthDemo::new().unwrap();
+        let tx = demo.eip1559(spacenode_testkit::eth::addr::VENDOR, 1, vec![], 0);
         assert!(is_eth_request(&demo.tx_request(1, 0, &tx)));
         assert!(!is_eth_request(b"not a request"));
         let btc = SignedRequest {
