@@ -9,24 +9,10 @@
 //! crate signs through alloy's interface), and [`SoftEthKeys`], a
 //! seed-in-memory store for tests, demos and ground tooling.
 //!
-//! Why a trait here and not `spacenode_keys::Signer`: as for
-//! `spacenode_btc::signer::BtcSigner`, `spacenode-keys` links `tss-esapi`
-//! unconditionally; this crate stays pure and usable on the ground. The
-//! node adapts its `TpmKeyStore` in a few lines (its `Signer` already has
-//! `sign_ecdsa_recoverable`):
-//!
-//! ```text
-//! impl EthKeyStore for NodeKeys {
-//!     fn public_key(&self, p: &DerivationPath) -> Result<PublicKey, SignerError> {
-//!         self.0.public_key(p).map_err(into)
-//!     }
-//!     fn sign_ecdsa_recoverable(&self, p: &DerivationPath, d: &[u8; 32])
-//!         -> Result<RecoverableSignature, SignerError> { self.0.sign_ecdsa_recoverable(p, d).map_err(into) }
-//!     fn sign_schnorr(&self, p: &DerivationPath, m: &[u8; 32]) -> Result<schnorr::Signature, SignerError> {
-//!         self.0.sign_schnorr(p, m, SchnorrTweak::None).map_err(into)
-//!     }
-//! }
-//! ```
+//! The seam is the one of both chains,
+//! [`spacenode_policy::signer::KeySigner`] (re-exported here as
+//! [`EthKeyStore`]); the node adapts its custody (TPM or development seed)
+//! to it once, for both chains.
 //!
 //! Why `SignerSync` drives signing: the decision is a pure, synchronous
 //! function, and the key store answers synchronously (the TPM-backed seed is
@@ -42,10 +28,10 @@
 
 use alloy_primitives::{Address, B256, ChainId, Signature, U256, keccak256};
 use bitcoin::NetworkKind;
-use bitcoin::bip32::{ChildNumber, DerivationPath, Xpriv};
+use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpriv, Xpub};
 use bitcoin::secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
-use bitcoin::secp256k1::{All, Keypair, Message, PublicKey, Secp256k1, schnorr};
-use spacenode_policy::audit::RECEIPT_PATH;
+use bitcoin::secp256k1::{All, Keypair, Message, PublicKey, Secp256k1, ecdsa, schnorr};
+pub use spacenode_policy::signer::{KeySigner as EthKeyStore, SignerError, receipt_path};
 
 /// SLIP-44 coin type of Ether.
 pub const ETH_COIN_TYPE: u32 = 60;
@@ -68,17 +54,6 @@ pub fn account_path(index: u32) -> DerivationPath {
     .into()
 }
 
-/// The node's audit-receipt key path, `m/21326'/1'/0'` (shared with the
-/// Bitcoin signer, `spacenode_policy::audit::RECEIPT_PATH`).
-#[must_use]
-pub fn receipt_path() -> DerivationPath {
-    RECEIPT_PATH
-        .iter()
-        .map(|&i| ChildNumber::Hardened { index: i })
-        .collect::<Vec<_>>()
-        .into()
-}
-
 /// The Ethereum address of a public key: the last 20 bytes of the keccak256
 /// of the 64-byte uncompressed point (without the 0x04 prefix).
 #[must_use]
@@ -86,47 +61,6 @@ pub fn address_of(pk: &PublicKey) -> Address {
     let u = pk.serialize_uncompressed();
     let h = keccak256(u.get(1..).unwrap_or_default());
     Address::from_slice(h.get(12..).unwrap_or(&[0u8; 20]))
-}
-
-/// Signer failure (the node maps its `KeyError` code into `code`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("signer error {code:#06x}: {detail}")]
-pub struct SignerError {
-    /// The key store's own reason code (e.g. 0x040F self-check).
-    pub code: u16,
-    /// Message.
-    pub detail: String,
-}
-
-/// What this crate needs from a key store.
-pub trait EthKeyStore {
-    /// Public key at `path`.
-    ///
-    /// # Errors
-    /// [`SignerError`] if the path cannot be derived.
-    fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError>;
-
-    /// Deterministic (RFC 6979), low-S, recoverable ECDSA over a 32-byte
-    /// digest with the key at `path`.
-    ///
-    /// # Errors
-    /// [`SignerError`].
-    fn sign_ecdsa_recoverable(
-        &self,
-        path: &DerivationPath,
-        digest: &[u8; 32],
-    ) -> Result<RecoverableSignature, SignerError>;
-
-    /// BIP340 over a 32-byte message with the untweaked key at `path`
-    /// (audit receipts).
-    ///
-    /// # Errors
-    /// [`SignerError`].
-    fn sign_schnorr(
-        &self,
-        path: &DerivationPath,
-        msg: &[u8; 32],
-    ) -> Result<schnorr::Signature, SignerError>;
 }
 
 fn serr(e: impl std::fmt::Display) -> SignerError {
@@ -337,6 +271,23 @@ impl SoftEthKeys {
 }
 
 impl EthKeyStore for SoftEthKeys {
+    fn master_fingerprint(&self) -> Fingerprint {
+        self.master.fingerprint(&self.secp)
+    }
+
+    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
+        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
+        Ok(Xpub::from_priv(&self.secp, &k))
+    }
+
+    fn sign_ecdsa(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<ecdsa::Signature, SignerError> {
+        Ok(self.sign_ecdsa_recoverable(path, digest)?.to_standard())
+    }
+
     fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
         let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
         Ok(k.private_key.public_key(&self.secp))
@@ -389,6 +340,22 @@ pub struct FaultyKeys<K> {
 }
 
 impl<K: EthKeyStore> EthKeyStore for FaultyKeys<K> {
+    fn master_fingerprint(&self) -> Fingerprint {
+        self.inner.master_fingerprint()
+    }
+
+    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
+        self.inner.xpub(path)
+    }
+
+    fn sign_ecdsa(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<ecdsa::Signature, SignerError> {
+        self.inner.sign_ecdsa(path, digest)
+    }
+
     fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
         self.inner.public_key(path)
     }

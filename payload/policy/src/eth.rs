@@ -47,7 +47,7 @@ use alloy_primitives::{Address, keccak256};
 use serde::Deserialize;
 
 use crate::cbor::{CborError, Fields, Value, as_array, bytes, uint};
-use crate::document::{DocumentError, MAX_LIST, VelocityWindow};
+use crate::section::{DocumentError, MAX_LIST, VelocityWindow, hex_decode, hex_encode};
 use crate::units::{TokenAmount, Wei};
 
 /// Most selectors per allowlist or DELEGATECALL entry.
@@ -846,7 +846,7 @@ fn list<T>(
 
 fn selectors_text(s: &[Selector]) -> String {
     s.iter()
-        .map(|x| format!("0x{}", crate::document::hex_encode(x)))
+        .map(|x| format!("0x{}", hex_encode(x)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1016,7 +1016,7 @@ pub fn parse_address(s: &str) -> Result<Address, DocumentError> {
     if hex.len() != 40 {
         return Err(bad());
     }
-    let raw = crate::document::hex_decode(&hex.to_ascii_lowercase()).ok_or_else(bad)?;
+    let raw = hex_decode(&hex.to_ascii_lowercase()).ok_or_else(bad)?;
     let a = Address::from_slice(&raw);
     let lower = hex.bytes().any(|b| b.is_ascii_lowercase());
     let upper = hex.bytes().any(|b| b.is_ascii_uppercase());
@@ -1034,7 +1034,7 @@ fn parse_selector(s: &str) -> Result<Selector, DocumentError> {
         return Ok(selector(s));
     }
     s.strip_prefix("0x")
-        .and_then(|h| crate::document::hex_decode(&h.to_ascii_lowercase()))
+        .and_then(|h| hex_decode(&h.to_ascii_lowercase()))
         .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
         .ok_or_else(|| toml_err(format!("selector {s:?}: 0x + 8 hex digits or a signature")))
 }

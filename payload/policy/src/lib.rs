@@ -9,6 +9,8 @@
 //! - [`rules`]: the stable rule tags (docs/policy.md).
 //! - [`document`]: the policy document (TOML authoring, canonical encoding,
 //!   signed wrapper, readable diff).
+//! - [`section`]: what every section of the document shares (limits,
+//!   errors, velocity windows, hex).
 //! - [`eth`]: the Ethereum section of the policy document (chains, caps,
 //!   allowlist, tokens, spenders, DELEGATECALL targets, Safe refunds).
 //! - [`change`]: the policy change state machine (propose, veto, activate).
@@ -19,6 +21,8 @@
 //! - [`clock`]: the clock guard (steps and jumps deny and raise events).
 //! - [`velocity`]: rolling-window spend caps over persisted records.
 //! - [`audit`]: hash-chained audit entries and node-signed receipts.
+//! - [`signer`]: the one key-store seam of both chains.
+//! - [`pipeline`]: the one sign pipeline, with chains as plug-ins.
 //!
 //! Nothing here does I/O or reads a clock: time and state come in as
 //! arguments and decisions come out. What the node must persist is stated
@@ -32,9 +36,12 @@ pub mod clock;
 pub mod command;
 pub mod document;
 pub mod eth;
+pub mod pipeline;
 pub mod quorum;
 pub mod request;
 pub mod rules;
+pub mod section;
+pub mod signer;
 pub mod units;
 pub mod velocity;
 
