@@ -261,7 +261,7 @@ where
     })
 }
 
-/// 1. `btc-oversize` (bytes): returns the policy's limit.
+/// Rule 1: `btc-oversize` (bytes): returns the policy's limit.
 fn oversize_bytes(rules: &BtcRules, psbt_bytes: &[u8]) -> Result<usize, BtcError> {
     let max = usize::try_from(rules.max_psbt_bytes).unwrap_or(usize::MAX);
     if psbt_bytes.len() > max {
@@ -274,7 +274,7 @@ fn oversize_bytes(rules: &BtcRules, psbt_bytes: &[u8]) -> Result<usize, BtcError
     Ok(max)
 }
 
-/// 2. `btc-psbt-format`: BIP174 v0 or BIP370 v2, with inputs and outputs
+/// Rule 2: `btc-psbt-format`: BIP174 v0 or BIP370 v2, with inputs and outputs
 /// (and `btc-oversize` on their number).
 fn psbt_format(psbt_bytes: &[u8], max: usize) -> Result<(Psbt, PsbtVersion), BtcError> {
     let (psbt, version) = psbt_v2::parse(psbt_bytes)?;
@@ -293,7 +293,7 @@ fn psbt_format(psbt_bytes: &[u8], max: usize) -> Result<(Psbt, PsbtVersion), Btc
     Ok((psbt, version))
 }
 
-/// 3. `btc-duplicate-input`.
+/// Rule 3: `btc-duplicate-input`.
 fn duplicate_input(tx: &Transaction) -> Result<(), BtcError> {
     let mut seen = std::collections::BTreeSet::new();
     for (index, i) in tx.input.iter().enumerate() {
@@ -307,7 +307,7 @@ fn duplicate_input(tx: &Transaction) -> Result<(), BtcError> {
     Ok(())
 }
 
-/// 4-5. `btc-unregistered-wallet` and `btc-sighash`, input by input.
+/// Rule 4-5: `btc-unregistered-wallet` and `btc-sighash`, input by input.
 fn registered_inputs<'w, C, V, H>(
     secp: &Secp256k1<C>,
     ctx: &CheckContext<'w, V, H>,
@@ -337,7 +337,7 @@ where
     Ok(found)
 }
 
-/// 5. `btc-unregistered-wallet`: the input's script RE-DERIVED from a
+/// Rule 5: `btc-unregistered-wallet`: the input's script RE-DERIVED from a
 /// registered descriptor at the node-key hint's branch and index.
 fn unregistered_wallet<'w, C: Verification>(
     secp: &Secp256k1<C>,
@@ -373,7 +373,7 @@ fn unregistered_wallet<'w, C: Verification>(
     })
 }
 
-/// 4. `btc-sighash`: ALL or DEFAULT (taproot) / ALL (ECDSA) only.
+/// Rule 4: `btc-sighash`: ALL or DEFAULT (taproot) / ALL (ECDSA) only.
 fn sighash(index: usize, inp: &Input, kind: WalletKind) -> Result<(), BtcError> {
     let raw = inp.sighash_type.map(|t| t.to_u32());
     let ok = match (kind, raw) {
@@ -392,7 +392,7 @@ fn sighash(index: usize, inp: &Input, kind: WalletKind) -> Result<(), BtcError> 
     Ok(())
 }
 
-/// 6. `btc-unproven-amount`: the previous outputs, and which are proven by
+/// Rule 6: `btc-unproven-amount`: the previous outputs, and which are proven by
 /// their `non_witness_utxo`.
 fn unproven_amount(found: &[Found<'_>], psbt: &Psbt) -> Result<(Vec<TxOut>, Vec<bool>), BtcError> {
     let tx = &psbt.unsigned_tx;
@@ -428,7 +428,7 @@ fn unproven_amount(found: &[Found<'_>], psbt: &Psbt) -> Result<(Vec<TxOut>, Vec<
     Ok((prevouts, proven))
 }
 
-/// 6 (end). `btc-unproven-amount`: in a transaction that is not all
+/// Rule 6 (end): `btc-unproven-amount`: in a transaction that is not all
 /// taproot, every amount is proven.
 fn all_amounts_proven(found: &[Found<'_>], proven: &[bool]) -> Result<(), BtcError> {
     let all_taproot = found.iter().all(|f| f.wallet.kind == WalletKind::Tr);
@@ -438,7 +438,7 @@ fn all_amounts_proven(found: &[Found<'_>], proven: &[bool]) -> Result<(), BtcErr
     Ok(())
 }
 
-/// 7. `btc-min-conf`: each funding transaction proven in the header chain
+/// Rule 7: `btc-min-conf`: each funding transaction proven in the header chain
 /// (a proof's transaction also proves the amount: `proven`).
 fn min_conf<V, H>(
     ctx: &CheckContext<'_, V, H>,
@@ -537,7 +537,7 @@ fn spv_confirmations<V: ChainView + ?Sized>(
     Ok(conf.confirmations)
 }
 
-/// 8. `btc-foreign-change`: an output with a node-key hint derives to its
+/// Rule 8: `btc-foreign-change`: an output with a node-key hint derives to its
 /// script; change only on branch 1 of a wallet the transaction spends.
 fn foreign_change<C, V, H>(
     secp: &Secp256k1<C>,
@@ -640,7 +640,7 @@ fn vsize_estimate(tx: &Transaction, found: &[Found<'_>]) -> Result<(u64, u64), B
     Ok((weight, weight.div_ceil(4)))
 }
 
-/// 10. `btc-equivocation`, `btc-replacement-partial`, `btc-replacement`,
+/// Rule 10: `btc-equivocation`, `btc-replacement-partial`, `btc-replacement`,
 /// then `btc-replacement-increment` (BIP125 rule 4).
 fn equivocation<V, H>(
     ctx: &CheckContext<'_, V, H>,
@@ -670,7 +670,7 @@ where
     Ok(conflict)
 }
 
-/// 11. `btc-fee-cap`: absolute and per vbyte (a replacement's own caps).
+/// Rule 11: `btc-fee-cap`: absolute and per vbyte (a replacement's own caps).
 fn fee_cap(rules: &BtcRules, conflict: &Conflict, fee: Sats, vsize: u64) -> Result<(), BtcError> {
     let (max_fee, max_rate) = match conflict {
         Conflict::Replaces(_) => (rules.replacement.max_fee, rules.replacement.max_fee_rate),
@@ -692,7 +692,7 @@ fn fee_cap(rules: &BtcRules, conflict: &Conflict, fee: Sats, vsize: u64) -> Resu
     Ok(())
 }
 
-/// 12. `btc-per-tx-cap` on destinations + fee.
+/// Rule 12: `btc-per-tx-cap` on destinations + fee.
 fn per_tx_cap(rules: &BtcRules, amount: Sats) -> Result<(), BtcError> {
     if amount > rules.per_tx_cap {
         return Err(BtcError::PerTxCap {
@@ -703,7 +703,7 @@ fn per_tx_cap(rules: &BtcRules, amount: Sats) -> Result<(), BtcError> {
     Ok(())
 }
 
-/// 13. `btc-allowlist` on every non-change output: its label.
+/// Rule 13: `btc-allowlist` on every non-change output: its label.
 fn allowlist<C, V, H>(
     secp: &Secp256k1<C>,
     ctx: &CheckContext<'_, V, H>,
@@ -731,7 +731,7 @@ where
     Ok(destinations)
 }
 
-/// 14. `btc-velocity`: a replacement counts only what it adds, the same
+/// Rule 14: `btc-velocity`: a replacement counts only what it adds, the same
 /// transaction again nothing. The amount charged and the window totals.
 fn velocity<V, H>(
     ctx: &CheckContext<'_, V, H>,

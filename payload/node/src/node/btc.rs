@@ -11,7 +11,6 @@
 //! Must never: know another chain, or decide on a failed store read.
 
 use std::cell::Cell;
-use std::time::Instant;
 
 use bitcoin::consensus::encode::{deserialize, serialize};
 use bitcoin::hashes::Hash;
@@ -27,9 +26,11 @@ use spacenode_policy::velocity::{VelocityEntry, VelocityLedger};
 use spacenode_wire::ReasonCode;
 use spacenode_wire::cosign::SignResult;
 use spacenode_wire::msg::FailureNotice;
+use spacenode_wire::services::subtype;
 
 use super::sign::{
-    NodeSigner, Release, SeenLookup, VELOCITY_MIN_RETENTION_MS, approved_result, store_failure,
+    Evaluated, NodeSigner, Release, SeenLookup, Start, VELOCITY_MIN_RETENTION_MS, approved_result,
+    store_failure, velocity_high_water,
 };
 use super::{Node, Now};
 use crate::store::Store;
@@ -41,6 +42,15 @@ use crate::store::btc::{BtcRows, SpendRow, VelocityRow};
 struct StoreHistory<'a> {
     store: &'a Store,
     failed: Cell<bool>,
+}
+
+impl<'a> StoreHistory<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            failed: Cell::new(false),
+        }
+    }
 }
 
 impl StoreHistory<'_> {
@@ -162,6 +172,7 @@ fn btc_rows(outcome: &Outcome<BtcApproved>, prune: Option<i64>) -> Result<BtcRow
 
 impl Release for BtcApproved {
     type Rows = BtcRows;
+    type Prune = Option<i64>;
     const RECEIPT_FAULT: (u16, Rule) = (0x061A, Rule::SelfCheck);
     const WHAT: &'static str = "sign request";
 
@@ -169,15 +180,7 @@ impl Release for BtcApproved {
         approved_result(&a.txid.to_byte_array(), &a.signatures_encoded)
     }
 
-    fn release(
-        node: &mut Node,
-        a: Approval<Self>,
-        audit: (u64, Vec<u8>),
-        elapsed_us: u64,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
+    fn approved(a: Approval<Self>, elapsed_us: u64) -> (u8, Vec<u8>) {
         tracing::info!(
             request_id = %hex::encode(a.request_id),
             txid = %a.txid,
@@ -187,13 +190,16 @@ impl Release for BtcApproved {
             elapsed_us,
             "sign request approved"
         );
-        node.emit_audit_record(audit, dest_id, now, out)?;
         let result = SignResult {
             request_id: a.request_id,
             txid: a.txid.to_byte_array(),
             signatures: a.chain.signatures_encoded,
         };
-        node.emit_btc_result(&result, dest_id, now, out)
+        (subtype::SIGN_RESULT, result.encode())
+    }
+
+    fn rows(outcome: &Outcome<Self>, prune: Option<i64>) -> Result<BtcRows, FailureNotice> {
+        btc_rows(outcome, prune)
     }
 }
 
@@ -208,11 +214,10 @@ fn ledger(store: &Store) -> Result<VelocityLedger, FailureNotice> {
             amount: Sats(sats),
         })
         .collect();
-    let high_water = store
-        .velocity_high_water()
-        .map_err(|e| store_failure(&e))?
-        .map_or(TimeMs(i64::MIN), TimeMs);
-    Ok(VelocityLedger::from_entries(entries, high_water))
+    Ok(VelocityLedger::from_entries(
+        entries,
+        velocity_high_water(store)?,
+    ))
 }
 
 impl Node {
@@ -225,55 +230,56 @@ impl Node {
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
-        let t = TimeMs(now.unix_ms);
-        let started = Instant::now();
-        let (clock, audit) = self.guard_and_head(now)?;
-        let (outcome, prune) = {
-            let (Some(policy), Some(allow), Some(keys)) = (&self.policy, &self.allow, &self.keys)
-            else {
-                return Err(FailureNotice {
-                    code: ReasonCode::INTERNAL,
-                    data: Vec::new(),
-                });
-            };
-            let chain = self.chain.state()?;
-            let store = &self.store;
-            let ledger = ledger(store)?;
-            let history = StoreHistory {
-                store,
-                failed: Cell::new(false),
-            };
-            let seen = SeenLookup::new(store);
-            let view = NodeView {
-                node_id: self.cfg.node_id,
-                policy: &policy.active,
-                wallets: &self.wallets,
-                allow,
-                chain,
-                history: &history,
-                velocity: &ledger,
-                clock,
-                audit,
-            };
-            let outcome = evaluate_signed(
-                &self.secp,
-                &view,
-                &NodeSigner(keys),
-                signed,
-                &|id| seen.get(id),
-                t,
-            );
-            if history.failed.get() || seen.failed() {
-                return Err(FailureNotice {
-                    code: ReasonCode::STORE_SQLITE,
-                    data: b"cannot read the signing state; nothing was decided".to_vec(),
-                });
-            }
-            (
-                outcome,
-                prune_cutoff(&ledger, &policy.active.document.rules.velocity, t),
-            )
+        self.decide(
+            |node, start| node.btc_evaluate(signed, start),
+            dest_id,
+            now,
+            out,
+        )
+    }
+
+    /// Reads the Bitcoin state and runs the pipeline; `Err` when a read
+    /// failed (nothing was decided).
+    fn btc_evaluate(
+        &self,
+        signed: Result<SignedRequest, RequestError>,
+        start: Start,
+    ) -> Result<Evaluated<BtcApproved>, FailureNotice> {
+        let (Some(policy), Some(allow), Some(keys)) = (&self.policy, &self.allow, &self.keys)
+        else {
+            return Err(FailureNotice {
+                code: ReasonCode::INTERNAL,
+                data: Vec::new(),
+            });
         };
-        self.finish_decision(outcome, |o| btc_rows(o, prune), started, dest_id, now, out)
+        let chain = self.chain.state()?;
+        let store = &self.store;
+        let ledger = ledger(store)?;
+        let history = StoreHistory::new(store);
+        let seen = SeenLookup::new(store);
+        let view = NodeView {
+            node_id: self.cfg.node_id,
+            policy: &policy.active,
+            wallets: &self.wallets,
+            allow,
+            chain,
+            history: &history,
+            velocity: &ledger,
+            clock: start.clock,
+            audit: start.audit,
+        };
+        let outcome = evaluate_signed(
+            &self.secp,
+            &view,
+            &NodeSigner(keys),
+            signed,
+            &|id| seen.get(id),
+            start.t,
+        );
+        seen.reads_ok(history.failed.get())?;
+        Ok(Evaluated {
+            outcome,
+            prune: prune_cutoff(&ledger, &policy.active.document.rules.velocity, start.t),
+        })
     }
 }

@@ -15,7 +15,6 @@
 //! Must never: know another chain, or decide on a failed store read.
 
 use std::cell::Cell;
-use std::time::Instant;
 
 use alloy_primitives::{Address, B256, U256};
 use spacenode_eth::engine::{Authority, EthApproved, NodeView, evaluate_signed};
@@ -29,13 +28,13 @@ use spacenode_policy::pipeline::{Approval, Outcome};
 use spacenode_policy::request::{RequestError, SignedRequest};
 use spacenode_policy::units::TimeMs;
 use spacenode_wire::ReasonCode;
-use spacenode_wire::cosign::{AdminSignRequest, EthSignResult, Payload};
+use spacenode_wire::cosign::{EthSignResult, Payload};
 use spacenode_wire::msg::FailureNotice;
-use spacenode_wire::services::{apid, service, subtype};
+use spacenode_wire::services::subtype;
 
 use super::sign::{
-    NodeSigner, Release, SeenLookup, VELOCITY_MIN_RETENTION_MS, eth_result, routes_to_eth,
-    store_failure,
+    Evaluated, NodeSigner, Release, SeenLookup, Start, VELOCITY_MIN_RETENTION_MS, eth_result,
+    store_failure, velocity_high_water,
 };
 use super::{Node, Now};
 use crate::store::Store;
@@ -47,6 +46,15 @@ use crate::store::eth::{EthNonceRow, EthRows, EthVelocityRowDb, SafeNonceRow};
 struct StoreEthHistory<'a> {
     store: &'a Store,
     failed: Cell<bool>,
+}
+
+impl<'a> StoreEthHistory<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            failed: Cell::new(false),
+        }
+    }
 }
 
 impl EthHistory for StoreEthHistory<'_> {
@@ -226,6 +234,7 @@ fn prune_cutoffs(
 
 impl Release for EthApproved {
     type Rows = EthRows;
+    type Prune = Vec<(u64, [u8; 20], i64)>;
     const RECEIPT_FAULT: (u16, Rule) = (0x0742, Rule::EthSelfCheck);
     const WHAT: &'static str = "ethereum sign request";
 
@@ -233,15 +242,7 @@ impl Release for EthApproved {
         eth_result(&a.result_encoded)
     }
 
-    fn release(
-        node: &mut Node,
-        a: Approval<Self>,
-        audit: (u64, Vec<u8>),
-        elapsed_us: u64,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
+    fn approved(a: Approval<Self>, elapsed_us: u64) -> (u8, Vec<u8>) {
         tracing::info!(
             request_id = %hex::encode(a.request_id),
             kind = a.result.kind.id(),
@@ -253,19 +254,22 @@ impl Release for EthApproved {
             elapsed_us,
             "ethereum sign request approved"
         );
-        node.emit_audit_record(audit, dest_id, now, out)?;
-        node.emit_eth_result(a.request_id, a.chain.result_encoded, dest_id, now, out)
+        let reply = EthSignResult {
+            request_id: a.request_id,
+            result: a.chain.result_encoded,
+        };
+        (subtype::SIGN_ETH_RESULT, reply.encode())
+    }
+
+    fn rows(outcome: &Outcome<Self>, prune: Self::Prune) -> Result<EthRows, FailureNotice> {
+        Ok(eth_rows(outcome, prune))
     }
 }
 
 /// The Ethereum velocity ledgers as stored, under the node's one
 /// high-water mark.
 fn ledgers(store: &Store) -> Result<EthLedgers, FailureNotice> {
-    let high_water = store
-        .velocity_high_water()
-        .map_err(|e| store_failure(&e))?
-        .map_or(TimeMs(i64::MIN), TimeMs);
-    let mut ledgers = EthLedgers::new(high_water);
+    let mut ledgers = EthLedgers::new(velocity_high_water(store)?);
     for r in store.eth_velocity_rows().map_err(|e| store_failure(&e))? {
         ledgers.insert_row(EthVelocityRow {
             chain_id: r.chain_id,
@@ -278,29 +282,6 @@ fn ledgers(store: &Store) -> Result<EthLedgers, FailureNotice> {
 }
 
 impl Node {
-    /// TC[132,5]: an Ethereum request with its `SAFE_ADMIN_TX` command.
-    pub(super) fn sign_admin_request(
-        &mut self,
-        payload: Payload,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        let bytes = self.sign_preconditions(payload, now, out)?;
-        let req = AdminSignRequest::decode(&bytes).map_err(|e| FailureNotice {
-            code: ReasonCode::BAD_APP_DATA,
-            data: e.to_string().into_bytes(),
-        })?;
-        let signed = SignedRequest::decode(&req.request);
-        if !routes_to_eth(&signed) {
-            return Err(FailureNotice {
-                code: ReasonCode::BAD_APP_DATA,
-                data: b"an administrator command travels only with an Ethereum request".to_vec(),
-            });
-        }
-        self.eth_sign(signed, Some(&req.command), dest_id, now, out)
-    }
-
     /// Evaluates, commits and answers one Ethereum request (module docs);
     /// the preconditions were checked by the caller.
     pub(super) fn eth_sign(
@@ -311,88 +292,62 @@ impl Node {
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
-        let t = TimeMs(now.unix_ms);
-        let started = Instant::now();
-        let (clock, audit) = self.guard_and_head(now)?;
-        let (outcome, prune) = {
-            let (Some(policy), Some(keys)) = (&self.policy, &self.keys) else {
-                return Err(FailureNotice {
-                    code: ReasonCode::INTERNAL,
-                    data: Vec::new(),
-                });
-            };
-            let chain_mtp_s = self.chain.state()?.median_time_past();
-            let store = &self.store;
-            let ledgers = ledgers(store)?;
-            let admin_executed = store
-                .admin_executed(kind::SAFE_ADMIN_TX)
-                .map_err(|e| store_failure(&e))?;
-            let history = StoreEthHistory {
-                store,
-                failed: Cell::new(false),
-            };
-            let seen = SeenLookup::new(store);
-            let view = NodeView {
-                node_id: self.cfg.node_id,
-                policy: &policy.active,
-                safes: &self.safes,
-                history: &history,
-                velocity: &ledgers,
-                clock,
-                audit,
-                chain_mtp_s,
-                admin_executed,
-            };
-            let authority = command.map_or(Authority::Ground, Authority::AdminQuorum);
-            let outcome = evaluate_signed(
-                &self.secp,
-                &view,
-                &NodeSigner(keys),
-                signed,
-                authority,
-                &|id| seen.get(id),
-                t,
-            );
-            if history.failed.get() || seen.failed() {
-                return Err(FailureNotice {
-                    code: ReasonCode::STORE_SQLITE,
-                    data: b"cannot read the signing state; nothing was decided".to_vec(),
-                });
-            }
-            (
-                outcome,
-                prune_cutoffs(&ledgers, policy.active.document.eth.as_ref(), t),
-            )
-        };
-        self.finish_decision(
-            outcome,
-            |o| Ok(eth_rows(o, prune)),
-            started,
+        let authority = command.map_or(Authority::Ground, Authority::AdminQuorum);
+        self.decide(
+            |node, start| node.eth_evaluate(signed, authority, start),
             dest_id,
             now,
             out,
         )
     }
 
-    pub(super) fn emit_eth_result(
-        &mut self,
-        request_id: [u8; 32],
-        result: Vec<u8>,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        let reply = EthSignResult { request_id, result };
-        self.emit_fragments(
-            apid::SIGN,
-            service::SIGN,
-            subtype::SIGN_ETH_RESULT,
-            0,
-            &reply.encode(),
-            dest_id,
-            now,
-            out,
-        )
+    /// Reads the Ethereum state and runs the pipeline; `Err` when a read
+    /// failed (nothing was decided).
+    fn eth_evaluate(
+        &self,
+        signed: Result<SignedRequest, RequestError>,
+        authority: Authority<'_>,
+        start: Start,
+    ) -> Result<Evaluated<EthApproved>, FailureNotice> {
+        let (Some(policy), Some(keys)) = (&self.policy, &self.keys) else {
+            return Err(FailureNotice {
+                code: ReasonCode::INTERNAL,
+                data: Vec::new(),
+            });
+        };
+        let chain_mtp_s = self.chain.state()?.median_time_past();
+        let store = &self.store;
+        let ledgers = ledgers(store)?;
+        let admin_executed = store
+            .admin_executed(kind::SAFE_ADMIN_TX)
+            .map_err(|e| store_failure(&e))?;
+        let history = StoreEthHistory::new(store);
+        let seen = SeenLookup::new(store);
+        let view = NodeView {
+            node_id: self.cfg.node_id,
+            policy: &policy.active,
+            safes: &self.safes,
+            history: &history,
+            velocity: &ledgers,
+            clock: start.clock,
+            audit: start.audit,
+            chain_mtp_s,
+            admin_executed,
+        };
+        let outcome = evaluate_signed(
+            &self.secp,
+            &view,
+            &NodeSigner(keys),
+            signed,
+            authority,
+            &|id| seen.get(id),
+            start.t,
+        );
+        seen.reads_ok(history.failed.get())?;
+        Ok(Evaluated {
+            outcome,
+            prune: prune_cutoffs(&ledgers, policy.active.document.eth.as_ref(), start.t),
+        })
     }
 
     /// TC[131,11]: registers a Safe (quorum-signed `REGISTER_SAFE`): the

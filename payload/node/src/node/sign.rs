@@ -36,7 +36,9 @@ use spacenode_policy::request::{ETH_FORMAT, RequestError, SignedRequest, body_fo
 use spacenode_policy::signer::SignerError;
 use spacenode_policy::units::TimeMs;
 use spacenode_wire::ReasonCode;
-use spacenode_wire::cosign::{AuditRecord, Payload, SignResult, refusal_data};
+use spacenode_wire::cosign::{
+    AdminSignRequest, AuditRecord, EthSignResult, Payload, SignResult, refusal_data,
+};
 use spacenode_wire::msg::{EventId, FailureNotice};
 use spacenode_wire::services::{apid, service, subtype};
 
@@ -124,6 +126,8 @@ pub(super) fn store_failure(e: &StoreError) -> FailureNotice {
 pub(super) trait Release: Sized {
     /// The chain's store rows.
     type Rows: ChainRows;
+    /// What the chain prunes with a decision (velocity cut-offs).
+    type Prune;
     /// Reason code and rule of a receipt-key fault on this chain.
     const RECEIPT_FAULT: (u16, Rule);
     /// What the log calls a request of this chain.
@@ -132,20 +136,33 @@ pub(super) trait Release: Sized {
     /// The stored answer of an approval (`seen_requests.result`).
     fn stored_result(a: &Approval<Self>) -> Vec<u8>;
 
-    /// Logs the committed approval and sends its audit record, then its
-    /// result.
+    /// Logs the committed approval; returns its result TM (subtype of
+    /// service 132 and payload), sent after the audit record.
+    fn approved(a: Approval<Self>, elapsed_us: u64) -> (u8, Vec<u8>);
+
+    /// The chain's rows of an outcome.
     ///
     /// # Errors
-    /// The completion report's failure, if sending fails.
-    fn release(
-        node: &mut Node,
-        a: Approval<Self>,
-        audit: (u64, Vec<u8>),
-        elapsed_us: u64,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice>;
+    /// A row that cannot be encoded (nothing is committed then).
+    fn rows(outcome: &Outcome<Self>, prune: Self::Prune) -> Result<Self::Rows, FailureNotice>;
+}
+
+/// Where every chain's evaluation starts: node time and the stored clock
+/// guard and audit head.
+pub(super) struct Start {
+    /// Node time.
+    pub(super) t: TimeMs,
+    /// Clock guard.
+    pub(super) clock: ClockGuard,
+    /// Audit head.
+    pub(super) audit: AuditLog,
+}
+
+/// A chain's evaluation: the outcome (or a receipt-key fault) and what it
+/// prunes.
+pub(super) struct Evaluated<A: Release> {
+    pub(super) outcome: Result<Outcome<A>, SignerError>,
+    pub(super) prune: A::Prune,
 }
 
 /// What the store must write for `outcome` (one transaction).
@@ -229,10 +246,25 @@ impl<'a> SeenLookup<'a> {
         }
     }
 
-    /// A read failed.
-    pub(super) fn failed(&self) -> bool {
-        self.failed.get()
+    /// Refuses to use an outcome decided on a failed read (of the seen
+    /// ids, or of the chain's history: `history_failed`).
+    pub(super) fn reads_ok(&self, history_failed: bool) -> Result<(), FailureNotice> {
+        if history_failed || self.failed.get() {
+            return Err(FailureNotice {
+                code: ReasonCode::STORE_SQLITE,
+                data: b"cannot read the signing state; nothing was decided".to_vec(),
+            });
+        }
+        Ok(())
     }
+}
+
+/// The node's one velocity high-water mark (every asset of every chain).
+pub(super) fn velocity_high_water(store: &Store) -> Result<TimeMs, FailureNotice> {
+    Ok(store
+        .velocity_high_water()
+        .map_err(|e| store_failure(&e))?
+        .map_or(TimeMs(i64::MIN), TimeMs))
 }
 
 fn elapsed_us(started: Instant) -> u64 {
@@ -320,19 +352,63 @@ impl Node {
         self.btc_sign(signed, dest_id, now, out)
     }
 
+    /// TC[132,5]: an Ethereum request with its `SAFE_ADMIN_TX` command.
+    pub(super) fn sign_admin_request(
+        &mut self,
+        payload: Payload,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let bytes = self.sign_preconditions(payload, now, out)?;
+        let req = AdminSignRequest::decode(&bytes).map_err(|e| FailureNotice {
+            code: ReasonCode::BAD_APP_DATA,
+            data: e.to_string().into_bytes(),
+        })?;
+        let signed = SignedRequest::decode(&req.request);
+        if !routes_to_eth(&signed) {
+            return Err(FailureNotice {
+                code: ReasonCode::BAD_APP_DATA,
+                data: b"an administrator command travels only with an Ethereum request".to_vec(),
+            });
+        }
+        self.eth_sign(signed, Some(&req.command), dest_id, now, out)
+    }
+
+    /// Steps 3 to 5 (module docs) for one chain: `evaluate` reads the
+    /// chain's state and runs the pipeline; then
+    /// [`Node::finish_decision`].
+    pub(super) fn decide<A: Release>(
+        &mut self,
+        evaluate: impl FnOnce(&Self, Start) -> Result<Evaluated<A>, FailureNotice>,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let started = Instant::now();
+        let (clock, audit) = self.guard_and_head(now)?;
+        let start = Start {
+            t: TimeMs(now.unix_ms),
+            clock,
+            audit,
+        };
+        let evaluated = evaluate(self, start)?;
+        self.finish_decision(evaluated, started, dest_id, now, out)
+    }
+
     /// Steps 4 and 5 (module docs) for a chain's evaluation: a receipt-key
     /// fault raises an event and decides nothing; a replay is counted or
-    /// audited; anything else is committed (`rows` gives the chain's rows
-    /// of the outcome), then released.
-    pub(super) fn finish_decision<A: Release>(
+    /// audited; anything else is committed with the chain's rows, then
+    /// released.
+    fn finish_decision<A: Release>(
         &mut self,
-        outcome: Result<Outcome<A>, SignerError>,
-        rows: impl FnOnce(&Outcome<A>) -> Result<A::Rows, FailureNotice>,
+        evaluated: Evaluated<A>,
         started: Instant,
         dest_id: u16,
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
+        let Evaluated { outcome, prune } = evaluated;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -351,7 +427,7 @@ impl Node {
             let elapsed = elapsed_us(started);
             return self.answer_replay(r.request_id, audit, elapsed, dest_id, now, out);
         }
-        let rows = decision_rows(&outcome, now.unix_ms, rows(&outcome)?);
+        let rows = decision_rows(&outcome, now.unix_ms, A::rows(&outcome, prune)?);
         // THE persistence point: nothing of this decision has left the
         // node, and nothing leaves before this commit returns.
         self.store
@@ -363,7 +439,9 @@ impl Node {
             Outcome::Approved(a) => {
                 self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
                 let audit = record(&a.audit);
-                A::release(self, *a, audit, elapsed, dest_id, now, out)
+                let (subtype, result) = A::approved(*a, elapsed);
+                self.emit_audit_record(audit, dest_id, now, out)?;
+                self.emit_sign_result(subtype, &result, dest_id, now, out)
             }
             Outcome::Refused(r) => {
                 self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
@@ -393,9 +471,11 @@ impl Node {
         }
     }
 
-    pub(super) fn emit_btc_result(
+    /// Sends a chain's result (`sign.result`, `sign.eth-result`).
+    fn emit_sign_result(
         &mut self,
-        result: &SignResult,
+        subtype: u8,
+        result: &[u8],
         dest_id: u16,
         now: Now,
         out: &mut Vec<Vec<u8>>,
@@ -403,9 +483,9 @@ impl Node {
         self.emit_fragments(
             apid::SIGN,
             service::SIGN,
-            subtype::SIGN_RESULT,
+            subtype,
             0,
-            &result.encode(),
+            result,
             dest_id,
             now,
             out,
@@ -444,11 +524,12 @@ impl Node {
                     txid,
                     signatures: sigs,
                 };
-                self.emit_btc_result(&result, dest_id, now, out)
+                self.emit_sign_result(subtype::SIGN_RESULT, &result.encode(), dest_id, now, out)
             }
             Some(Stored::Eth(result)) => {
                 self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
-                self.emit_eth_result(request_id, result, dest_id, now, out)
+                let reply = EthSignResult { request_id, result };
+                self.emit_sign_result(subtype::SIGN_ETH_RESULT, &reply.encode(), dest_id, now, out)
             }
             Some(Stored::Refused(notice)) => {
                 self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);

@@ -39,15 +39,10 @@ impl Store {
         command_seq: u64,
     ) -> Result<bool, StoreError> {
         let seq = i64_of("admin_seq", command_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        let gone = tx.execute(delete, key).map_err(err)?;
-        raise_admin_seq(&tx, command_kind, seq).map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(gone > 0)
+        self.write_tx(|tx| {
+            let gone = tx.execute(delete, key)?;
+            raise_admin_seq(tx, command_kind, seq)?;
+            Ok(gone > 0)
+        })
     }
 }

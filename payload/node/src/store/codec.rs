@@ -12,7 +12,7 @@
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
-use super::StoreError;
+use super::{Store, StoreError};
 
 /// A u64 (chain id, account nonce) as the i64 with the same bits: SQLite
 /// integers are signed, chain ids and nonces may use all 64 bits.
@@ -98,6 +98,28 @@ pub(super) fn array<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8;
         what,
         detail: format!("{} bytes where {N} were expected", v.len()),
     })
+}
+
+impl Store {
+    /// Runs `f` in one write transaction and commits it; SQLite's errors
+    /// are reported with the database (nothing is written then).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub(super) fn write_tx<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let v = f(&tx).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(v)
+    }
 }
 
 #[cfg(test)]

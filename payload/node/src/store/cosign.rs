@@ -136,32 +136,25 @@ impl Store {
         keep_incomplete: usize,
         keep_complete: usize,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
         let keep_inc = i64::try_from(keep_incomplete.saturating_sub(1)).unwrap_or(i64::MAX);
         let keep_com = i64::try_from(keep_complete).unwrap_or(i64::MAX);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "DELETE FROM uploads WHERE content IS NULL AND content_id NOT IN \
-             (SELECT content_id FROM uploads WHERE content IS NULL ORDER BY created_ms DESC LIMIT ?1)",
-            [keep_inc],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "DELETE FROM uploads WHERE content IS NOT NULL AND content_id NOT IN \
-             (SELECT content_id FROM uploads WHERE content IS NOT NULL ORDER BY created_ms DESC LIMIT ?1)",
-            [keep_com],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "INSERT INTO uploads(content_id, total_len, created_ms) VALUES (?1, ?2, ?3)",
-            params![id.as_slice(), i64::from(total_len), now_ms],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "DELETE FROM uploads WHERE content IS NULL AND content_id NOT IN \
+                 (SELECT content_id FROM uploads WHERE content IS NULL ORDER BY created_ms DESC LIMIT ?1)",
+                [keep_inc],
+            )?;
+            tx.execute(
+                "DELETE FROM uploads WHERE content IS NOT NULL AND content_id NOT IN \
+                 (SELECT content_id FROM uploads WHERE content IS NOT NULL ORDER BY created_ms DESC LIMIT ?1)",
+                [keep_com],
+            )?;
+            tx.execute(
+                "INSERT INTO uploads(content_id, total_len, created_ms) VALUES (?1, ?2, ?3)",
+                params![id.as_slice(), i64::from(total_len), now_ms],
+            )?;
+            Ok(())
+        })
     }
 
     /// Stores chunk `idx` of upload `id` (idempotent for the same bytes).
@@ -217,23 +210,17 @@ impl Store {
     /// # Errors
     /// [`StoreError`].
     pub fn upload_finish(&mut self, id: &[u8; 32], content: &[u8]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "UPDATE uploads SET content = ?2 WHERE content_id = ?1",
-            params![id.as_slice(), content],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "DELETE FROM upload_chunks WHERE content_id = ?1",
-            [id.as_slice()],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "UPDATE uploads SET content = ?2 WHERE content_id = ?1",
+                params![id.as_slice(), content],
+            )?;
+            tx.execute(
+                "DELETE FROM upload_chunks WHERE content_id = ?1",
+                [id.as_slice()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Drops the chunks of an upload whose content did not verify.
@@ -300,25 +287,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let epoch = epoch.map(|e| i64_of("epoch", e)).transpose()?;
         let admin_seq = admin_seq.map(|s| i64_of("admin_seq", s)).transpose()?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO policy_state(id, state, updated_ms) VALUES (1, ?1, ?2) \
-             ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
-            params![state, now_ms],
-        )
-        .map_err(err)?;
-        if let Some(e) = epoch {
-            tx.execute(UPSERT_META, params!["epoch", e]).map_err(err)?;
-        }
-        if let Some(s) = admin_seq {
-            raise_admin_seq(&tx, kind::VETO_POLICY, s).map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO policy_state(id, state, updated_ms) VALUES (1, ?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+                params![state, now_ms],
+            )?;
+            if let Some(e) = epoch {
+                tx.execute(UPSERT_META, params!["epoch", e])?;
+            }
+            if let Some(s) = admin_seq {
+                raise_admin_seq(tx, kind::VETO_POLICY, s)?;
+            }
+            Ok(())
+        })
     }
 
     /// Registered wallets: `(id, registration body)`, in registration order.
@@ -356,20 +338,15 @@ impl Store {
         command_seq: u64,
     ) -> Result<(), StoreError> {
         let seq = i64_of("admin_seq", command_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO wallets(id, body, registered_at_ms, command_seq) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(id) DO UPDATE SET body = excluded.body, command_seq = excluded.command_seq",
-            params![id.as_slice(), body, now_ms, seq],
-        )
-        .map_err(err)?;
-        raise_admin_seq(&tx, kind::REGISTER_WALLET, seq).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO wallets(id, body, registered_at_ms, command_seq) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(id) DO UPDATE SET body = excluded.body, command_seq = excluded.command_seq",
+                params![id.as_slice(), body, now_ms, seq],
+            )?;
+            raise_admin_seq(tx, kind::REGISTER_WALLET, seq)?;
+            Ok(())
+        })
     }
 
     /// Retires a wallet and records the command's sequence, in one
@@ -430,14 +407,10 @@ impl Store {
     /// # Errors
     /// [`StoreError`].
     pub fn set_clock_anchor(&mut self, anchor: &[u8; 32]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        write_anchor(&tx, anchor).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            write_anchor(tx, anchor)?;
+            Ok(())
+        })
     }
 
     /// Raises the clock guard's last accepted time to `ms` (never lowers
@@ -465,20 +438,15 @@ impl Store {
         seq: u64,
     ) -> Result<(), StoreError> {
         let seq = i64_of("admin_seq", seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            UPSERT_META,
-            params!["clock_last_accepted_ms", last_accepted_ms],
-        )
-        .map_err(err)?;
-        write_anchor(&tx, anchor).map_err(err)?;
-        raise_admin_seq(&tx, kind::CLOCK_RESYNC, seq).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                UPSERT_META,
+                params!["clock_last_accepted_ms", last_accepted_ms],
+            )?;
+            write_anchor(tx, anchor)?;
+            raise_admin_seq(tx, kind::CLOCK_RESYNC, seq)?;
+            Ok(())
+        })
     }
 
     /// Audit entries from `from_seq`, at most `max`, in order.
@@ -571,22 +539,16 @@ impl Store {
         signature: &[u8; 64],
     ) -> Result<(), StoreError> {
         let end = i64_of("checkpoint seq", end_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO audit_checkpoint(id, end_seq, chain_hash, signature) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT(id) DO UPDATE SET end_seq = excluded.end_seq, \
-             chain_hash = excluded.chain_hash, signature = excluded.signature",
-            params![end, chain_hash.as_slice(), signature.as_slice()],
-        )
-        .map_err(err)?;
-        tx.execute("DELETE FROM audit WHERE seq <= ?1", [end])
-            .map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO audit_checkpoint(id, end_seq, chain_hash, signature) VALUES (1, ?1, ?2, ?3) \
+                 ON CONFLICT(id) DO UPDATE SET end_seq = excluded.end_seq, \
+                 chain_hash = excluded.chain_hash, signature = excluded.signature",
+                params![end, chain_hash.as_slice(), signature.as_slice()],
+            )?;
+            tx.execute("DELETE FROM audit WHERE seq <= ?1", [end])?;
+            Ok(())
+        })
     }
 }
 

@@ -204,21 +204,16 @@ impl Store {
         command_seq: u64,
     ) -> Result<(), StoreError> {
         let seq = i64_of("admin_seq", command_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO safes(chain_id, address, body, registered_at_ms, command_seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(chain_id, address) DO UPDATE SET \
-             body = excluded.body, command_seq = excluded.command_seq",
-            params![u64_bits(chain_id), address.as_slice(), body, now_ms, seq],
-        )
-        .map_err(err)?;
-        raise_admin_seq(&tx, kind::REGISTER_SAFE, seq).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO safes(chain_id, address, body, registered_at_ms, command_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(chain_id, address) DO UPDATE SET \
+                 body = excluded.body, command_seq = excluded.command_seq",
+                params![u64_bits(chain_id), address.as_slice(), body, now_ms, seq],
+            )?;
+            raise_admin_seq(tx, kind::REGISTER_SAFE, seq)?;
+            Ok(())
+        })
     }
 
     /// Retires a Safe and records the command's sequence, in one
