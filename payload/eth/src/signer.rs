@@ -28,10 +28,12 @@
 
 use alloy_primitives::{Address, B256, ChainId, Signature, U256, keccak256};
 use bitcoin::NetworkKind;
-use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpriv, Xpub};
+use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpub};
 use bitcoin::secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
-use bitcoin::secp256k1::{All, Keypair, Message, PublicKey, Secp256k1, ecdsa, schnorr};
-pub use spacenode_policy::signer::{KeySigner as EthKeyStore, SignerError, receipt_path};
+use bitcoin::secp256k1::{PublicKey, ecdsa, schnorr};
+pub use spacenode_policy::signer::{
+    KeySigner as EthKeyStore, SignerError, SoftSigner, receipt_path,
+};
 
 /// SLIP-44 coin type of Ether.
 pub const ETH_COIN_TYPE: u32 = 60;
@@ -219,17 +221,15 @@ pub fn signer_error(e: &alloy_signer::Error) -> SignerError {
     }
 }
 
-/// In-memory BIP32 key store for tests, demos and ground tooling. Not the
+/// In-memory BIP32 key store for tests, demos and ground tooling: the
+/// soft signer of both chains on a test-network master key. Not the
 /// node's key store (that is the TPM-backed one in `spacenode-keys`).
-pub struct SoftEthKeys {
-    master: Xpriv,
-    secp: Secp256k1<All>,
-}
+pub struct SoftEthKeys(SoftSigner);
 
 impl std::fmt::Debug for SoftEthKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SoftEthKeys")
-            .field("fingerprint", &self.master.fingerprint(&self.secp))
+            .field("fingerprint", &self.0.master_fingerprint())
             .finish_non_exhaustive()
     }
 }
@@ -241,10 +241,7 @@ impl SoftEthKeys {
     /// # Errors
     /// [`SignerError`] for an invalid seed.
     pub fn from_seed(seed: &[u8]) -> Result<Self, SignerError> {
-        Ok(Self {
-            master: Xpriv::new_master(NetworkKind::Test, seed).map_err(serr)?,
-            secp: Secp256k1::new(),
-        })
+        SoftSigner::from_seed(seed, NetworkKind::Test).map(Self)
     }
 
     /// The address of account `index`.
@@ -261,23 +258,17 @@ impl SoftEthKeys {
     /// # Errors
     /// [`SignerError`].
     pub fn export_secret_for_tests(&self, index: u32) -> Result<[u8; 32], SignerError> {
-        Ok(self
-            .master
-            .derive_priv(&self.secp, &account_path(index))
-            .map_err(serr)?
-            .private_key
-            .secret_bytes())
+        self.0.export_secret_for_tests(&account_path(index))
     }
 }
 
 impl EthKeyStore for SoftEthKeys {
     fn master_fingerprint(&self) -> Fingerprint {
-        self.master.fingerprint(&self.secp)
+        self.0.master_fingerprint()
     }
 
     fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
-        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
-        Ok(Xpub::from_priv(&self.secp, &k))
+        self.0.xpub(path)
     }
 
     fn sign_ecdsa(
@@ -285,12 +276,7 @@ impl EthKeyStore for SoftEthKeys {
         path: &DerivationPath,
         digest: &[u8; 32],
     ) -> Result<ecdsa::Signature, SignerError> {
-        Ok(self.sign_ecdsa_recoverable(path, digest)?.to_standard())
-    }
-
-    fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
-        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
-        Ok(k.private_key.public_key(&self.secp))
+        self.0.sign_ecdsa(path, digest)
     }
 
     fn sign_ecdsa_recoverable(
@@ -298,17 +284,7 @@ impl EthKeyStore for SoftEthKeys {
         path: &DerivationPath,
         digest: &[u8; 32],
     ) -> Result<RecoverableSignature, SignerError> {
-        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
-        let m = Message::from_digest(*digest);
-        let sig = self.secp.sign_ecdsa_recoverable(&m, &k.private_key);
-        let pk = self.secp.recover_ecdsa(&m, &sig).map_err(serr)?;
-        if pk != k.private_key.public_key(&self.secp) {
-            return Err(SignerError {
-                code: 0x040F,
-                detail: "recoverable ecdsa self-check".into(),
-            });
-        }
-        Ok(sig)
+        self.0.sign_ecdsa_recoverable(path, digest)
     }
 
     fn sign_schnorr(
@@ -316,18 +292,7 @@ impl EthKeyStore for SoftEthKeys {
         path: &DerivationPath,
         msg: &[u8; 32],
     ) -> Result<schnorr::Signature, SignerError> {
-        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
-        let kp = Keypair::from_secret_key(&self.secp, &k.private_key);
-        let m = Message::from_digest(*msg);
-        // Deterministic (no aux randomness), as the Bitcoin soft signer.
-        let sig = self.secp.sign_schnorr_no_aux_rand(&m, &kp);
-        self.secp
-            .verify_schnorr(&sig, &m, &kp.x_only_public_key().0)
-            .map_err(|_| SignerError {
-                code: 0x040F,
-                detail: "schnorr self-check".into(),
-            })?;
-        Ok(sig)
+        self.0.sign_schnorr(path, msg)
     }
 }
 
