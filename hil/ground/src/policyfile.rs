@@ -11,7 +11,8 @@
 use std::path::Path;
 
 use bitcoin::secp256k1::{Keypair, Message, Secp256k1};
-use spacenode_policy::document::{POLICY_TAG, PolicyDocument, SignedPolicy, diff, hex_encode};
+use spacenode_policy::authoring::diff::diff;
+use spacenode_policy::document::{POLICY_TAG, PolicyDocument, SignedPolicy, hex_encode};
 use spacenode_policy::quorum::{AdminSet, Signature, tagged_hash};
 
 /// Errors of the policy files.

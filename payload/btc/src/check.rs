@@ -192,7 +192,23 @@ fn sats(v: bitcoin::Amount) -> Sats {
     Sats(v.to_sat())
 }
 
-/// Runs every check (module docs) and classifies the transaction.
+/// An input matched to a registered wallet (rules 4-5).
+struct Found<'w> {
+    wallet: &'w Wallet,
+    branch: u32,
+    addr_index: u32,
+    desc: Descriptor<PublicKey>,
+    claimed: TxOut,
+}
+
+/// The transaction's outputs split by rule 8.
+struct Outputs {
+    change: Vec<usize>,
+    dests: Vec<(usize, TxOut)>,
+}
+
+/// Runs every check (module docs), one function per rule tag in the
+/// module's order, and classifies the transaction.
 ///
 /// # Errors
 /// The first [`BtcError`].
@@ -208,6 +224,45 @@ where
     H: SpendHistory + ?Sized,
 {
     let rules = ctx.rules;
+    let max = oversize_bytes(rules, psbt_bytes)?;
+    let (psbt, version) = psbt_format(psbt_bytes, max)?;
+    let tx = &psbt.unsigned_tx;
+    let txid = tx.compute_txid();
+    duplicate_input(tx)?;
+    let found = registered_inputs(secp, ctx, &psbt)?;
+    let (prevouts, mut proven) = unproven_amount(&found, &psbt)?;
+    let confirmations = min_conf(ctx, &psbt, proofs, &prevouts, &mut proven)?;
+    all_amounts_proven(&found, &proven)?;
+    let outputs = foreign_change(secp, ctx, &psbt, &found)?;
+    let (fee, amount) = amounts(tx, &prevouts, &outputs.change)?;
+    let (weight, vsize) = vsize_estimate(tx, &found)?;
+    standard::check_outputs(tx)?;
+    standard::check_size_and_fee(tx, weight, fee.0)?;
+    let conflict = equivocation(ctx, txid, tx, &outputs.dests, fee, vsize)?;
+    fee_cap(rules, &conflict, fee, vsize)?;
+    per_tx_cap(rules, amount)?;
+    let destinations = allowlist(secp, ctx, &psbt, outputs.dests)?;
+    let (velocity_amount, window_totals) = velocity(ctx, &conflict, amount)?;
+    let inputs = signing_plans(secp, &psbt, &found, confirmations)?;
+    Ok(CheckedSpend {
+        psbt,
+        version,
+        txid,
+        inputs,
+        prevouts,
+        destinations,
+        change: outputs.change,
+        fee,
+        vsize,
+        amount,
+        velocity_amount,
+        window_totals,
+        conflict,
+    })
+}
+
+/// Rule 1: `btc-oversize` (bytes): returns the policy's limit.
+fn oversize_bytes(rules: &BtcRules, psbt_bytes: &[u8]) -> Result<usize, BtcError> {
     let max = usize::try_from(rules.max_psbt_bytes).unwrap_or(usize::MAX);
     if psbt_bytes.len() > max {
         return Err(BtcError::Oversize {
@@ -216,6 +271,12 @@ where
             max,
         });
     }
+    Ok(max)
+}
+
+/// Rule 2: `btc-psbt-format`: BIP174 v0 or BIP370 v2, with inputs and outputs
+/// (and `btc-oversize` on their number).
+fn psbt_format(psbt_bytes: &[u8], max: usize) -> Result<(Psbt, PsbtVersion), BtcError> {
     let (psbt, version) = psbt_v2::parse(psbt_bytes)?;
     let tx = &psbt.unsigned_tx;
     let items = tx.input.len().saturating_add(tx.output.len());
@@ -229,9 +290,11 @@ where
     if tx.input.is_empty() || tx.output.is_empty() {
         return Err(BtcError::PsbtMalformed("no inputs or no outputs".into()));
     }
-    let txid = tx.compute_txid();
+    Ok((psbt, version))
+}
 
-    // 3. duplicate inputs
+/// Rule 3: `btc-duplicate-input`.
+fn duplicate_input(tx: &Transaction) -> Result<(), BtcError> {
     let mut seen = std::collections::BTreeSet::new();
     for (index, i) in tx.input.iter().enumerate() {
         if !seen.insert(i.previous_output) {
@@ -241,16 +304,22 @@ where
             });
         }
     }
+    Ok(())
+}
 
-    // 4-5. sighash and wallet membership
-    struct Found<'w> {
-        wallet: &'w Wallet,
-        branch: u32,
-        addr_index: u32,
-        desc: Descriptor<PublicKey>,
-        claimed: TxOut,
-    }
-    let mut found: Vec<Found<'_>> = Vec::with_capacity(tx.input.len());
+/// Rule 4-5: `btc-unregistered-wallet` and `btc-sighash`, input by input.
+fn registered_inputs<'w, C, V, H>(
+    secp: &Secp256k1<C>,
+    ctx: &CheckContext<'w, V, H>,
+    psbt: &Psbt,
+) -> Result<Vec<Found<'w>>, BtcError>
+where
+    C: Verification,
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+{
+    let tx = &psbt.unsigned_tx;
+    let mut found: Vec<Found<'w>> = Vec::with_capacity(tx.input.len());
     for (index, (txin, inp)) in tx.input.iter().zip(&psbt.inputs).enumerate() {
         let claimed = match (&inp.witness_utxo, &inp.non_witness_utxo) {
             (Some(w), _) => w.clone(),
@@ -261,52 +330,72 @@ where
                 .ok_or(BtcError::NonWitnessUtxoMismatch { index })?,
             (None, None) => return Err(BtcError::MissingUtxo { index }),
         };
-        let mut hit = None;
-        'outer: for (fp, path) in hints_in(inp) {
-            for w in ctx.wallets {
-                if let Some((branch, addr_index)) = w.match_path(fp, &path) {
-                    let desc = w.derive(secp, branch, addr_index).map_err(|e| {
-                        BtcError::UnregisteredWallet {
-                            index,
-                            detail: e.to_string(),
-                        }
-                    })?;
-                    if desc.script_pubkey() == claimed.script_pubkey {
-                        hit = Some(Found {
-                            wallet: w,
-                            branch,
-                            addr_index,
-                            desc,
-                            claimed: claimed.clone(),
-                        });
-                        break 'outer;
+        let f = unregistered_wallet(secp, ctx.wallets, index, inp, claimed)?;
+        sighash(index, inp, f.wallet.kind)?;
+        found.push(f);
+    }
+    Ok(found)
+}
+
+/// Rule 5: `btc-unregistered-wallet`: the input's script RE-DERIVED from a
+/// registered descriptor at the node-key hint's branch and index.
+fn unregistered_wallet<'w, C: Verification>(
+    secp: &Secp256k1<C>,
+    wallets: &'w [Wallet],
+    index: usize,
+    inp: &Input,
+    claimed: TxOut,
+) -> Result<Found<'w>, BtcError> {
+    for (fp, path) in hints_in(inp) {
+        for w in wallets {
+            if let Some((branch, addr_index)) = w.match_path(fp, &path) {
+                let desc = w.derive(secp, branch, addr_index).map_err(|e| {
+                    BtcError::UnregisteredWallet {
+                        index,
+                        detail: e.to_string(),
                     }
+                })?;
+                if desc.script_pubkey() == claimed.script_pubkey {
+                    return Ok(Found {
+                        wallet: w,
+                        branch,
+                        addr_index,
+                        desc,
+                        claimed,
+                    });
                 }
             }
         }
-        let f = hit.ok_or_else(|| BtcError::UnregisteredWallet {
-            index,
-            detail: "no node-key derivation of a registered wallet gives this script".into(),
-        })?;
-        let raw = inp.sighash_type.map(|t| t.to_u32());
-        let ok = match (f.wallet.kind, raw) {
-            (_, None) => true,
-            (WalletKind::Wsh, Some(t)) => t == EcdsaSighashType::All.to_u32(),
-            (WalletKind::Tr, Some(t)) => {
-                t == TapSighashType::Default as u32 || t == TapSighashType::All as u32
-            }
-        };
-        if !ok {
-            return Err(BtcError::Sighash {
-                index,
-                sighash: raw.unwrap_or(0),
-            });
-        }
-        found.push(f);
     }
+    Err(BtcError::UnregisteredWallet {
+        index,
+        detail: "no node-key derivation of a registered wallet gives this script".into(),
+    })
+}
 
-    // 6. amounts proven
-    let all_taproot = found.iter().all(|f| f.wallet.kind == WalletKind::Tr);
+/// Rule 4: `btc-sighash`: ALL or DEFAULT (taproot) / ALL (ECDSA) only.
+fn sighash(index: usize, inp: &Input, kind: WalletKind) -> Result<(), BtcError> {
+    let raw = inp.sighash_type.map(|t| t.to_u32());
+    let ok = match (kind, raw) {
+        (_, None) => true,
+        (WalletKind::Wsh, Some(t)) => t == EcdsaSighashType::All.to_u32(),
+        (WalletKind::Tr, Some(t)) => {
+            t == TapSighashType::Default as u32 || t == TapSighashType::All as u32
+        }
+    };
+    if !ok {
+        return Err(BtcError::Sighash {
+            index,
+            sighash: raw.unwrap_or(0),
+        });
+    }
+    Ok(())
+}
+
+/// Rule 6: `btc-unproven-amount`: the previous outputs, and which are proven by
+/// their `non_witness_utxo`.
+fn unproven_amount(found: &[Found<'_>], psbt: &Psbt) -> Result<(Vec<TxOut>, Vec<bool>), BtcError> {
+    let tx = &psbt.unsigned_tx;
     let mut prevouts: Vec<TxOut> = Vec::with_capacity(found.len());
     let mut proven: Vec<bool> = Vec::with_capacity(found.len());
     for (index, (f, (txin, inp))) in found
@@ -336,16 +425,42 @@ where
         }
         prevouts.push(f.claimed.clone());
     }
+    Ok((prevouts, proven))
+}
 
-    // 7. SPV
+/// Rule 6 (end): `btc-unproven-amount`: in a transaction that is not all
+/// taproot, every amount is proven.
+fn all_amounts_proven(found: &[Found<'_>], proven: &[bool]) -> Result<(), BtcError> {
+    let all_taproot = found.iter().all(|f| f.wallet.kind == WalletKind::Tr);
+    if !all_taproot && let Some(index) = proven.iter().position(|p| !p) {
+        return Err(BtcError::MissingNonWitnessUtxo { index });
+    }
+    Ok(())
+}
+
+/// Rule 7: `btc-min-conf`: each funding transaction proven in the header chain
+/// (a proof's transaction also proves the amount: `proven`).
+fn min_conf<V, H>(
+    ctx: &CheckContext<'_, V, H>,
+    psbt: &Psbt,
+    proofs: &[SpvProof],
+    prevouts: &[TxOut],
+    proven: &mut [bool],
+) -> Result<Vec<u32>, BtcError>
+where
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+{
+    let min = ctx.rules.min_confirmations;
+    let tx = &psbt.unsigned_tx;
     let mut confs: BTreeMap<Txid, u32> = BTreeMap::new();
-    let mut confirmations = Vec::with_capacity(found.len());
+    let mut confirmations = Vec::with_capacity(tx.input.len());
     for (index, (txin, inp)) in tx.input.iter().zip(&psbt.inputs).enumerate() {
         let ftxid = txin.previous_output.txid;
         let proof = proof_for(proofs, &ftxid.to_byte_array());
         let c = match (proof, confs.get(&ftxid)) {
             (_, Some(c)) => *c,
-            (None, None) if rules.min_confirmations == 0 => 0,
+            (None, None) if min == 0 => 0,
             (None, None) => {
                 return Err(BtcError::SpvMissing {
                     index,
@@ -353,33 +468,9 @@ where
                 });
             }
             (Some(p), None) => {
-                let tx_bytes = if p.tx.is_empty() {
-                    inp.non_witness_utxo
-                        .as_ref()
-                        .map(serialize)
-                        .ok_or_else(|| BtcError::SpvMissing {
-                            index,
-                            txid: format!("{ftxid} (proof without its transaction)"),
-                        })?
-                } else {
-                    p.tx.clone()
-                };
-                let conf = ctx.chain.verify(p.kind, &p.proof, &tx_bytes).map_err(|e| {
-                    BtcError::SpvInvalid {
-                        index,
-                        chain_code: e.code(),
-                        detail: e.to_string(),
-                    }
-                })?;
-                if conf.txid != ftxid {
-                    return Err(BtcError::SpvInvalid {
-                        index,
-                        chain_code: 0x0384,
-                        detail: "proof is for another transaction".into(),
-                    });
-                }
-                confs.insert(ftxid, conf.confirmations);
-                conf.confirmations
+                let c = spv_confirmations(ctx.chain, index, p, inp, ftxid)?;
+                confs.insert(ftxid, c);
+                c
             }
         };
         if let (Some(p), Some(slot)) = (proof, proven.get_mut(index))
@@ -397,24 +488,78 @@ where
             }
             *slot = true;
         }
-        if c < rules.min_confirmations {
+        if c < min {
             return Err(BtcError::InsufficientConfirmations {
                 index,
                 confirmations: c,
-                required: rules.min_confirmations,
+                required: min,
             });
         }
         confirmations.push(c);
     }
-    if !all_taproot && let Some(index) = proven.iter().position(|p| !p) {
-        return Err(BtcError::MissingNonWitnessUtxo { index });
-    }
+    Ok(confirmations)
+}
 
-    // 8. outputs
+/// The confirmations an SPV proof gives input `index`'s funding
+/// transaction (the proof's transaction, or the PSBT's `non_witness_utxo`).
+fn spv_confirmations<V: ChainView + ?Sized>(
+    chain: &V,
+    index: usize,
+    p: &SpvProof,
+    inp: &Input,
+    ftxid: Txid,
+) -> Result<u32, BtcError> {
+    let tx_bytes = if p.tx.is_empty() {
+        inp.non_witness_utxo
+            .as_ref()
+            .map(serialize)
+            .ok_or_else(|| BtcError::SpvMissing {
+                index,
+                txid: format!("{ftxid} (proof without its transaction)"),
+            })?
+    } else {
+        p.tx.clone()
+    };
+    let conf = chain
+        .verify(p.kind, &p.proof, &tx_bytes)
+        .map_err(|e| BtcError::SpvInvalid {
+            index,
+            chain_code: e.code(),
+            detail: e.to_string(),
+        })?;
+    if conf.txid != ftxid {
+        return Err(BtcError::SpvInvalid {
+            index,
+            chain_code: 0x0384,
+            detail: "proof is for another transaction".into(),
+        });
+    }
+    Ok(conf.confirmations)
+}
+
+/// Rule 8: `btc-foreign-change`: an output with a node-key hint derives to its
+/// script; change only on branch 1 of a wallet the transaction spends.
+fn foreign_change<C, V, H>(
+    secp: &Secp256k1<C>,
+    ctx: &CheckContext<'_, V, H>,
+    psbt: &Psbt,
+    found: &[Found<'_>],
+) -> Result<Outputs, BtcError>
+where
+    C: Verification,
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+{
     let input_wallets: Vec<[u8; 32]> = found.iter().map(|f| f.wallet.id).collect();
     let mut change = Vec::new();
     let mut dests: Vec<(usize, TxOut)> = Vec::new();
-    for (index, (out, meta)) in tx.output.iter().zip(&psbt.outputs).enumerate() {
+    for (index, (out, meta)) in psbt
+        .unsigned_tx
+        .output
+        .iter()
+        .zip(&psbt.outputs)
+        .enumerate()
+    {
         let mut is_change = false;
         for (fp, path) in hints_out(meta) {
             for w in ctx.wallets {
@@ -447,8 +592,16 @@ where
             dests.push((index, out.clone()));
         }
     }
+    Ok(Outputs { change, dests })
+}
 
-    // amounts and fee
+/// `btc-psbt-format` on amounts: fee, and what leaves the wallets
+/// (destinations + fee).
+fn amounts(
+    tx: &Transaction,
+    prevouts: &[TxOut],
+    change: &[usize],
+) -> Result<(Sats, Sats), BtcError> {
     let total_in = Sats::sum(prevouts.iter().map(|o| sats(o.value)))
         .ok_or_else(|| BtcError::BadAmounts("inputs overflow".into()))?;
     let total_out = Sats::sum(tx.output.iter().map(|o| sats(o.value)))
@@ -466,27 +619,41 @@ where
     let amount = total_in
         .checked_sub(change_total)
         .ok_or_else(|| BtcError::BadAmounts("change exceeds inputs".into()))?;
+    Ok((fee, amount))
+}
 
-    // vsize estimate of the finalised transaction
+/// Weight and vsize estimate of the finalised transaction (unsigned
+/// weight + each input's maximum satisfaction weight).
+fn vsize_estimate(tx: &Transaction, found: &[Found<'_>]) -> Result<(u64, u64), BtcError> {
     let mut weight: u64 = u64::try_from(tx.base_size())
         .unwrap_or(u64::MAX)
         .saturating_mul(4)
         .saturating_add(2)
         .saturating_add(u64::try_from(tx.input.len()).unwrap_or(u64::MAX));
-    for f in &found {
+    for f in found {
         let w = f
             .desc
             .max_weight_to_satisfy()
             .map_err(|e| BtcError::BadAmounts(format!("cannot estimate satisfaction: {e}")))?;
         weight = weight.saturating_add(w.to_wu());
     }
-    let vsize = weight.div_ceil(4);
+    Ok((weight, weight.div_ceil(4)))
+}
 
-    // 9. standard relay policy
-    standard::check_outputs(tx)?;
-    standard::check_size_and_fee(tx, weight, fee.0)?;
-
-    // 10. equivocation
+/// Rule 10: `btc-equivocation`, `btc-replacement-partial`, `btc-replacement`,
+/// then `btc-replacement-increment` (BIP125 rule 4).
+fn equivocation<V, H>(
+    ctx: &CheckContext<'_, V, H>,
+    txid: Txid,
+    tx: &Transaction,
+    dests: &[(usize, TxOut)],
+    fee: Sats,
+    vsize: u64,
+) -> Result<Conflict, BtcError>
+where
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+{
     let dest_outs: Vec<TxOut> = dests.iter().map(|(_, o)| o.clone()).collect();
     let outpoints: Vec<OutPoint> = tx.input.iter().map(|i| i.previous_output).collect();
     let conflict = classify(
@@ -495,13 +662,16 @@ where
         &outpoints,
         &dest_outs,
         fee,
-        &rules.replacement,
+        &ctx.rules.replacement,
     )?;
     if let Conflict::Replaces(p) = &conflict {
         standard::check_increment(&p.txid, p.fee.0, fee.0, vsize)?;
     }
+    Ok(conflict)
+}
 
-    // 11. fee caps
+/// Rule 11: `btc-fee-cap`: absolute and per vbyte (a replacement's own caps).
+fn fee_cap(rules: &BtcRules, conflict: &Conflict, fee: Sats, vsize: u64) -> Result<(), BtcError> {
     let (max_fee, max_rate) = match conflict {
         Conflict::Replaces(_) => (rules.replacement.max_fee, rules.replacement.max_fee_rate),
         _ => (rules.max_fee, rules.max_fee_rate),
@@ -519,16 +689,32 @@ where
             cap: max_rate.0,
         });
     }
+    Ok(())
+}
 
-    // 12. per-tx cap
+/// Rule 12: `btc-per-tx-cap` on destinations + fee.
+fn per_tx_cap(rules: &BtcRules, amount: Sats) -> Result<(), BtcError> {
     if amount > rules.per_tx_cap {
         return Err(BtcError::PerTxCap {
             amount: amount.0,
             cap: rules.per_tx_cap.0,
         });
     }
+    Ok(())
+}
 
-    // 13. allowlist
+/// Rule 13: `btc-allowlist` on every non-change output: its label.
+fn allowlist<C, V, H>(
+    secp: &Secp256k1<C>,
+    ctx: &CheckContext<'_, V, H>,
+    psbt: &Psbt,
+    dests: Vec<(usize, TxOut)>,
+) -> Result<Vec<(usize, TxOut, String)>, BtcError>
+where
+    C: Verification,
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+{
     let mut destinations = Vec::with_capacity(dests.len());
     for (index, out) in dests {
         let hints = psbt.outputs.get(index).map(hints_out).unwrap_or_default();
@@ -542,19 +728,39 @@ where
             .to_owned();
         destinations.push((index, out, label));
     }
+    Ok(destinations)
+}
 
-    // 14. velocity
-    let velocity_amount = match &conflict {
+/// Rule 14: `btc-velocity`: a replacement counts only what it adds, the same
+/// transaction again nothing. The amount charged and the window totals.
+fn velocity<V, H>(
+    ctx: &CheckContext<'_, V, H>,
+    conflict: &Conflict,
+    amount: Sats,
+) -> Result<(Sats, Vec<Sats>), BtcError>
+where
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+{
+    let velocity_amount = match conflict {
         Conflict::Fresh => amount,
         Conflict::SameTransaction => Sats::ZERO,
         Conflict::Replaces(p) => amount.checked_sub(p.amount).unwrap_or(Sats::ZERO),
     };
     let window_totals = ctx
         .velocity
-        .check(&rules.velocity, ctx.now, velocity_amount)
+        .check(&ctx.rules.velocity, ctx.now, velocity_amount)
         .map_err(|e| BtcError::Velocity(e.to_string()))?;
+    Ok((velocity_amount, window_totals))
+}
 
-    // signing plans
+/// How the node signs each input (re-derived keys and scripts).
+fn signing_plans<C: Verification>(
+    secp: &Secp256k1<C>,
+    psbt: &Psbt,
+    found: &[Found<'_>],
+    confirmations: Vec<u32>,
+) -> Result<Vec<InputPlan>, BtcError> {
     let mut inputs = Vec::with_capacity(found.len());
     for (index, (f, c)) in found.iter().zip(confirmations).enumerate() {
         let node_pubkey = f
@@ -569,49 +775,6 @@ where
             .get(index)
             .and_then(|i| i.sighash_type)
             .map(|t| t.to_u32());
-        let kind = match &f.desc {
-            Descriptor::Wsh(_) => InputKind::Wsh {
-                witness_script: f.desc.explicit_script().map_err(|e| {
-                    BtcError::UnregisteredWallet {
-                        index,
-                        detail: e.to_string(),
-                    }
-                })?,
-                sighash: EcdsaSighashType::All,
-            },
-            Descriptor::Tr(tr) => {
-                let ours = node_pubkey.to_x_only_pubkey();
-                let leaves = tr
-                    .leaves()
-                    .filter(|l| {
-                        l.miniscript()
-                            .iter_pk()
-                            .any(|k| k.to_x_only_pubkey() == ours)
-                    })
-                    .map(|l| l.compute_tap_leaf_hash())
-                    .collect::<Vec<_>>();
-                if leaves.is_empty() {
-                    return Err(BtcError::UnregisteredWallet {
-                        index,
-                        detail: "no script leaf holds the node's key".into(),
-                    });
-                }
-                InputKind::Tr {
-                    leaves,
-                    sighash: if raw == Some(TapSighashType::All as u32) {
-                        TapSighashType::All
-                    } else {
-                        TapSighashType::Default
-                    },
-                }
-            }
-            _ => {
-                return Err(BtcError::UnregisteredWallet {
-                    index,
-                    detail: "unsupported script type".into(),
-                });
-            }
-        };
         inputs.push(InputPlan {
             index,
             wallet: f.wallet.id,
@@ -619,24 +782,60 @@ where
             addr_index: f.addr_index,
             node_path: f.wallet.node_path(f.branch, f.addr_index),
             node_pubkey,
-            kind,
+            kind: input_kind(index, &f.desc, &node_pubkey, raw)?,
             confirmations: c,
         });
     }
+    Ok(inputs)
+}
 
-    Ok(CheckedSpend {
-        psbt,
-        version,
-        txid,
-        inputs,
-        prevouts,
-        destinations,
-        change,
-        fee,
-        vsize,
-        amount,
-        velocity_amount,
-        window_totals,
-        conflict,
-    })
+/// The signing details of one input: its witness script (P2WSH) or the
+/// script leaves holding the node's key (P2TR).
+fn input_kind(
+    index: usize,
+    desc: &Descriptor<PublicKey>,
+    node_pubkey: &PublicKey,
+    raw: Option<u32>,
+) -> Result<InputKind, BtcError> {
+    match desc {
+        Descriptor::Wsh(_) => Ok(InputKind::Wsh {
+            witness_script: desc
+                .explicit_script()
+                .map_err(|e| BtcError::UnregisteredWallet {
+                    index,
+                    detail: e.to_string(),
+                })?,
+            sighash: EcdsaSighashType::All,
+        }),
+        Descriptor::Tr(tr) => {
+            let ours = node_pubkey.to_x_only_pubkey();
+            let leaves = tr
+                .leaves()
+                .filter(|l| {
+                    l.miniscript()
+                        .iter_pk()
+                        .any(|k| k.to_x_only_pubkey() == ours)
+                })
+                .map(|l| l.compute_tap_leaf_hash())
+                .collect::<Vec<_>>();
+            if leaves.is_empty() {
+                return Err(BtcError::UnregisteredWallet {
+                    index,
+                    detail: "no script leaf holds the node's key".into(),
+                });
+            }
+            Ok(InputKind::Tr {
+                leaves,
+                sighash: if raw == Some(TapSighashType::All as u32) {
+                    TapSighashType::All
+                } else {
+                    TapSighashType::Default
+                },
+            })
+        }
+        _ => Err(BtcError::UnregisteredWallet {
+            index,
+            detail: "unsupported script type".into(),
+        }),
+    }
 }

@@ -1,5 +1,9 @@
-//! The node's sign-request decision, end to end and pure: request bytes,
-//! node state and time in; an [`Outcome`] with everything to persist out.
+//! The Bitcoin plug-in of the sign pipeline
+//! (`spacenode_policy::pipeline`), pure: request bytes, node state and time
+//! in; an [`Outcome`] with everything to persist out. The pipeline runs the
+//! chain-neutral steps; [`Bitcoin`] adds the envelope's height window and
+//! the Bitcoin rules, each one function named for its tag
+//! ([`Bitcoin::decide`] lists them), then signing.
 //!
 //! Order: envelope decodes (`request-malformed`) → clock guard
 //! (`clock-step`, raises an event) → seen ids (`request-id-reuse`, or a
@@ -30,11 +34,11 @@
 
 use bitcoin::secp256k1::{Secp256k1, Signing, Verification};
 use bitcoin::{OutPoint, Txid};
-use spacenode_policy::Rule;
-use spacenode_policy::audit::{AuditEntry, AuditLog, Counters, Decision};
+use spacenode_policy::audit::{AuditLog, Counters};
 use spacenode_policy::change::ActivePolicy;
 use spacenode_policy::clock::ClockGuard;
-use spacenode_policy::request::{Seen, SignedRequest, seen_decision};
+use spacenode_policy::pipeline::{self, AuditFacts, Common, Decided, SignChain, Stop};
+use spacenode_policy::request::{CheckedRequest, RequestError, SignRequest, SignedRequest};
 use spacenode_policy::units::{Sats, TimeMs};
 use spacenode_policy::velocity::{VelocityEntry, VelocityLedger};
 
@@ -43,8 +47,10 @@ use crate::check::{CheckContext, CheckedSpend, check_psbt};
 use crate::error::{BtcError, Refusal};
 use crate::history::{Conflict, PriorSpend, SpendHistory};
 use crate::sign::{PartialSig, encode_sigs, sign_spend};
-use crate::signer::{BtcSigner, SignerError, receipt_path};
+use crate::signer::{BtcSigner, SignerError};
 use crate::wallet::{AllowMatcher, Wallet};
+
+pub use spacenode_policy::pipeline::{AuditRecord, RefusalRecord, ReplayRecord};
 
 /// The node state a decision reads.
 pub struct NodeView<'a, V: ChainView + ?Sized, H: SpendHistory + ?Sized> {
@@ -68,17 +74,6 @@ pub struct NodeView<'a, V: ChainView + ?Sized, H: SpendHistory + ?Sized> {
     pub audit: AuditLog,
 }
 
-/// An audit entry with its receipt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// Entry.
-    pub entry: AuditEntry,
-    /// Its canonical bytes (what is stored and downlinked).
-    pub bytes: Vec<u8>,
-    /// BIP340 receipt by the node's receipt key.
-    pub receipt: [u8; 64],
-}
-
 /// What the spend tables get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendRecord {
@@ -90,13 +85,10 @@ pub struct SpendRecord {
     pub replaces: Option<Txid>,
 }
 
-/// An approved request: persist all of it, then release `signatures`.
+/// What an approved Bitcoin request signed and persists (the chain's part
+/// of an [`Approval`]).
 #[derive(Debug, Clone)]
-pub struct Approval {
-    /// Request id.
-    pub request_id: [u8; 32],
-    /// Request hash.
-    pub request_hash: [u8; 32],
+pub struct BtcApproved {
     /// Txid signed.
     pub txid: Txid,
     /// The signatures.
@@ -107,101 +99,187 @@ pub struct Approval {
     pub spend: SpendRecord,
     /// Velocity row (None when nothing new leaves the wallets).
     pub velocity: Option<VelocityEntry>,
-    /// Audit record.
-    pub audit: AuditRecord,
-    /// New audit head.
-    pub audit_head: AuditLog,
-    /// New clock state.
-    pub clock: ClockGuard,
     /// The checked spend (for telemetry and tests).
     pub checked: Box<CheckedSpend>,
 }
 
-/// A refused request.
-#[derive(Debug, Clone)]
-pub struct RefusalRecord {
-    /// Request id, if the envelope decoded.
-    pub request_id: Option<[u8; 32]>,
-    /// Request hash, if the envelope decoded.
-    pub request_hash: Option<[u8; 32]>,
-    /// Why.
-    pub refusal: Refusal,
-    /// Store the id in `seen_requests` (the refusal depends only on the
-    /// request and the policy, so a retry gets the same answer). False for
-    /// node-side faults, clock anomalies, id reuse and undecodable input.
-    pub remember_id: bool,
-    /// Audit record.
-    pub audit: AuditRecord,
-    /// New audit head.
-    pub audit_head: AuditLog,
-    /// New clock state.
-    pub clock: ClockGuard,
-}
+/// An approved request: persist all of it, then release `signatures`.
+pub type Approval = pipeline::Approval<BtcApproved>;
 
 /// The decision.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Sign.
-    Approved(Box<Approval>),
-    /// Do not sign.
-    Refused(Box<RefusalRecord>),
-    /// Same id, same content: answer with the stored result.
-    Replay(Box<ReplayRecord>),
+pub type Outcome = pipeline::Outcome<BtcApproved>;
+
+/// The Bitcoin chain plug-in over the node's view and key store.
+pub struct Bitcoin<'a, C: Verification, V: ChainView + ?Sized, H: SpendHistory + ?Sized, S: ?Sized>
+{
+    /// secp256k1 context.
+    pub secp: &'a Secp256k1<C>,
+    /// Node state.
+    pub view: &'a NodeView<'a, V, H>,
+    /// Key store.
+    pub signer: &'a S,
 }
 
-/// A retry of a decided request.
-#[derive(Debug, Clone)]
-pub struct ReplayRecord {
-    /// Request id.
-    pub request_id: [u8; 32],
-    /// Request hash.
-    pub request_hash: [u8; 32],
-    /// Audit record of the replay.
-    pub audit: AuditRecord,
-    /// New audit head.
-    pub audit_head: AuditLog,
+fn stop(e: impl Into<Refusal>, remember_id: bool) -> Stop {
+    Stop {
+        refusal: e.into(),
+        remember_id,
+    }
 }
 
-struct Draft {
-    request_id: [u8; 32],
-    request_hash: [u8; 32],
-    decision: Decision,
-    rule: Rule,
-    code: u16,
-    counters: Counters,
-    txid: Option<[u8; 32]>,
-    signatures: Vec<Vec<u8>>,
+impl<C, V, H, S> Bitcoin<'_, C, V, H, S>
+where
+    C: Signing + Verification,
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+    S: BtcSigner + ?Sized,
+{
+    /// `btc-deep-reorg`: a refused deep reorg means the header chain
+    /// disagrees with a heavier branch: SPV confirmations may be stale or
+    /// forged, so nothing is signed until the quorum clears the flag. Not
+    /// remembered: the same request may be retried once it is cleared.
+    fn deep_reorg(&self) -> Result<(), Stop> {
+        match self.view.chain.deep_reorg_refused() {
+            Some(branch_start) => Err(stop(BtcError::DeepReorg { branch_start }, false)),
+            None => Ok(()),
+        }
+    }
+
+    /// `btc-time-window`: the allowed UTC windows of the policy.
+    fn time_window(&self, now: TimeMs) -> Result<(), Stop> {
+        let windows = &self.view.policy.document.rules.time_windows;
+        if !windows.is_empty() && !windows.iter().any(|w| w.contains(now.0)) {
+            return Err(stop(BtcError::TimeWindow, true));
+        }
+        Ok(())
+    }
+
+    /// Every PSBT rule (`check::check_psbt`, in its order).
+    fn psbt_rules(&self, checked: &CheckedRequest, now: TimeMs) -> Result<CheckedSpend, Stop> {
+        let ctx = CheckContext {
+            rules: &self.view.policy.document.rules,
+            wallets: self.view.wallets,
+            allow: self.view.allow,
+            chain: self.view.chain,
+            history: self.view.history,
+            velocity: self.view.velocity,
+            now,
+        };
+        check_psbt(
+            self.secp,
+            &ctx,
+            &checked.request.psbt,
+            &checked.request.proofs,
+        )
+        .map_err(|e| stop(e, true))
+    }
+
+    /// `btc-self-check`: the double sighash and a verified signature per
+    /// input (a fault is not remembered).
+    fn sign(&self, spend: &CheckedSpend) -> Result<Vec<PartialSig>, Stop> {
+        sign_spend(self.secp, spend, self.signer).map_err(|e| stop(e, false))
+    }
 }
 
-fn audit<S: BtcSigner + ?Sized>(
-    policy: &ActivePolicy,
-    head: &mut AuditLog,
-    signer: &S,
+impl<C, V, H, S> SignChain for Bitcoin<'_, C, V, H, S>
+where
+    C: Signing + Verification,
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+    S: BtcSigner + ?Sized,
+{
+    type Body = SignRequest;
+    type Checked = CheckedRequest;
+    type Approved = BtcApproved;
+
+    fn decode_body(&self, body: &[u8]) -> Result<SignRequest, RequestError> {
+        SignRequest::decode(body)
+    }
+
+    fn request_id(body: &SignRequest) -> [u8; 32] {
+        body.request_id
+    }
+
+    fn clock_floor_s(&self) -> u32 {
+        self.view.chain.median_time_past()
+    }
+
+    fn check_envelope(
+        &self,
+        signed: &SignedRequest,
+        body: SignRequest,
+        _hash: [u8; 32],
+        now: TimeMs,
+    ) -> Result<CheckedRequest, RequestError> {
+        signed.check_decoded(
+            self.secp,
+            body,
+            self.view.node_id,
+            &self.view.policy.document.approvers,
+            now,
+            self.view.chain.tip_height(),
+        )
+    }
+
+    fn decide(&self, checked: &CheckedRequest, now: TimeMs) -> Result<Decided<BtcApproved>, Stop> {
+        self.deep_reorg()?;
+        self.time_window(now)?;
+        let spend = self.psbt_rules(checked, now)?;
+        let signatures = self.sign(&spend)?;
+        Ok(approved(self.view.velocity, spend, signatures, now))
+    }
+}
+
+/// The rows and audit numbers of a signed spend.
+fn approved(
+    velocity: &VelocityLedger,
+    spend: CheckedSpend,
+    signatures: Vec<PartialSig>,
     now: TimeMs,
-    d: Draft,
-) -> Result<AuditRecord, SignerError> {
-    let entry = head.append(AuditEntry {
-        seq: 0,
-        time: now,
-        request_id: d.request_id,
-        request_hash: d.request_hash,
-        decision: d.decision,
-        rule: d.rule.tag().to_owned(),
-        code: d.code,
-        policy_version: policy.document.version,
-        policy_hash: policy.hash,
-        counters: d.counters,
-        txid: d.txid,
-        signatures: d.signatures,
-        prev_hash: [0; 32],
-        eth: None,
+) -> Decided<BtcApproved> {
+    let velocity = (spend.velocity_amount > Sats::ZERO).then(|| {
+        let mut l = velocity.clone();
+        l.record(now, spend.velocity_amount)
     });
-    let receipt = signer.sign_schnorr(&receipt_path(), &entry.receipt_message())?;
-    Ok(AuditRecord {
-        bytes: entry.encode(),
-        entry,
-        receipt: receipt.serialize(),
-    })
+    let spend_record = SpendRecord {
+        outpoints: spend.outpoints(),
+        spend: PriorSpend {
+            txid: spend.txid,
+            destinations: spend
+                .destinations
+                .iter()
+                .map(|(_, o, _)| o.clone())
+                .collect(),
+            fee: spend.fee,
+            amount: spend.amount,
+            outpoints: spend.outpoints(),
+        },
+        replaces: match &spend.conflict {
+            Conflict::Replaces(p) => Some(p.txid),
+            _ => None,
+        },
+    };
+    let facts = AuditFacts {
+        counters: Counters {
+            amount: spend.amount,
+            fee: spend.fee,
+            window_totals: spend.window_totals.clone(),
+        },
+        txid: Some(bitcoin::hashes::Hash::to_byte_array(spend.txid)),
+        signatures: signatures.iter().map(PartialSig::sig_bytes).collect(),
+        eth: None,
+    };
+    Decided {
+        approved: BtcApproved {
+            txid: spend.txid,
+            signatures_encoded: encode_sigs(&signatures),
+            signatures,
+            spend: spend_record,
+            velocity,
+            checked: Box::new(spend),
+        },
+        facts,
+    }
 }
 
 /// Evaluates one uplinked sign request (module docs). `seen` looks up the
@@ -224,246 +302,40 @@ where
     H: SpendHistory + ?Sized,
     S: BtcSigner + ?Sized,
 {
-    let policy = view.policy;
-    let doc = &policy.document;
-    let mut head = view.audit;
-    let mut clock = view.clock;
-    let refuse = |head: &mut AuditLog,
-                  clock: ClockGuard,
-                  id: Option<[u8; 32]>,
-                  hash: Option<[u8; 32]>,
-                  refusal: Refusal,
-                  remember_id: bool|
-     -> Result<Outcome, SignerError> {
-        let audit = audit(
-            policy,
-            head,
-            signer,
-            now,
-            Draft {
-                request_id: id.unwrap_or([0; 32]),
-                request_hash: hash.unwrap_or([0; 32]),
-                decision: Decision::Refused,
-                rule: refusal.rule,
-                code: refusal.code,
-                counters: Counters::default(),
-                txid: None,
-                signatures: Vec::new(),
-            },
-        )?;
-        Ok(Outcome::Refused(Box::new(RefusalRecord {
-            request_id: id,
-            request_hash: hash,
-            refusal,
-            remember_id,
-            audit,
-            audit_head: *head,
-            clock,
-        })))
-    };
-
-    let signed = match SignedRequest::decode(request) {
-        Ok(s) => s,
-        Err(e) => return refuse(&mut head, clock, None, None, e.into(), false),
-    };
-    let hash = signed.hash();
-    let id = spacenode_policy::request::SignRequest::decode(&signed.body)
-        .ok()
-        .map(|r| r.request_id);
-    let Some(request_id) = id else {
-        let e = spacenode_policy::request::SignRequest::decode(&signed.body)
-            .err()
-            .map_or_else(
-                || Refusal::from(BtcError::PsbtMalformed("request".into())),
-                Refusal::from,
-            );
-        return refuse(&mut head, clock, None, Some(hash), e, false);
-    };
-    if let Err(e) = clock.check(now, &doc.clock, view.chain.median_time_past()) {
-        return refuse(
-            &mut head,
-            clock,
-            Some(request_id),
-            Some(hash),
-            e.into(),
-            false,
-        );
-    }
-    clock.accept(now);
-    match seen_decision(seen(&request_id), hash) {
-        Ok(Seen::Replay) => {
-            let audit = audit(
-                policy,
-                &mut head,
-                signer,
-                now,
-                Draft {
-                    request_id,
-                    request_hash: hash,
-                    decision: Decision::Replayed,
-                    rule: Rule::RequestIdReuse,
-                    code: 0,
-                    counters: Counters::default(),
-                    txid: None,
-                    signatures: Vec::new(),
-                },
-            )?;
-            return Ok(Outcome::Replay(Box::new(ReplayRecord {
-                request_id,
-                request_hash: hash,
-                audit,
-                audit_head: head,
-            })));
-        }
-        Ok(Seen::New) => {}
-        Err(e) => {
-            return refuse(
-                &mut head,
-                clock,
-                Some(request_id),
-                Some(hash),
-                e.into(),
-                false,
-            );
-        }
-    }
-    let checked_req = match signed.check_envelope(
+    evaluate_signed(
         secp,
-        view.node_id,
-        &doc.approvers,
-        now,
-        view.chain.tip_height(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            return refuse(
-                &mut head,
-                clock,
-                Some(request_id),
-                Some(hash),
-                e.into(),
-                true,
-            );
-        }
-    };
-    // A refused deep reorg means the header chain disagrees with a
-    // heavier branch: SPV confirmations may be stale or forged, so nothing
-    // is signed until the quorum clears the flag. Not remembered: the same
-    // request may be retried once the flag is cleared.
-    if let Some(branch_start) = view.chain.deep_reorg_refused() {
-        return refuse(
-            &mut head,
-            clock,
-            Some(request_id),
-            Some(hash),
-            BtcError::DeepReorg { branch_start }.into(),
-            false,
-        );
-    }
-    let rules = &doc.rules;
-    if !rules.time_windows.is_empty() && !rules.time_windows.iter().any(|w| w.contains(now.0)) {
-        return refuse(
-            &mut head,
-            clock,
-            Some(request_id),
-            Some(hash),
-            BtcError::TimeWindow.into(),
-            true,
-        );
-    }
-    let ctx = CheckContext {
-        rules,
-        wallets: view.wallets,
-        allow: view.allow,
-        chain: view.chain,
-        history: view.history,
-        velocity: view.velocity,
-        now,
-    };
-    let spend = match check_psbt(
-        secp,
-        &ctx,
-        &checked_req.request.psbt,
-        &checked_req.request.proofs,
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            return refuse(
-                &mut head,
-                clock,
-                Some(request_id),
-                Some(hash),
-                e.into(),
-                true,
-            );
-        }
-    };
-    let signatures = match sign_spend(secp, &spend, signer) {
-        Ok(s) => s,
-        Err(e) => {
-            return refuse(
-                &mut head,
-                clock,
-                Some(request_id),
-                Some(hash),
-                e.into(),
-                false,
-            );
-        }
-    };
-    let velocity = (spend.velocity_amount > Sats::ZERO).then(|| {
-        let mut l = view.velocity.clone();
-        l.record(now, spend.velocity_amount)
-    });
-    let record = SpendRecord {
-        outpoints: spend.outpoints(),
-        spend: PriorSpend {
-            txid: spend.txid,
-            destinations: spend
-                .destinations
-                .iter()
-                .map(|(_, o, _)| o.clone())
-                .collect(),
-            fee: spend.fee,
-            amount: spend.amount,
-            outpoints: spend.outpoints(),
-        },
-        replaces: match &spend.conflict {
-            Conflict::Replaces(p) => Some(p.txid),
-            _ => None,
-        },
-    };
-    let audit = audit(
-        policy,
-        &mut head,
+        view,
         signer,
+        SignedRequest::decode(request),
+        seen,
         now,
-        Draft {
-            request_id,
-            request_hash: hash,
-            decision: Decision::Approved,
-            rule: Rule::Approved,
-            code: 0,
-            counters: Counters {
-                amount: spend.amount,
-                fee: spend.fee,
-                window_totals: spend.window_totals.clone(),
-            },
-            txid: Some(bitcoin::hashes::Hash::to_byte_array(spend.txid)),
-            signatures: signatures.iter().map(PartialSig::sig_bytes).collect(),
-        },
-    )?;
-    Ok(Outcome::Approved(Box::new(Approval {
-        request_id,
-        request_hash: hash,
-        txid: spend.txid,
-        signatures_encoded: encode_sigs(&signatures),
-        signatures,
-        spend: record,
-        velocity,
-        audit,
-        audit_head: head,
-        clock,
-        checked: Box::new(spend),
-    })))
+    )
+}
+
+/// [`evaluate`] for an envelope the caller decoded already (the node
+/// decodes it once, to route it by its body format).
+///
+/// # Errors
+/// [`SignerError`] from the receipt signature.
+pub fn evaluate_signed<C, V, H, S>(
+    secp: &Secp256k1<C>,
+    view: &NodeView<'_, V, H>,
+    signer: &S,
+    signed: Result<SignedRequest, RequestError>,
+    seen: &dyn Fn(&[u8; 32]) -> Option<[u8; 32]>,
+    now: TimeMs,
+) -> Result<Outcome, SignerError>
+where
+    C: Signing + Verification,
+    V: ChainView + ?Sized,
+    H: SpendHistory + ?Sized,
+    S: BtcSigner + ?Sized,
+{
+    let common = Common {
+        policy: view.policy,
+        clock: view.clock,
+        audit: view.audit,
+    };
+    let chain = Bitcoin { secp, view, signer };
+    pipeline::evaluate(&chain, &common, signer, signed, seen, now)
 }

@@ -6,8 +6,8 @@
 //! renumber a code or report a refusal without its rule.
 
 use spacenode_policy::Rule;
-use spacenode_policy::clock::ClockError;
-use spacenode_policy::request::RequestError;
+/// A refusal as reported (the pipeline's, the same for both chains).
+pub use spacenode_policy::pipeline::Refusal;
 
 /// Everything that stops a signature. Codes are listed in docs/policy.md.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -363,49 +363,8 @@ impl BtcError {
     }
 }
 
-/// A refusal as reported: code, rule tag, message, event flag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Stable reason code (PUS failure report).
-    pub code: u16,
-    /// Rule.
-    pub rule: Rule,
-    /// Human-readable detail (lower-case, carries the data to act on).
-    pub detail: String,
-    /// The node raises an event (clock anomalies, faults).
-    pub raise_event: bool,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#06x} {}: {}", self.code, self.rule, self.detail)
-    }
-}
-
 impl From<BtcError> for Refusal {
     fn from(e: BtcError) -> Self {
-        Self {
-            code: e.code(),
-            rule: e.rule(),
-            raise_event: e.raise_event(),
-            detail: e.to_string(),
-        }
-    }
-}
-
-impl From<RequestError> for Refusal {
-    fn from(e: RequestError) -> Self {
-        Self {
-            code: e.code(),
-            rule: e.rule(),
-            raise_event: false,
-            detail: e.to_string(),
-        }
-    }
-}
-
-impl From<ClockError> for Refusal {
-    fn from(e: ClockError) -> Self {
         Self {
             code: e.code(),
             rule: e.rule(),

@@ -311,55 +311,14 @@ fn convert_v2(global: Vec<Pair>, mut r: Reader<'_>) -> Result<Psbt, BtcError> {
     // (height requirement, time requirement) per input.
     let mut reqs: Vec<(Option<u32>, Option<u32>)> = Vec::with_capacity(inputs.len());
     for m in &inputs {
-        let txid = field(m, key::I_PREVIOUS_TXID, "previous txid")?
-            .ok_or_else(|| v2err("input without PSBT_IN_PREVIOUS_TXID"))?;
-        let txid = Txid::from_byte_array(arr(txid)?);
-        let vout = u32_le(
-            field(m, key::I_OUTPUT_INDEX, "output index")?
-                .ok_or_else(|| v2err("input without PSBT_IN_OUTPUT_INDEX"))?,
-            "output index",
-        )?;
-        let sequence = match field(m, key::I_SEQUENCE, "sequence")? {
-            Some(v) => Sequence(u32_le(v, "sequence")?),
-            None => Sequence::MAX,
-        };
-        let time = field(m, key::I_REQUIRED_TIME_LOCKTIME, "required time locktime")?
-            .map(|v| u32_le(v, "required time locktime"))
-            .transpose()?;
-        let height = field(
-            m,
-            key::I_REQUIRED_HEIGHT_LOCKTIME,
-            "required height locktime",
-        )?
-        .map(|v| u32_le(v, "required height locktime"))
-        .transpose()?;
-        if time.is_some_and(|t| t < 500_000_000) {
-            return Err(v2err("required time locktime below 500000000"));
-        }
-        if height.is_some_and(|h| h == 0 || h >= 500_000_000) {
-            return Err(v2err("required height locktime out of range"));
-        }
-        reqs.push((height, time));
-        txins.push(TxIn {
-            previous_output: OutPoint { txid, vout },
-            script_sig: ScriptBuf::new(),
-            sequence,
-            witness: Witness::default(),
-        });
+        let (txin, req) = v2_input(m)?;
+        reqs.push(req);
+        txins.push(txin);
     }
-    let mut txouts = Vec::with_capacity(outputs.len());
-    for m in &outputs {
-        let amount = field(m, key::O_AMOUNT, "amount")?
-            .ok_or_else(|| v2err("output without PSBT_OUT_AMOUNT"))?;
-        let amount = i64::from_le_bytes(arr(amount)?);
-        let amount = u64::try_from(amount).map_err(|_| v2err("negative output amount"))?;
-        let script = field(m, key::O_SCRIPT, "script")?
-            .ok_or_else(|| v2err("output without PSBT_OUT_SCRIPT"))?;
-        txouts.push(TxOut {
-            value: Amount::from_sat(amount),
-            script_pubkey: ScriptBuf::from_bytes(script.to_vec()),
-        });
-    }
+    let txouts = outputs
+        .iter()
+        .map(|m| v2_output(m))
+        .collect::<Result<Vec<_>, _>>()?;
     let lock_time = choose_locktime(&reqs, fallback)?;
     let tx = Transaction {
         version: Version(i32::try_from(tx_version).map_err(|_| v2err("tx version above i32"))?),
@@ -368,13 +327,79 @@ fn convert_v2(global: Vec<Pair>, mut r: Reader<'_>) -> Result<Psbt, BtcError> {
         output: txouts,
     };
 
+    as_v0(&tx, &global, &inputs, &outputs)
+}
+
+/// One v2 input map: its transaction input and its (height, time) locktime
+/// requirements.
+type LocktimeReq = (Option<u32>, Option<u32>);
+
+fn v2_input(m: &[Pair]) -> Result<(TxIn, LocktimeReq), BtcError> {
+    let txid = field(m, key::I_PREVIOUS_TXID, "previous txid")?
+        .ok_or_else(|| v2err("input without PSBT_IN_PREVIOUS_TXID"))?;
+    let txid = Txid::from_byte_array(arr(txid)?);
+    let vout = u32_le(
+        field(m, key::I_OUTPUT_INDEX, "output index")?
+            .ok_or_else(|| v2err("input without PSBT_IN_OUTPUT_INDEX"))?,
+        "output index",
+    )?;
+    let sequence = match field(m, key::I_SEQUENCE, "sequence")? {
+        Some(v) => Sequence(u32_le(v, "sequence")?),
+        None => Sequence::MAX,
+    };
+    let time = field(m, key::I_REQUIRED_TIME_LOCKTIME, "required time locktime")?
+        .map(|v| u32_le(v, "required time locktime"))
+        .transpose()?;
+    let height = field(
+        m,
+        key::I_REQUIRED_HEIGHT_LOCKTIME,
+        "required height locktime",
+    )?
+    .map(|v| u32_le(v, "required height locktime"))
+    .transpose()?;
+    if time.is_some_and(|t| t < 500_000_000) {
+        return Err(v2err("required time locktime below 500000000"));
+    }
+    if height.is_some_and(|h| h == 0 || h >= 500_000_000) {
+        return Err(v2err("required height locktime out of range"));
+    }
+    let txin = TxIn {
+        previous_output: OutPoint { txid, vout },
+        script_sig: ScriptBuf::new(),
+        sequence,
+        witness: Witness::default(),
+    };
+    Ok((txin, (height, time)))
+}
+
+/// One v2 output map as a transaction output.
+fn v2_output(m: &[Pair]) -> Result<TxOut, BtcError> {
+    let amount = field(m, key::O_AMOUNT, "amount")?
+        .ok_or_else(|| v2err("output without PSBT_OUT_AMOUNT"))?;
+    let amount = i64::from_le_bytes(arr(amount)?);
+    let amount = u64::try_from(amount).map_err(|_| v2err("negative output amount"))?;
+    let script = field(m, key::O_SCRIPT, "script")?
+        .ok_or_else(|| v2err("output without PSBT_OUT_SCRIPT"))?;
+    Ok(TxOut {
+        value: Amount::from_sat(amount),
+        script_pubkey: ScriptBuf::from_bytes(script.to_vec()),
+    })
+}
+
+/// The v0 serialisation of a converted v2 PSBT, parsed by rust-bitcoin.
+fn as_v0(
+    tx: &Transaction,
+    global: &[Pair],
+    inputs: &[Vec<Pair>],
+    outputs: &[Vec<Pair>],
+) -> Result<Psbt, BtcError> {
     // Re-serialise as v0 and let rust-bitcoin validate the rest.
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     let unsigned = Pair {
         key_type: key::G_UNSIGNED_TX,
         key: vec![0x00],
-        value: serialize(&tx),
+        value: serialize(tx),
     };
     let v2_global = [
         key::G_TX_VERSION,
@@ -392,7 +417,7 @@ fn convert_v2(global: Vec<Pair>, mut r: Reader<'_>) -> Result<Psbt, BtcError> {
                 .filter(|p| !(v2_global.contains(&p.key_type) && p.key.len() == 1)),
         ),
     );
-    for m in &inputs {
+    for m in inputs {
         write_map(
             &mut out,
             m.iter().filter(|p| {
@@ -401,7 +426,7 @@ fn convert_v2(global: Vec<Pair>, mut r: Reader<'_>) -> Result<Psbt, BtcError> {
             }),
         );
     }
-    for m in &outputs {
+    for m in outputs {
         write_map(
             &mut out,
             m.iter().filter(|p| {

@@ -1,176 +1,23 @@
-//! The signer seam this crate signs through.
+//! The signer seam this crate signs through, and a soft signer.
 //!
-//! Why a trait here and not `spacenode_keys::Signer`: `spacenode-keys`
-//! depends on `tss-esapi` unconditionally (no feature turns it off), so
-//! depending on it would link libtss2 into every user of this pure crate,
-//! including the ground tool. [`BtcSigner`] has the same shape (fingerprint,
-//! xpub, ECDSA over a digest, BIP340 over a message, each signature
-//! self-checked by the implementation); the node adapts its `TpmKeyStore`
-//! in a few lines:
+//! The seam is the one of both chains, [`spacenode_policy::signer::KeySigner`]
+//! (re-exported here as [`BtcSigner`]): fingerprint, xpub, ECDSA over a
+//! digest, BIP340 over a message, each signature self-checked by the
+//! implementation. The node adapts its custody (TPM or development seed)
+//! to it once, for both chains.
 //!
-//! ```text
-//! impl BtcSigner for NodeKeys {
-//!     fn master_fingerprint(&self) -> Fingerprint { self.0.master_fingerprint() }
-//!     fn xpub(&self, p: &DerivationPath) -> Result<Xpub, SignerError> { self.0.xpub(p).map_err(into) }
-//!     fn sign_ecdsa(&self, p: &DerivationPath, d: &[u8; 32]) -> Result<ecdsa::Signature, SignerError> {
-//!         self.0.sign_ecdsa(p, d).map_err(into)
-//!     }
-//!     fn sign_schnorr(&self, p: &DerivationPath, m: &[u8; 32]) -> Result<schnorr::Signature, SignerError> {
-//!         self.0.sign_schnorr(p, m, SchnorrTweak::None).map_err(into)
-//!     }
-//! }
-//! ```
-//!
-//! Also owns [`SoftSigner`], a seed-in-memory implementation for tests,
-//! benchmarks, the demo's GROUND keys and ground tooling. It is not the
-//! node's key store (that is the TPM-backed one in `spacenode-keys`).
+//! [`SoftSigner`] (re-exported from the same module) is the seed-in-memory
+//! implementation for tests, benchmarks, the demo's GROUND keys and ground
+//! tooling. It is not the node's key store (that is the TPM-backed one in
+//! `spacenode-keys`). Owns [`FaultySigner`] for fault-injection tests.
 //!
 //! Must never: hand out a private key through the trait.
 
-use bitcoin::NetworkKind;
-use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpriv, Xpub};
-use bitcoin::secp256k1::{All, Keypair, Message, Secp256k1, ecdsa, schnorr};
-
-/// Derivation path of the node's audit-receipt key: purpose 21326' (0x534E,
-/// "SN"), 1' = receipts, 0' = key generation. BIP340, untweaked.
-pub const RECEIPT_PATH: [u32; 3] = [21326, 1, 0];
-
-/// [`RECEIPT_PATH`] as a derivation path (`m/21326'/1'/0'`).
-#[must_use]
-pub fn receipt_path() -> DerivationPath {
-    RECEIPT_PATH
-        .iter()
-        .map(|&i| ChildNumber::Hardened { index: i })
-        .collect::<Vec<_>>()
-        .into()
-}
-
-/// Signer failure (the node maps its `KeyError` code into `code`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("signer error {code:#06x}: {detail}")]
-pub struct SignerError {
-    /// The key store's own reason code (e.g. 0x040F self-check).
-    pub code: u16,
-    /// Message.
-    pub detail: String,
-}
-
-/// What this crate needs from a key store.
-pub trait BtcSigner {
-    /// BIP32 fingerprint of the master key.
-    fn master_fingerprint(&self) -> Fingerprint;
-
-    /// Extended public key at `path`.
-    ///
-    /// # Errors
-    /// [`SignerError`] if the path cannot be derived.
-    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError>;
-
-    /// Low-S ECDSA over a 32-byte digest with the key at `path`.
-    ///
-    /// # Errors
-    /// [`SignerError`].
-    fn sign_ecdsa(
-        &self,
-        path: &DerivationPath,
-        digest: &[u8; 32],
-    ) -> Result<ecdsa::Signature, SignerError>;
-
-    /// BIP340 over a 32-byte message with the untweaked key at `path`.
-    ///
-    /// # Errors
-    /// [`SignerError`].
-    fn sign_schnorr(
-        &self,
-        path: &DerivationPath,
-        msg: &[u8; 32],
-    ) -> Result<schnorr::Signature, SignerError>;
-}
-
-/// In-memory BIP32 signer for tests, benchmarks, demos and ground keys.
-pub struct SoftSigner {
-    master: Xpriv,
-    secp: Secp256k1<All>,
-}
-
-impl std::fmt::Debug for SoftSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoftSigner")
-            .field("fingerprint", &self.master_fingerprint())
-            .finish_non_exhaustive()
-    }
-}
-
-fn serr(e: impl std::fmt::Display) -> SignerError {
-    SignerError {
-        code: 0x040E,
-        detail: e.to_string(),
-    }
-}
-
-impl SoftSigner {
-    /// From a seed (16..=64 bytes).
-    ///
-    /// # Errors
-    /// [`SignerError`] for an invalid seed.
-    pub fn from_seed(seed: &[u8], network: NetworkKind) -> Result<Self, SignerError> {
-        Ok(Self {
-            master: Xpriv::new_master(network, seed).map_err(serr)?,
-            secp: Secp256k1::new(),
-        })
-    }
-
-    fn derive(&self, path: &DerivationPath) -> Result<Xpriv, SignerError> {
-        self.master.derive_priv(&self.secp, path).map_err(serr)
-    }
-}
-
-impl BtcSigner for SoftSigner {
-    fn master_fingerprint(&self) -> Fingerprint {
-        self.master.fingerprint(&self.secp)
-    }
-
-    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
-        Ok(Xpub::from_priv(&self.secp, &self.derive(path)?))
-    }
-
-    fn sign_ecdsa(
-        &self,
-        path: &DerivationPath,
-        digest: &[u8; 32],
-    ) -> Result<ecdsa::Signature, SignerError> {
-        let k = self.derive(path)?;
-        let m = Message::from_digest(*digest);
-        let sig = self.secp.sign_ecdsa(&m, &k.private_key);
-        self.secp
-            .verify_ecdsa(&m, &sig, &k.private_key.public_key(&self.secp))
-            .map_err(|_| SignerError {
-                code: 0x040F,
-                detail: "ecdsa self-check".into(),
-            })?;
-        Ok(sig)
-    }
-
-    fn sign_schnorr(
-        &self,
-        path: &DerivationPath,
-        msg: &[u8; 32],
-    ) -> Result<schnorr::Signature, SignerError> {
-        let k = self.derive(path)?;
-        let kp = Keypair::from_secret_key(&self.secp, &k.private_key);
-        let m = Message::from_digest(*msg);
-        // Deterministic (no aux randomness): tests and demos are
-        // reproducible; the TPM-backed node signer adds aux randomness.
-        let sig = self.secp.sign_schnorr_no_aux_rand(&m, &kp);
-        self.secp
-            .verify_schnorr(&sig, &m, &kp.x_only_public_key().0)
-            .map_err(|_| SignerError {
-                code: 0x040F,
-                detail: "schnorr self-check".into(),
-            })?;
-        Ok(sig)
-    }
-}
+use bitcoin::bip32::{DerivationPath, Fingerprint, Xpub};
+use bitcoin::secp256k1::ecdsa::RecoverableSignature;
+use bitcoin::secp256k1::{ecdsa, schnorr};
+pub use spacenode_policy::audit::RECEIPT_PATH;
+pub use spacenode_policy::signer::{KeySigner as BtcSigner, SignerError, SoftSigner, receipt_path};
 
 /// A signer that corrupts its output, for fault-injection tests of the
 /// self-check (never used outside tests and benches).
@@ -199,6 +46,16 @@ impl<S: BtcSigner> BtcSigner for FaultySigner<S> {
         let mut d = *digest;
         d[0] ^= 1;
         self.inner.sign_ecdsa(path, &d)
+    }
+
+    fn sign_ecdsa_recoverable(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<RecoverableSignature, SignerError> {
+        let mut d = *digest;
+        d[0] ^= 1;
+        self.inner.sign_ecdsa_recoverable(path, &d)
     }
 
     fn sign_schnorr(

@@ -712,26 +712,7 @@ impl ChainState {
                 .context_at(fork_h)
                 .ok_or(ChainError::UpdateMismatch { height: fork_h })?
         };
-        let mut insert = Vec::with_capacity(headers.len().saturating_sub(i));
-        let mut refused = None;
-        for (header, hash) in headers.iter().zip(hashes).skip(i) {
-            let v = match ctx.push_hashed(header, *hash, now) {
-                Ok(v) => v,
-                // Nothing valid yet: the batch is refused as before.
-                Err(e) if insert.is_empty() => return Err(e.into()),
-                Err(e) => {
-                    let kept = u32::try_from(i.saturating_add(insert.len())).unwrap_or(u32::MAX);
-                    refused = Some((e, kept));
-                    break;
-                }
-            };
-            insert.push(StoredHeader {
-                height: v.height,
-                hash: v.hash,
-                header: v.header,
-                chain_work: v.chain_work,
-            });
-        }
+        let (insert, refused) = validate_prefix(&mut ctx, batch, i, now)?;
         let new_tip = ctx.height();
         let mut meta = self.meta;
         let (outcome, truncate_above) = if fork_h == tip_h {
@@ -1183,4 +1164,40 @@ fn store_err<E: std::error::Error>(e: E) -> ChainError {
     ChainError::Store {
         message: e.to_string(),
     }
+}
+
+/// The first header that broke a rule after a valid prefix, and how many
+/// headers of the batch the prefix holds.
+type Refused = (ValidationError, u32);
+
+/// Validates the batch's headers from index `i` on, on top of `ctx`, and
+/// returns the valid prefix and, if a later header broke a rule, that error
+/// with the number of batch headers the prefix holds. A batch whose first
+/// new header fails is refused as a whole.
+fn validate_prefix(
+    ctx: &mut HeaderContext,
+    batch: &HeaderBatch,
+    i: usize,
+    now: u64,
+) -> Result<(Vec<StoredHeader>, Option<Refused>), ChainError> {
+    let headers = batch.headers();
+    let mut insert = Vec::with_capacity(headers.len().saturating_sub(i));
+    for (header, hash) in headers.iter().zip(batch.hashes()).skip(i) {
+        let v = match ctx.push_hashed(header, *hash, now) {
+            Ok(v) => v,
+            // Nothing valid yet: the batch is refused as before.
+            Err(e) if insert.is_empty() => return Err(e.into()),
+            Err(e) => {
+                let kept = u32::try_from(i.saturating_add(insert.len())).unwrap_or(u32::MAX);
+                return Ok((insert, Some((e, kept))));
+            }
+        };
+        insert.push(StoredHeader {
+            height: v.height,
+            hash: v.hash,
+            header: v.header,
+            chain_work: v.chain_work,
+        });
+    }
+    Ok((insert, None))
 }

@@ -182,90 +182,122 @@ fn check_call(
     depth: usize,
     spend: &mut Spend,
 ) -> Result<(), EthError> {
-    let Call {
-        operation,
-        to,
-        value,
-        data,
-    } = call;
     spend.calls = spend.calls.saturating_add(1);
-    spend.add_native(value)?;
-    let rules = ctx.rules;
-    if operation == Operation::DelegateCall {
-        let Caller::Safe(safe) = caller else {
-            return Err(EthError::Delegatecall {
-                to,
-                detail: "only a Safe transaction can delegatecall",
-            });
-        };
-        let Some(target) = rules.delegate(chain_id, &to) else {
-            return Err(EthError::Delegatecall {
-                to,
-                detail: "target not allowlisted",
-            });
-        };
-        return match target.kind {
-            DelegateKind::Library => {
-                if data.is_empty() {
-                    return Ok(());
-                }
-                match selector_of(data) {
-                    Some(s) if target.selectors.contains(&s) => Ok(()),
-                    s => Err(EthError::UnknownCalldata {
-                        to,
-                        selector: s.map_or_else(|| "short calldata".into(), sel_hex),
-                    }),
-                }
-            }
-            DelegateKind::MultiSend | DelegateKind::MultiSendCallOnly => {
-                if depth >= MAX_NESTING {
-                    return Err(EthError::MultiSend("batches nested too deep"));
-                }
-                let inner_depth = depth.saturating_add(1);
-                for c in decode_multisend(data)? {
-                    if c.operation == Operation::DelegateCall
-                        && target.kind == DelegateKind::MultiSendCallOnly
-                    {
-                        return Err(EthError::Delegatecall {
-                            to: c.to,
-                            detail: "MultiSendCallOnly batch with a delegatecall",
-                        });
-                    }
-                    // MultiSend 1.5.0 substitutes the Safe for the zero
-                    // address: treat it as the Safe for every version.
-                    let inner_to = if c.to.is_zero() { safe.address() } else { c.to };
-                    check_call(
-                        ctx,
-                        chain_id,
-                        caller,
-                        Call {
-                            operation: c.operation,
-                            to: inner_to,
-                            value: c.value,
-                            data: &c.data,
-                        },
-                        inner_depth,
-                        spend,
-                    )?;
-                }
-                Ok(())
-            }
-        };
+    spend.add_native(call.value)?;
+    if call.operation == Operation::DelegateCall {
+        return delegatecall(ctx, chain_id, caller, &call, depth, spend);
     }
+    if safe_self_call(ctx, caller, &call, spend)? {
+        return Ok(());
+    }
+    let sel = selector_of(call.data);
+    safe_call_outside_safe_path(call.to, sel)?;
+    if erc20(ctx.rules, chain_id, &call, spend)? {
+        return Ok(());
+    }
+    destination(ctx.rules, chain_id, &call, sel)
+}
+
+/// `eth-delegatecall`: only a Safe delegatecalls, only to an allowlisted
+/// library (its selectors) or MultiSend (each inner call checked again).
+fn delegatecall(
+    ctx: &CheckContext<'_>,
+    chain_id: u64,
+    caller: Caller<'_>,
+    call: &Call<'_>,
+    depth: usize,
+    spend: &mut Spend,
+) -> Result<(), EthError> {
+    let to = call.to;
+    let Caller::Safe(safe) = caller else {
+        return Err(EthError::Delegatecall {
+            to,
+            detail: "only a Safe transaction can delegatecall",
+        });
+    };
+    let Some(target) = ctx.rules.delegate(chain_id, &to) else {
+        return Err(EthError::Delegatecall {
+            to,
+            detail: "target not allowlisted",
+        });
+    };
+    match target.kind {
+        DelegateKind::Library => {
+            if call.data.is_empty() {
+                return Ok(());
+            }
+            match selector_of(call.data) {
+                Some(s) if target.selectors.contains(&s) => Ok(()),
+                s => Err(EthError::UnknownCalldata {
+                    to,
+                    selector: s.map_or_else(|| "short calldata".into(), sel_hex),
+                }),
+            }
+        }
+        DelegateKind::MultiSend | DelegateKind::MultiSendCallOnly => {
+            if depth >= MAX_NESTING {
+                return Err(EthError::MultiSend("batches nested too deep"));
+            }
+            let inner_depth = depth.saturating_add(1);
+            for c in decode_multisend(call.data)? {
+                if c.operation == Operation::DelegateCall
+                    && target.kind == DelegateKind::MultiSendCallOnly
+                {
+                    return Err(EthError::Delegatecall {
+                        to: c.to,
+                        detail: "MultiSendCallOnly batch with a delegatecall",
+                    });
+                }
+                // MultiSend 1.5.0 substitutes the Safe for the zero
+                // address: treat it as the Safe for every version.
+                let inner_to = if c.to.is_zero() { safe.address() } else { c.to };
+                check_call(
+                    ctx,
+                    chain_id,
+                    caller,
+                    Call {
+                        operation: c.operation,
+                        to: inner_to,
+                        value: c.value,
+                        data: &c.data,
+                    },
+                    inner_depth,
+                    spend,
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `safe-self-call`: a Safe calling itself (owners, threshold, modules...)
+/// only on the administrator quorum's path. Whether the call was one.
+fn safe_self_call(
+    ctx: &CheckContext<'_>,
+    caller: Caller<'_>,
+    call: &Call<'_>,
+    spend: &mut Spend,
+) -> Result<bool, EthError> {
+    let to = call.to;
     if let Caller::Safe(safe) = caller
         && to == safe.address()
-        && !data.is_empty()
+        && !call.data.is_empty()
     {
-        let function = selector_of(data)
+        let function = selector_of(call.data)
             .and_then(abi::safe_function)
             .unwrap_or("unknown function");
         if ctx.authority != Authority::AdminQuorum {
             return Err(EthError::SafeSelfCall { safe: to, function });
         }
         spend.self_calls = spend.self_calls.saturating_add(1);
-        return Ok(());
+        return Ok(true);
     }
-    let sel = selector_of(data);
+    Ok(false)
+}
+
+/// `eth-unknown-calldata`: `approveHash` and `execTransaction` only
+/// through the Safe request kinds.
+fn safe_call_outside_safe_path(to: Address, sel: Option<[u8; 4]>) -> Result<(), EthError> {
     if let Some(s @ (APPROVE_HASH | EXEC_TRANSACTION)) = sel {
         return Err(EthError::SafeCallOutsideSafePath {
             function: if s == APPROVE_HASH {
@@ -276,44 +308,69 @@ fn check_call(
             to,
         });
     }
-    if let Some(token) = rules.token(chain_id, &to)
-        && let Some(call) = decode_erc20(data)?
-    {
-        match call {
-            Erc20Call::Transfer { to: r, amount }
-            | Erc20Call::TransferFrom { to: r, amount, .. } => {
-                if rules.allowed(chain_id, &r).is_none() {
-                    return Err(EthError::NotAllowlisted {
-                        role: "token recipient",
-                        address: r,
-                        chain_id,
-                    });
-                }
-                spend.add_token(to, amount)?;
-            }
-            Erc20Call::Approve { spender, amount } => {
-                if !amount.is_zero() {
-                    let Some(s) = token.spenders.iter().find(|s| s.address == spender) else {
-                        return Err(EthError::UnknownSpender { token: to, spender });
-                    };
-                    if !s.unlimited && amount > U256::from(s.max_allowance.0) {
-                        return Err(EthError::ApprovalAboveMax {
-                            token: to,
-                            spender,
-                            amount: amount.to_string(),
-                            max: s.max_allowance.0,
-                        });
-                    }
-                }
-                spend.approvals.push(Approval {
-                    token: to,
-                    spender,
-                    amount,
+    Ok(())
+}
+
+/// `eth-allowlist` (token recipient) and `eth-spender` for a call to a
+/// listed token with ERC-20 calldata. Whether the call was one.
+fn erc20(
+    rules: &EthRules,
+    chain_id: u64,
+    call: &Call<'_>,
+    spend: &mut Spend,
+) -> Result<bool, EthError> {
+    let to = call.to;
+    let Some(token) = rules.token(chain_id, &to) else {
+        return Ok(false);
+    };
+    let Some(erc20) = decode_erc20(call.data)? else {
+        return Ok(false);
+    };
+    match erc20 {
+        Erc20Call::Transfer { to: r, amount } | Erc20Call::TransferFrom { to: r, amount, .. } => {
+            if rules.allowed(chain_id, &r).is_none() {
+                return Err(EthError::NotAllowlisted {
+                    role: "token recipient",
+                    address: r,
+                    chain_id,
                 });
             }
+            spend.add_token(to, amount)?;
         }
-        return Ok(());
+        Erc20Call::Approve { spender, amount } => {
+            if !amount.is_zero() {
+                let Some(s) = token.spenders.iter().find(|s| s.address == spender) else {
+                    return Err(EthError::UnknownSpender { token: to, spender });
+                };
+                if !s.unlimited && amount > U256::from(s.max_allowance.0) {
+                    return Err(EthError::ApprovalAboveMax {
+                        token: to,
+                        spender,
+                        amount: amount.to_string(),
+                        max: s.max_allowance.0,
+                    });
+                }
+            }
+            spend.approvals.push(Approval {
+                token: to,
+                spender,
+                amount,
+            });
+        }
     }
+    Ok(true)
+}
+
+/// `eth-allowlist` (destination) and `eth-unknown-calldata`: an
+/// allowlisted destination, with one of its selectors if there is
+/// calldata.
+fn destination(
+    rules: &EthRules,
+    chain_id: u64,
+    call: &Call<'_>,
+    sel: Option<[u8; 4]>,
+) -> Result<(), EthError> {
+    let to = call.to;
     let Some(entry) = rules.allowed(chain_id, &to) else {
         return Err(EthError::NotAllowlisted {
             role: "destination",
@@ -321,7 +378,7 @@ fn check_call(
             chain_id,
         });
     };
-    if data.is_empty() {
+    if call.data.is_empty() {
         return Ok(());
     }
     match sel {

@@ -1,6 +1,8 @@
-//! The node's Ethereum sign-request decision, end to end and pure: request
-//! bytes, node state and time in; an [`Outcome`] with everything to persist
-//! out. The counterpart of `spacenode_btc::engine`.
+//! The Ethereum plug-in of the sign pipeline (`spacenode_policy::pipeline`),
+//! pure: request bytes, node state and time in; an [`Outcome`] with
+//! everything to persist out. The pipeline runs the chain-neutral steps;
+//! [`Ethereum`] adds the Ethereum envelope tags, the administrator
+//! authority and one decision per request kind.
 //!
 //! Order: envelope decodes (`request-malformed`) → clock guard
 //! (`clock-step`, raises an event) → seen ids (`request-id-reuse`, or a
@@ -42,14 +44,15 @@
 
 use alloy_primitives::{Address, B256};
 use bitcoin::secp256k1::{Secp256k1, Verification};
-use spacenode_policy::Rule;
-use spacenode_policy::audit::{AuditEntry, AuditLog, Counters, Decision, EthCounters};
+use spacenode_policy::audit::AuditLog;
 use spacenode_policy::cbor::{self, Fields, Value, bytes, uint};
 use spacenode_policy::change::ActivePolicy;
 use spacenode_policy::clock::ClockGuard;
 use spacenode_policy::command::{Executed, SignedCommand, kind};
+use spacenode_policy::eth::EthRules;
+use spacenode_policy::pipeline::{self, AuditFacts, Common, Decided, SignChain, Stop};
 use spacenode_policy::request::{
-    CheckedEthRequest, EthKind, EthSignRequest, Seen, SignedRequest, seen_decision,
+    CheckedEthRequest, EthKind, EthSignRequest, RequestError, SignedRequest,
 };
 use spacenode_policy::units::TimeMs;
 
@@ -57,13 +60,15 @@ use crate::check::{
     Authority as CheckAuthority, CheckContext, Spend, check_approve_hash_tx, check_caps,
     check_safe_tx, check_transaction,
 };
-use crate::error::{EthError, Refusal};
+use crate::error::{EthError, Refusal, envelope_refusal};
 use crate::history::{EthHistory, NonceRecord, NonceState, classify_safe, classify_tx};
 use crate::safe::{Safe, SafeTx};
 use crate::sign::{safe_hashes, sign_safe_tx, sign_transaction, verify_recovers};
-use crate::signer::{EthKeyStore, SignerError, account_path, address_of, receipt_path};
+use crate::signer::{EthKeyStore, SignerError, account_path, address_of};
 use crate::tx::{UnsignedTx, decode_signed};
 use crate::velocity::{EthLedgers, EthVelocityRow, VelocityTotals, counters};
+
+pub use spacenode_policy::pipeline::{AuditRecord, RefusalRecord, ReplayRecord};
 
 /// The node state a decision reads.
 pub struct NodeView<'a, H: EthHistory + ?Sized> {
@@ -100,17 +105,6 @@ pub enum Authority<'a> {
     /// fallback handler). The engine verifies the command itself (quorum of
     /// the active administrators, target, window, sequence number).
     AdminQuorum(&'a [u8]),
-}
-
-/// An audit entry with its receipt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// Entry.
-    pub entry: AuditEntry,
-    /// Its canonical bytes (what is stored and downlinked).
-    pub bytes: Vec<u8>,
-    /// BIP340 receipt by the node's receipt key.
-    pub receipt: [u8; 64],
 }
 
 /// What the node downlinks for an approved Ethereum request (and stores as
@@ -193,13 +187,10 @@ impl EthResult {
     }
 }
 
-/// An approved request: persist all of it, then release `result`.
+/// What an approved Ethereum request signed and persists (the chain's part
+/// of an [`Approval`]).
 #[derive(Debug, Clone)]
-pub struct Approval {
-    /// Request id.
-    pub request_id: [u8; 32],
-    /// Request hash.
-    pub request_hash: [u8; 32],
+pub struct EthApproved {
     /// The signature and what it signs.
     pub result: EthResult,
     /// Its downlink encoding (also the stored result).
@@ -208,12 +199,6 @@ pub struct Approval {
     pub nonces: Vec<NonceRecord>,
     /// Velocity rows (empty when nothing new leaves).
     pub velocity: Vec<EthVelocityRow>,
-    /// Audit record.
-    pub audit: AuditRecord,
-    /// New audit head.
-    pub audit_head: AuditLog,
-    /// New clock state.
-    pub clock: ClockGuard,
     /// Administrator command executed (persist as the last executed seq).
     pub admin_command_seq: Option<u64>,
     /// What the request moves (for telemetry, the ground display, tests).
@@ -223,114 +208,32 @@ pub struct Approval {
     pub repeated: bool,
 }
 
-/// A refused request.
-#[derive(Debug, Clone)]
-pub struct RefusalRecord {
-    /// Request id, if the envelope decoded.
-    pub request_id: Option<[u8; 32]>,
-    /// Request hash, if the envelope decoded.
-    pub request_hash: Option<[u8; 32]>,
-    /// Why.
-    pub refusal: Refusal,
-    /// Store the id in `seen_requests` (the refusal depends only on the
-    /// request, the policy and the persisted state). False for node-side
-    /// faults, clock anomalies, id reuse, administrator authority and
-    /// undecodable input.
-    pub remember_id: bool,
-    /// Audit record.
-    pub audit: AuditRecord,
-    /// New audit head.
-    pub audit_head: AuditLog,
-    /// New clock state.
-    pub clock: ClockGuard,
-}
-
-/// A retry of a decided request.
-#[derive(Debug, Clone)]
-pub struct ReplayRecord {
-    /// Request id.
-    pub request_id: [u8; 32],
-    /// Request hash.
-    pub request_hash: [u8; 32],
-    /// Audit record of the replay.
-    pub audit: AuditRecord,
-    /// New audit head.
-    pub audit_head: AuditLog,
-}
+/// An approved request: persist all of it, then release `result`.
+pub type Approval = pipeline::Approval<EthApproved>;
 
 /// The decision.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Sign.
-    Approved(Box<Approval>),
-    /// Do not sign.
-    Refused(Box<RefusalRecord>),
-    /// Same id, same content: answer with the stored result.
-    Replay(Box<ReplayRecord>),
-}
-
-struct Draft {
-    request_id: [u8; 32],
-    request_hash: [u8; 32],
-    decision: Decision,
-    rule: Rule,
-    code: u16,
-    txid: Option<[u8; 32]>,
-    signatures: Vec<Vec<u8>>,
-    eth: Option<EthCounters>,
-}
-
-fn audit<K: EthKeyStore + ?Sized>(
-    policy: &ActivePolicy,
-    head: &mut AuditLog,
-    keys: &K,
-    now: TimeMs,
-    d: Draft,
-) -> Result<AuditRecord, SignerError> {
-    let entry = head.append(AuditEntry {
-        seq: 0,
-        time: now,
-        request_id: d.request_id,
-        request_hash: d.request_hash,
-        decision: d.decision,
-        rule: d.rule.tag().to_owned(),
-        code: d.code,
-        policy_version: policy.document.version,
-        policy_hash: policy.hash,
-        counters: Counters::default(),
-        txid: d.txid,
-        signatures: d.signatures,
-        prev_hash: [0; 32],
-        eth: d.eth,
-    });
-    let receipt = keys.sign_schnorr(&receipt_path(), &entry.receipt_message())?;
-    Ok(AuditRecord {
-        bytes: entry.encode(),
-        entry,
-        receipt: receipt.serialize(),
-    })
-}
-
-/// A refusal with whether to remember the id.
-struct Stop(Refusal, bool);
+pub type Outcome = pipeline::Outcome<EthApproved>;
 
 impl From<EthError> for Stop {
     fn from(e: EthError) -> Self {
         // Faults are not the request's doing, and a Safe self-call may be
         // retried with the same id together with an administrator command:
         // neither is remembered, a retry is evaluated afresh.
-        let remember = !e.raise_event() && !matches!(e, EthError::SafeSelfCall { .. });
-        Stop(e.into(), remember)
+        let remember_id = !e.raise_event() && !matches!(e, EthError::SafeSelfCall { .. });
+        Stop {
+            refusal: e.into(),
+            remember_id,
+        }
     }
 }
 
-struct Decided {
+/// What one request kind decided.
+struct KindDecision {
     result: EthResult,
     nonces: Vec<NonceRecord>,
     velocity: Vec<EthVelocityRow>,
     spend: Spend,
     totals: VelocityTotals,
-    admin_command_seq: Option<u64>,
     repeated: bool,
 }
 
@@ -398,255 +301,383 @@ fn stored_tx<C: Verification>(
     Ok((alloy_primitives::keccak256(raw), sig.as_bytes()))
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "one linear decision per request kind reads better than scattered helpers"
-)]
-fn decide<C: Verification, H: EthHistory + ?Sized, K: EthKeyStore + ?Sized>(
-    secp: &Secp256k1<C>,
-    view: &NodeView<'_, H>,
-    keys: &K,
-    checked: &CheckedEthRequest,
-    authority: Authority<'_>,
-    now: TimeMs,
-) -> Result<Decided, Stop> {
-    let rules = view
-        .policy
-        .document
-        .eth
-        .as_ref()
-        .ok_or(EthError::NoEthRules)?;
-    let admin_command_seq = match authority {
-        Authority::Ground => None,
-        Authority::AdminQuorum(cmd) => Some(
-            verify_admin(
-                secp,
-                view.policy,
-                view.node_id,
-                view.admin_executed,
+/// The Ethereum chain plug-in over the node's view and key store.
+pub struct Ethereum<'a, C: Verification, H: EthHistory + ?Sized, K: ?Sized> {
+    /// secp256k1 context.
+    pub secp: &'a Secp256k1<C>,
+    /// Node state.
+    pub view: &'a NodeView<'a, H>,
+    /// Key store.
+    pub keys: &'a K,
+    /// The path the request arrived on.
+    pub authority: Authority<'a>,
+}
+
+impl<C, H, K> Ethereum<'_, C, H, K>
+where
+    C: Verification,
+    H: EthHistory + ?Sized,
+    K: EthKeyStore + ?Sized,
+{
+    /// `eth-chain-id`: the policy has Ethereum rules.
+    fn eth_rules(&self) -> Result<&EthRules, Stop> {
+        Ok(self
+            .view
+            .policy
+            .document
+            .eth
+            .as_ref()
+            .ok_or(EthError::NoEthRules)?)
+    }
+
+    /// `safe-self-call`: the administrator command, if the request came
+    /// with one (never remembered: a retry may bring another).
+    fn admin_authority(
+        &self,
+        checked: &CheckedEthRequest,
+        now: TimeMs,
+    ) -> Result<Option<u64>, Stop> {
+        match self.authority {
+            Authority::Ground => Ok(None),
+            Authority::AdminQuorum(cmd) => verify_admin(
+                self.secp,
+                self.view.policy,
+                self.view.node_id,
+                self.view.admin_executed,
                 now,
                 cmd,
                 checked.hash,
             )
-            .map_err(|e| Stop(e.into(), false))?,
-        ),
-    };
-    let ctx = CheckContext {
-        rules,
-        authority: if admin_command_seq.is_some() {
-            CheckAuthority::AdminQuorum
-        } else {
-            CheckAuthority::Ground
-        },
-    };
-    let req: &EthSignRequest = &checked.request;
-    let signer_fault = |e: SignerError| Stop(EthError::Signer(e.to_string()).into(), false);
-    match req.kind {
-        EthKind::Transaction => {
-            let tx = UnsignedTx::decode(&req.transaction)?;
-            let from = address_of(
-                &keys
-                    .public_key(&account_path(req.account))
-                    .map_err(signer_fault)?,
-            );
-            let spend = check_transaction(&ctx, &tx, from)?;
-            let state = classify_tx(
-                view.history,
-                tx.chain_id(),
-                from,
-                tx.nonce(),
-                tx.signature_hash(),
-            )?;
-            match state {
-                NonceState::Same(prior) => {
-                    let (tx_hash, signature) = stored_tx(secp, &prior.raw, &tx, from)?;
-                    Ok(Decided {
-                        result: EthResult {
-                            kind: req.kind,
-                            chain_id: tx.chain_id(),
-                            raw_tx: prior.raw,
-                            tx_hash: Some(tx_hash),
-                            signature,
-                            safe_tx_hash: None,
-                        },
-                        nonces: vec![],
-                        velocity: vec![],
-                        spend,
-                        totals: VelocityTotals::default(),
-                        admin_command_seq,
-                        repeated: true,
-                    })
-                }
-                NonceState::Fresh => {
-                    let totals = view.velocity.check(rules, &spend, now)?;
-                    let rows = view.velocity.rows(&spend, now)?;
-                    let s = sign_transaction(secp, keys, req.account, &tx, &req.transaction, from)?;
-                    Ok(Decided {
-                        result: EthResult {
-                            kind: req.kind,
-                            chain_id: tx.chain_id(),
-                            raw_tx: s.raw.clone(),
-                            tx_hash: Some(s.tx_hash),
-                            signature: s.signature.as_bytes(),
-                            safe_tx_hash: None,
-                        },
-                        nonces: vec![NonceRecord::Account {
-                            chain_id: tx.chain_id(),
-                            account: from,
-                            nonce: tx.nonce(),
-                            signing_hash: s.signing_hash,
-                            raw: s.raw,
-                        }],
-                        velocity: rows,
-                        spend,
-                        totals,
-                        admin_command_seq,
-                        repeated: false,
-                    })
-                }
+            .map(Some)
+            .map_err(|e| Stop {
+                refusal: e.into(),
+                remember_id: false,
+            }),
+        }
+    }
+
+    fn signer_fault(e: &SignerError) -> Stop {
+        Stop {
+            refusal: EthError::Signer(e.to_string()).into(),
+            remember_id: false,
+        }
+    }
+
+    /// A transaction: `check_transaction`, then the account's nonce
+    /// history (`eth-nonce-reuse`), velocity, sign.
+    fn transaction(
+        &self,
+        ctx: &CheckContext<'_>,
+        req: &EthSignRequest,
+        now: TimeMs,
+    ) -> Result<KindDecision, Stop> {
+        let (secp, keys, view) = (self.secp, self.keys, self.view);
+        let tx = UnsignedTx::decode(&req.transaction)?;
+        let from = address_of(
+            &keys
+                .public_key(&account_path(req.account))
+                .map_err(|e| Self::signer_fault(&e))?,
+        );
+        let spend = check_transaction(ctx, &tx, from)?;
+        let state = classify_tx(
+            view.history,
+            tx.chain_id(),
+            from,
+            tx.nonce(),
+            tx.signature_hash(),
+        )?;
+        match state {
+            NonceState::Same(prior) => {
+                let (tx_hash, signature) = stored_tx(secp, &prior.raw, &tx, from)?;
+                Ok(KindDecision {
+                    result: EthResult {
+                        kind: req.kind,
+                        chain_id: tx.chain_id(),
+                        raw_tx: prior.raw,
+                        tx_hash: Some(tx_hash),
+                        signature,
+                        safe_tx_hash: None,
+                    },
+                    nonces: vec![],
+                    velocity: vec![],
+                    spend,
+                    totals: VelocityTotals::default(),
+                    repeated: true,
+                })
+            }
+            NonceState::Fresh => {
+                let totals = view.velocity.check(ctx.rules, &spend, now)?;
+                let rows = view.velocity.rows(&spend, now)?;
+                let s = sign_transaction(secp, keys, req.account, &tx, &req.transaction, from)?;
+                Ok(KindDecision {
+                    result: EthResult {
+                        kind: req.kind,
+                        chain_id: tx.chain_id(),
+                        raw_tx: s.raw.clone(),
+                        tx_hash: Some(s.tx_hash),
+                        signature: s.signature.as_bytes(),
+                        safe_tx_hash: None,
+                    },
+                    nonces: vec![NonceRecord::Account {
+                        chain_id: tx.chain_id(),
+                        account: from,
+                        nonce: tx.nonce(),
+                        signing_hash: s.signing_hash,
+                        raw: s.raw,
+                    }],
+                    velocity: rows,
+                    spend,
+                    totals,
+                    repeated: false,
+                })
             }
         }
-        EthKind::SafeSignature => {
-            let stx = SafeTx::decode(&req.safe_tx)?;
-            let safe = find_safe(view.safes, &stx, req.account)?;
-            let spend = check_safe_tx(&ctx, safe, &stx)?;
-            let (hash, _) = safe_hashes(safe, &stx)?;
-            let state = classify_safe(view.history, safe, stx.nonce, hash)?;
-            let mut record = true;
-            let (signature, totals, rows, repeated) = match state {
-                NonceState::Same(prior) => match prior.signature {
-                    Some(sig) => {
-                        let s = alloy_primitives::Signature::from_raw_array(&sig)
-                            .map_err(|_| EthError::HashMismatch)?;
-                        verify_recovers(secp, &s, &hash, safe.node_address)?;
-                        record = false;
-                        (sig, VelocityTotals::default(), vec![], true)
-                    }
-                    // Approved on chain before (approveHash): counted then.
-                    None => {
-                        let (h, sig) = sign_safe_tx(secp, keys, safe, &stx)?;
-                        if h != hash {
-                            return Err(EthError::HashMismatch.into());
-                        }
-                        (sig, VelocityTotals::default(), vec![], true)
-                    }
-                },
-                NonceState::Fresh => {
-                    let totals = view.velocity.check(rules, &spend, now)?;
-                    let rows = view.velocity.rows(&spend, now)?;
+    }
+
+    /// A Safe signature: registered Safe and owner account
+    /// (`safe-unregistered`), `check_safe_tx`, the SafeTx hash twice, the
+    /// Safe-nonce history (`safe-nonce-reuse`), velocity, sign.
+    fn safe_signature(
+        &self,
+        ctx: &CheckContext<'_>,
+        req: &EthSignRequest,
+        now: TimeMs,
+    ) -> Result<KindDecision, Stop> {
+        let (secp, keys, view) = (self.secp, self.keys, self.view);
+        let stx = SafeTx::decode(&req.safe_tx)?;
+        let safe = find_safe(view.safes, &stx, req.account)?;
+        let spend = check_safe_tx(ctx, safe, &stx)?;
+        let (hash, _) = safe_hashes(safe, &stx)?;
+        let state = classify_safe(view.history, safe, stx.nonce, hash)?;
+        let mut record = true;
+        let (signature, totals, rows, repeated) = match state {
+            NonceState::Same(prior) => match prior.signature {
+                Some(sig) => {
+                    let s = alloy_primitives::Signature::from_raw_array(&sig)
+                        .map_err(|_| EthError::HashMismatch)?;
+                    verify_recovers(secp, &s, &hash, safe.node_address)?;
+                    record = false;
+                    (sig, VelocityTotals::default(), vec![], true)
+                }
+                // Approved on chain before (approveHash): counted then.
+                None => {
                     let (h, sig) = sign_safe_tx(secp, keys, safe, &stx)?;
                     if h != hash {
                         return Err(EthError::HashMismatch.into());
                     }
-                    (sig, totals, rows, false)
+                    (sig, VelocityTotals::default(), vec![], true)
                 }
-            };
-            Ok(Decided {
-                result: EthResult {
-                    kind: req.kind,
-                    chain_id: stx.chain_id,
-                    raw_tx: vec![],
-                    tx_hash: None,
-                    signature,
-                    safe_tx_hash: Some(hash),
-                },
-                nonces: if record {
-                    vec![NonceRecord::Safe {
-                        domain_chain: safe.domain_chain(),
-                        safe: safe.address(),
-                        nonce: stx.nonce,
-                        safe_tx_hash: hash,
-                        signature: Some(signature),
-                    }]
-                } else {
-                    vec![]
-                },
-                velocity: rows,
-                spend,
-                totals,
-                admin_command_seq,
-                repeated,
-            })
-        }
-        EthKind::SafeApproveHash => {
-            let stx = SafeTx::decode(&req.safe_tx)?;
-            let safe = find_safe(view.safes, &stx, req.account)?;
-            let tx = UnsignedTx::decode(&req.transaction)?;
-            let safe_spend = check_safe_tx(&ctx, safe, &stx)?;
-            let (hash, _) = safe_hashes(safe, &stx)?;
-            let fee_spend = check_approve_hash_tx(&ctx, &tx, safe, &hash)?;
-            let mut spend = safe_spend.clone();
-            spend.merge(&fee_spend)?;
-            check_caps(rules, &spend)?;
-            let safe_state = classify_safe(view.history, safe, stx.nonce, hash)?;
-            let owner = safe.node_address;
-            let tx_state = classify_tx(
-                view.history,
-                tx.chain_id(),
-                owner,
-                tx.nonce(),
-                tx.signature_hash(),
-            )?;
-            let mut nonces = Vec::new();
-            if matches!(safe_state, NonceState::Fresh) {
-                nonces.push(NonceRecord::Safe {
+            },
+            NonceState::Fresh => {
+                let totals = view.velocity.check(ctx.rules, &spend, now)?;
+                let rows = view.velocity.rows(&spend, now)?;
+                let (h, sig) = sign_safe_tx(secp, keys, safe, &stx)?;
+                if h != hash {
+                    return Err(EthError::HashMismatch.into());
+                }
+                (sig, totals, rows, false)
+            }
+        };
+        Ok(KindDecision {
+            result: EthResult {
+                kind: req.kind,
+                chain_id: stx.chain_id,
+                raw_tx: vec![],
+                tx_hash: None,
+                signature,
+                safe_tx_hash: Some(hash),
+            },
+            nonces: if record {
+                vec![NonceRecord::Safe {
                     domain_chain: safe.domain_chain(),
                     safe: safe.address(),
                     nonce: stx.nonce,
                     safe_tx_hash: hash,
-                    signature: None,
-                });
-            }
-            let (raw, tx_hash, signature, totals, rows, repeated) = match tx_state {
-                NonceState::Same(prior) => {
-                    let (h, sig) = stored_tx(secp, &prior.raw, &tx, owner)?;
-                    (prior.raw, h, sig, VelocityTotals::default(), vec![], true)
-                }
-                NonceState::Fresh => {
-                    // What is new: the fee, and the Safe's spend unless the
-                    // same SafeTx was approved before.
-                    let mut counted = fee_spend.clone();
-                    if matches!(safe_state, NonceState::Fresh) {
-                        counted.merge(&safe_spend)?;
-                    }
-                    let totals = view.velocity.check(rules, &counted, now)?;
-                    let rows = view.velocity.rows(&counted, now)?;
-                    let s =
-                        sign_transaction(secp, keys, req.account, &tx, &req.transaction, owner)?;
-                    nonces.push(NonceRecord::Account {
-                        chain_id: tx.chain_id(),
-                        account: owner,
-                        nonce: tx.nonce(),
-                        signing_hash: s.signing_hash,
-                        raw: s.raw.clone(),
-                    });
-                    (
-                        s.raw,
-                        s.tx_hash,
-                        s.signature.as_bytes(),
-                        totals,
-                        rows,
-                        false,
-                    )
-                }
-            };
-            Ok(Decided {
-                result: EthResult {
-                    kind: req.kind,
-                    chain_id: tx.chain_id(),
-                    raw_tx: raw,
-                    tx_hash: Some(tx_hash),
-                    signature,
-                    safe_tx_hash: Some(hash),
-                },
-                nonces,
-                velocity: rows,
-                spend,
-                totals,
-                admin_command_seq,
-                repeated,
-            })
+                    signature: Some(signature),
+                }]
+            } else {
+                vec![]
+            },
+            velocity: rows,
+            spend,
+            totals,
+            repeated,
+        })
+    }
+
+    /// A Safe approveHash: the SafeTx's checks, then
+    /// `check_approve_hash_tx` for the owner's transaction, the caps over
+    /// both, the account's nonce history, velocity over what is new, sign.
+    fn safe_approve_hash(
+        &self,
+        ctx: &CheckContext<'_>,
+        req: &EthSignRequest,
+        now: TimeMs,
+    ) -> Result<KindDecision, Stop> {
+        let (secp, keys, view) = (self.secp, self.keys, self.view);
+        let stx = SafeTx::decode(&req.safe_tx)?;
+        let safe = find_safe(view.safes, &stx, req.account)?;
+        let tx = UnsignedTx::decode(&req.transaction)?;
+        let safe_spend = check_safe_tx(ctx, safe, &stx)?;
+        let (hash, _) = safe_hashes(safe, &stx)?;
+        let fee_spend = check_approve_hash_tx(ctx, &tx, safe, &hash)?;
+        let mut spend = safe_spend.clone();
+        spend.merge(&fee_spend)?;
+        check_caps(ctx.rules, &spend)?;
+        let safe_state = classify_safe(view.history, safe, stx.nonce, hash)?;
+        let owner = safe.node_address;
+        let tx_state = classify_tx(
+            view.history,
+            tx.chain_id(),
+            owner,
+            tx.nonce(),
+            tx.signature_hash(),
+        )?;
+        let mut nonces = Vec::new();
+        if matches!(safe_state, NonceState::Fresh) {
+            nonces.push(NonceRecord::Safe {
+                domain_chain: safe.domain_chain(),
+                safe: safe.address(),
+                nonce: stx.nonce,
+                safe_tx_hash: hash,
+                signature: None,
+            });
         }
+        let (raw, tx_hash, signature, totals, rows, repeated) = match tx_state {
+            NonceState::Same(prior) => {
+                let (h, sig) = stored_tx(secp, &prior.raw, &tx, owner)?;
+                (prior.raw, h, sig, VelocityTotals::default(), vec![], true)
+            }
+            NonceState::Fresh => {
+                // What is new: the fee, and the Safe's spend unless the
+                // same SafeTx was approved before.
+                let mut counted = fee_spend.clone();
+                if matches!(safe_state, NonceState::Fresh) {
+                    counted.merge(&safe_spend)?;
+                }
+                let totals = view.velocity.check(ctx.rules, &counted, now)?;
+                let rows = view.velocity.rows(&counted, now)?;
+                let s = sign_transaction(secp, keys, req.account, &tx, &req.transaction, owner)?;
+                nonces.push(NonceRecord::Account {
+                    chain_id: tx.chain_id(),
+                    account: owner,
+                    nonce: tx.nonce(),
+                    signing_hash: s.signing_hash,
+                    raw: s.raw.clone(),
+                });
+                (
+                    s.raw,
+                    s.tx_hash,
+                    s.signature.as_bytes(),
+                    totals,
+                    rows,
+                    false,
+                )
+            }
+        };
+        Ok(KindDecision {
+            result: EthResult {
+                kind: req.kind,
+                chain_id: tx.chain_id(),
+                raw_tx: raw,
+                tx_hash: Some(tx_hash),
+                signature,
+                safe_tx_hash: Some(hash),
+            },
+            nonces,
+            velocity: rows,
+            spend,
+            totals,
+            repeated,
+        })
+    }
+}
+
+impl<C, H, K> SignChain for Ethereum<'_, C, H, K>
+where
+    C: Verification,
+    H: EthHistory + ?Sized,
+    K: EthKeyStore + ?Sized,
+{
+    type Body = EthSignRequest;
+    type Checked = CheckedEthRequest;
+    type Approved = EthApproved;
+
+    fn decode_body(&self, body: &[u8]) -> Result<EthSignRequest, RequestError> {
+        EthSignRequest::decode(body)
+    }
+
+    fn request_id(body: &EthSignRequest) -> [u8; 32] {
+        body.request_id
+    }
+
+    fn clock_floor_s(&self) -> u32 {
+        self.view.chain_mtp_s
+    }
+
+    fn envelope_refusal(&self, e: RequestError) -> Refusal {
+        envelope_refusal(e)
+    }
+
+    fn check_envelope(
+        &self,
+        signed: &SignedRequest,
+        body: EthSignRequest,
+        _hash: [u8; 32],
+        now: TimeMs,
+    ) -> Result<CheckedEthRequest, RequestError> {
+        signed.check_eth_decoded(
+            self.secp,
+            body,
+            self.view.node_id,
+            &self.view.policy.document.approvers,
+            now,
+        )
+    }
+
+    fn decide(
+        &self,
+        checked: &CheckedEthRequest,
+        now: TimeMs,
+    ) -> Result<Decided<EthApproved>, Stop> {
+        let rules = self.eth_rules()?;
+        let admin_command_seq = self.admin_authority(checked, now)?;
+        let ctx = CheckContext {
+            rules,
+            authority: if admin_command_seq.is_some() {
+                CheckAuthority::AdminQuorum
+            } else {
+                CheckAuthority::Ground
+            },
+        };
+        let req = &checked.request;
+        let d = match req.kind {
+            EthKind::Transaction => self.transaction(&ctx, req, now)?,
+            EthKind::SafeSignature => self.safe_signature(&ctx, req, now)?,
+            EthKind::SafeApproveHash => self.safe_approve_hash(&ctx, req, now)?,
+        };
+        let eth = counters(&d.spend, &d.totals).map_err(|e| Stop {
+            refusal: e.into(),
+            remember_id: true,
+        })?;
+        let facts = AuditFacts {
+            txid: d.result.tx_hash.or(d.result.safe_tx_hash).map(|x| x.0),
+            signatures: vec![d.result.signature.to_vec()],
+            eth: Some(eth),
+            ..AuditFacts::default()
+        };
+        Ok(Decided {
+            approved: EthApproved {
+                result_encoded: d.result.encode(),
+                result: d.result,
+                nonces: d.nonces,
+                velocity: d.velocity,
+                admin_command_seq,
+                spend: d.spend,
+                repeated: d.repeated,
+            },
+            facts,
+        })
     }
 }
 
@@ -671,129 +702,39 @@ where
     H: EthHistory + ?Sized,
     K: EthKeyStore + ?Sized,
 {
-    let policy = view.policy;
-    let doc = &policy.document;
-    let mut head = view.audit;
-    let mut clock = view.clock;
-    let refuse = |head: &mut AuditLog,
-                  clock: ClockGuard,
-                  id: Option<[u8; 32]>,
-                  hash: Option<[u8; 32]>,
-                  refusal: Refusal,
-                  remember_id: bool|
-     -> Result<Outcome, SignerError> {
-        let audit = audit(
-            policy,
-            head,
-            keys,
-            now,
-            Draft {
-                request_id: id.unwrap_or([0; 32]),
-                request_hash: hash.unwrap_or([0; 32]),
-                decision: Decision::Refused,
-                rule: refusal.rule,
-                code: refusal.code,
-                txid: None,
-                signatures: Vec::new(),
-                eth: None,
-            },
-        )?;
-        Ok(Outcome::Refused(Box::new(RefusalRecord {
-            request_id: id,
-            request_hash: hash,
-            refusal,
-            remember_id,
-            audit,
-            audit_head: *head,
-            clock,
-        })))
-    };
+    let signed = SignedRequest::decode(request);
+    evaluate_signed(secp, view, keys, signed, authority, seen, now)
+}
 
-    let signed = match SignedRequest::decode(request) {
-        Ok(s) => s,
-        Err(e) => return refuse(&mut head, clock, None, None, e.into(), false),
+/// [`evaluate`] for an envelope the caller decoded already (the node
+/// decodes it once, to route it by its body format).
+///
+/// # Errors
+/// [`SignerError`] from the receipt signature.
+pub fn evaluate_signed<C, H, K>(
+    secp: &Secp256k1<C>,
+    view: &NodeView<'_, H>,
+    keys: &K,
+    signed: Result<SignedRequest, RequestError>,
+    authority: Authority<'_>,
+    seen: &dyn Fn(&[u8; 32]) -> Option<[u8; 32]>,
+    now: TimeMs,
+) -> Result<Outcome, SignerError>
+where
+    C: Verification,
+    H: EthHistory + ?Sized,
+    K: EthKeyStore + ?Sized,
+{
+    let common = Common {
+        policy: view.policy,
+        clock: view.clock,
+        audit: view.audit,
     };
-    let hash = signed.hash();
-    let request_id = match EthSignRequest::decode(&signed.body) {
-        Ok(r) => r.request_id,
-        Err(e) => return refuse(&mut head, clock, None, Some(hash), e.into(), false),
-    };
-    let (id, h) = (Some(request_id), Some(hash));
-    if let Err(e) = clock.check(now, &doc.clock, view.chain_mtp_s) {
-        return refuse(&mut head, clock, id, h, e.into(), false);
-    }
-    clock.accept(now);
-    match seen_decision(seen(&request_id), hash) {
-        Ok(Seen::Replay) => {
-            let audit = audit(
-                policy,
-                &mut head,
-                keys,
-                now,
-                Draft {
-                    request_id,
-                    request_hash: hash,
-                    decision: Decision::Replayed,
-                    rule: Rule::RequestIdReuse,
-                    code: 0,
-                    txid: None,
-                    signatures: Vec::new(),
-                    eth: None,
-                },
-            )?;
-            return Ok(Outcome::Replay(Box::new(ReplayRecord {
-                request_id,
-                request_hash: hash,
-                audit,
-                audit_head: head,
-            })));
-        }
-        Ok(Seen::New) => {}
-        Err(e) => return refuse(&mut head, clock, id, h, e.into(), false),
-    }
-    let checked = match signed.check_eth_envelope(secp, view.node_id, &doc.approvers, now) {
-        Ok(c) => c,
-        Err(e) => return refuse(&mut head, clock, id, h, e.into(), true),
-    };
-    let d = match decide(secp, view, keys, &checked, authority, now) {
-        Ok(d) => d,
-        Err(Stop(refusal, remember)) => {
-            return refuse(&mut head, clock, id, h, refusal, remember);
-        }
-    };
-    let eth = match counters(&d.spend, &d.totals) {
-        Ok(c) => c,
-        Err(e) => return refuse(&mut head, clock, id, h, e.into(), true),
-    };
-    let txid = d.result.tx_hash.or(d.result.safe_tx_hash).map(|x| x.0);
-    let audit = audit(
-        policy,
-        &mut head,
+    let chain = Ethereum {
+        secp,
+        view,
         keys,
-        now,
-        Draft {
-            request_id,
-            request_hash: hash,
-            decision: Decision::Approved,
-            rule: Rule::Approved,
-            code: 0,
-            txid,
-            signatures: vec![d.result.signature.to_vec()],
-            eth: Some(eth),
-        },
-    )?;
-    Ok(Outcome::Approved(Box::new(Approval {
-        request_id,
-        request_hash: hash,
-        result_encoded: d.result.encode(),
-        result: d.result,
-        nonces: d.nonces,
-        velocity: d.velocity,
-        audit,
-        audit_head: head,
-        clock,
-        admin_command_seq: d.admin_command_seq,
-        spend: d.spend,
-        repeated: d.repeated,
-    })))
+        authority,
+    };
+    pipeline::evaluate(&chain, &common, keys, signed, seen, now)
 }

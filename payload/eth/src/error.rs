@@ -7,7 +7,8 @@
 
 use alloy_primitives::Address;
 use spacenode_policy::Rule;
-use spacenode_policy::clock::ClockError;
+/// A refusal as reported (the pipeline's, the same for both chains).
+pub use spacenode_policy::pipeline::Refusal;
 use spacenode_policy::request::RequestError;
 
 /// Everything that stops an Ethereum signature. Codes are listed in
@@ -379,26 +380,6 @@ impl EthError {
     }
 }
 
-/// A refusal as reported: code, rule tag, message, event flag (the same
-/// shape as `spacenode_btc::Refusal`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Stable reason code (PUS failure report).
-    pub code: u16,
-    /// Rule.
-    pub rule: Rule,
-    /// Human-readable detail (lower-case, carries the data to act on).
-    pub detail: String,
-    /// The node raises an event (clock anomalies, faults).
-    pub raise_event: bool,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#06x} {}: {}", self.code, self.rule, self.detail)
-    }
-}
-
 impl From<EthError> for Refusal {
     fn from(e: EthError) -> Self {
         Self {
@@ -410,31 +391,19 @@ impl From<EthError> for Refusal {
     }
 }
 
-impl From<RequestError> for Refusal {
-    /// Envelope refusals keep their policy codes; approvals and size are
-    /// reported under the Ethereum tags.
-    fn from(e: RequestError) -> Self {
-        let rule = match &e {
-            RequestError::Approvals(_) => Rule::EthApprovals,
-            RequestError::TooLarge(_) => Rule::EthMalformed,
-            other => other.rule(),
-        };
-        Self {
-            code: e.code(),
-            rule,
-            raise_event: false,
-            detail: e.to_string(),
-        }
-    }
-}
-
-impl From<ClockError> for Refusal {
-    fn from(e: ClockError) -> Self {
-        Self {
-            code: e.code(),
-            rule: e.rule(),
-            raise_event: e.raise_event(),
-            detail: e.to_string(),
-        }
+/// An envelope refusal as reported on the Ethereum path: policy codes, but
+/// approvals and size under the Ethereum tags.
+#[must_use]
+pub fn envelope_refusal(e: RequestError) -> Refusal {
+    let rule = match &e {
+        RequestError::Approvals(_) => Rule::EthApprovals,
+        RequestError::TooLarge(_) => Rule::EthMalformed,
+        other => other.rule(),
+    };
+    Refusal {
+        code: e.code(),
+        rule,
+        raise_event: false,
+        detail: e.to_string(),
     }
 }

@@ -9,24 +9,10 @@
 //! crate signs through alloy's interface), and [`SoftEthKeys`], a
 //! seed-in-memory store for tests, demos and ground tooling.
 //!
-//! Why a trait here and not `spacenode_keys::Signer`: as for
-//! `spacenode_btc::signer::BtcSigner`, `spacenode-keys` links `tss-esapi`
-//! unconditionally; this crate stays pure and usable on the ground. The
-//! node adapts its `TpmKeyStore` in a few lines (its `Signer` already has
-//! `sign_ecdsa_recoverable`):
-//!
-//! ```text
-//! impl EthKeyStore for NodeKeys {
-//!     fn public_key(&self, p: &DerivationPath) -> Result<PublicKey, SignerError> {
-//!         self.0.public_key(p).map_err(into)
-//!     }
-//!     fn sign_ecdsa_recoverable(&self, p: &DerivationPath, d: &[u8; 32])
-//!         -> Result<RecoverableSignature, SignerError> { self.0.sign_ecdsa_recoverable(p, d).map_err(into) }
-//!     fn sign_schnorr(&self, p: &DerivationPath, m: &[u8; 32]) -> Result<schnorr::Signature, SignerError> {
-//!         self.0.sign_schnorr(p, m, SchnorrTweak::None).map_err(into)
-//!     }
-//! }
-//! ```
+//! The seam is the one of both chains,
+//! [`spacenode_policy::signer::KeySigner`] (re-exported here as
+//! [`EthKeyStore`]); the node adapts its custody (TPM or development seed)
+//! to it once, for both chains.
 //!
 //! Why `SignerSync` drives signing: the decision is a pure, synchronous
 //! function, and the key store answers synchronously (the TPM-backed seed is
@@ -42,10 +28,12 @@
 
 use alloy_primitives::{Address, B256, ChainId, Signature, U256, keccak256};
 use bitcoin::NetworkKind;
-use bitcoin::bip32::{ChildNumber, DerivationPath, Xpriv};
+use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpub};
 use bitcoin::secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
-use bitcoin::secp256k1::{All, Keypair, Message, PublicKey, Secp256k1, schnorr};
-use spacenode_policy::audit::RECEIPT_PATH;
+use bitcoin::secp256k1::{PublicKey, ecdsa, schnorr};
+pub use spacenode_policy::signer::{
+    KeySigner as EthKeyStore, SignerError, SoftSigner, receipt_path,
+};
 
 /// SLIP-44 coin type of Ether.
 pub const ETH_COIN_TYPE: u32 = 60;
@@ -68,17 +56,6 @@ pub fn account_path(index: u32) -> DerivationPath {
     .into()
 }
 
-/// The node's audit-receipt key path, `m/21326'/1'/0'` (shared with the
-/// Bitcoin signer, `spacenode_policy::audit::RECEIPT_PATH`).
-#[must_use]
-pub fn receipt_path() -> DerivationPath {
-    RECEIPT_PATH
-        .iter()
-        .map(|&i| ChildNumber::Hardened { index: i })
-        .collect::<Vec<_>>()
-        .into()
-}
-
 /// The Ethereum address of a public key: the last 20 bytes of the keccak256
 /// of the 64-byte uncompressed point (without the 0x04 prefix).
 #[must_use]
@@ -86,47 +63,6 @@ pub fn address_of(pk: &PublicKey) -> Address {
     let u = pk.serialize_uncompressed();
     let h = keccak256(u.get(1..).unwrap_or_default());
     Address::from_slice(h.get(12..).unwrap_or(&[0u8; 20]))
-}
-
-/// Signer failure (the node maps its `KeyError` code into `code`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("signer error {code:#06x}: {detail}")]
-pub struct SignerError {
-    /// The key store's own reason code (e.g. 0x040F self-check).
-    pub code: u16,
-    /// Message.
-    pub detail: String,
-}
-
-/// What this crate needs from a key store.
-pub trait EthKeyStore {
-    /// Public key at `path`.
-    ///
-    /// # Errors
-    /// [`SignerError`] if the path cannot be derived.
-    fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError>;
-
-    /// Deterministic (RFC 6979), low-S, recoverable ECDSA over a 32-byte
-    /// digest with the key at `path`.
-    ///
-    /// # Errors
-    /// [`SignerError`].
-    fn sign_ecdsa_recoverable(
-        &self,
-        path: &DerivationPath,
-        digest: &[u8; 32],
-    ) -> Result<RecoverableSignature, SignerError>;
-
-    /// BIP340 over a 32-byte message with the untweaked key at `path`
-    /// (audit receipts).
-    ///
-    /// # Errors
-    /// [`SignerError`].
-    fn sign_schnorr(
-        &self,
-        path: &DerivationPath,
-        msg: &[u8; 32],
-    ) -> Result<schnorr::Signature, SignerError>;
 }
 
 fn serr(e: impl std::fmt::Display) -> SignerError {
@@ -285,17 +221,15 @@ pub fn signer_error(e: &alloy_signer::Error) -> SignerError {
     }
 }
 
-/// In-memory BIP32 key store for tests, demos and ground tooling. Not the
+/// In-memory BIP32 key store for tests, demos and ground tooling: the
+/// soft signer of both chains on a test-network master key. Not the
 /// node's key store (that is the TPM-backed one in `spacenode-keys`).
-pub struct SoftEthKeys {
-    master: Xpriv,
-    secp: Secp256k1<All>,
-}
+pub struct SoftEthKeys(SoftSigner);
 
 impl std::fmt::Debug for SoftEthKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SoftEthKeys")
-            .field("fingerprint", &self.master.fingerprint(&self.secp))
+            .field("fingerprint", &self.0.master_fingerprint())
             .finish_non_exhaustive()
     }
 }
@@ -307,10 +241,7 @@ impl SoftEthKeys {
     /// # Errors
     /// [`SignerError`] for an invalid seed.
     pub fn from_seed(seed: &[u8]) -> Result<Self, SignerError> {
-        Ok(Self {
-            master: Xpriv::new_master(NetworkKind::Test, seed).map_err(serr)?,
-            secp: Secp256k1::new(),
-        })
+        SoftSigner::from_seed(seed, NetworkKind::Test).map(Self)
     }
 
     /// The address of account `index`.
@@ -327,19 +258,25 @@ impl SoftEthKeys {
     /// # Errors
     /// [`SignerError`].
     pub fn export_secret_for_tests(&self, index: u32) -> Result<[u8; 32], SignerError> {
-        Ok(self
-            .master
-            .derive_priv(&self.secp, &account_path(index))
-            .map_err(serr)?
-            .private_key
-            .secret_bytes())
+        self.0.export_secret_for_tests(&account_path(index))
     }
 }
 
 impl EthKeyStore for SoftEthKeys {
-    fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
-        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
-        Ok(k.private_key.public_key(&self.secp))
+    fn master_fingerprint(&self) -> Fingerprint {
+        self.0.master_fingerprint()
+    }
+
+    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
+        self.0.xpub(path)
+    }
+
+    fn sign_ecdsa(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<ecdsa::Signature, SignerError> {
+        self.0.sign_ecdsa(path, digest)
     }
 
     fn sign_ecdsa_recoverable(
@@ -347,17 +284,7 @@ impl EthKeyStore for SoftEthKeys {
         path: &DerivationPath,
         digest: &[u8; 32],
     ) -> Result<RecoverableSignature, SignerError> {
-        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
-        let m = Message::from_digest(*digest);
-        let sig = self.secp.sign_ecdsa_recoverable(&m, &k.private_key);
-        let pk = self.secp.recover_ecdsa(&m, &sig).map_err(serr)?;
-        if pk != k.private_key.public_key(&self.secp) {
-            return Err(SignerError {
-                code: 0x040F,
-                detail: "recoverable ecdsa self-check".into(),
-            });
-        }
-        Ok(sig)
+        self.0.sign_ecdsa_recoverable(path, digest)
     }
 
     fn sign_schnorr(
@@ -365,18 +292,7 @@ impl EthKeyStore for SoftEthKeys {
         path: &DerivationPath,
         msg: &[u8; 32],
     ) -> Result<schnorr::Signature, SignerError> {
-        let k = self.master.derive_priv(&self.secp, path).map_err(serr)?;
-        let kp = Keypair::from_secret_key(&self.secp, &k.private_key);
-        let m = Message::from_digest(*msg);
-        // Deterministic (no aux randomness), as the Bitcoin soft signer.
-        let sig = self.secp.sign_schnorr_no_aux_rand(&m, &kp);
-        self.secp
-            .verify_schnorr(&sig, &m, &kp.x_only_public_key().0)
-            .map_err(|_| SignerError {
-                code: 0x040F,
-                detail: "schnorr self-check".into(),
-            })?;
-        Ok(sig)
+        self.0.sign_schnorr(path, msg)
     }
 }
 
@@ -389,6 +305,22 @@ pub struct FaultyKeys<K> {
 }
 
 impl<K: EthKeyStore> EthKeyStore for FaultyKeys<K> {
+    fn master_fingerprint(&self) -> Fingerprint {
+        self.inner.master_fingerprint()
+    }
+
+    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
+        self.inner.xpub(path)
+    }
+
+    fn sign_ecdsa(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<ecdsa::Signature, SignerError> {
+        self.inner.sign_ecdsa(path, digest)
+    }
+
     fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
         self.inner.public_key(path)
     }

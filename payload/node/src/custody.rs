@@ -15,6 +15,11 @@
 //!   database is older than the TPM counter: a [`Fault`]; the node runs in
 //!   safe mode, keeps the link and signs nothing.
 //!
+//! Signing goes through one type whatever the backend: [`CustodySigner`]
+//! presents the seed's key store (TPM-sealed, or the development seed
+//! file) as the signer seam of both chains
+//! (`spacenode_policy::signer::KeySigner`).
+//!
 //! This module must never log or return secret bytes other than the link
 //! keys handed to the link layer.
 
@@ -22,10 +27,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bitcoin::NetworkKind;
+use bitcoin::bip32::{DerivationPath, Fingerprint, Xpub};
+use bitcoin::secp256k1::ecdsa::RecoverableSignature;
+use bitcoin::secp256k1::{PublicKey, ecdsa, schnorr};
 use spacenode_keys::{
-    AuthValue, EpochStatus, KeyError, KeyStore, Profile as KeyProfile, SealedBlob, Secret32,
-    SoftKeyStore, Tpm, TpmConfig, TpmKeyStore,
+    AuthValue, EpochStatus, KeyError, KeyStore, Profile as KeyProfile, SchnorrTweak, SealedBlob,
+    Secret32, Signer, SoftKeyStore, Tpm, TpmConfig, TpmKeyStore,
 };
+use spacenode_policy::signer::{KeySigner, SignerError};
 use spacenode_wire::security::LinkKey;
 
 use crate::config::{Config, KeyNetwork, KeysConfig, Profile};
@@ -119,6 +128,56 @@ impl core::fmt::Debug for Custody {
             )
             .field("fault", &self.fault)
             .finish_non_exhaustive()
+    }
+}
+
+/// The seed's key store, TPM or development seed, as the one signer seam
+/// of both chains: only public keys and self-checked signatures come out
+/// (the seed stays inside `spacenode-keys`).
+pub struct CustodySigner<'a>(pub &'a KeyStore);
+
+fn signer_error(e: &KeyError) -> SignerError {
+    SignerError {
+        code: e.code(),
+        detail: e.to_string(),
+    }
+}
+
+impl KeySigner for CustodySigner<'_> {
+    fn master_fingerprint(&self) -> Fingerprint {
+        Signer::master_fingerprint(self.0)
+    }
+
+    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
+        Signer::xpub(self.0, path).map_err(|e| signer_error(&e))
+    }
+
+    fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
+        Signer::public_key(self.0, path).map_err(|e| signer_error(&e))
+    }
+
+    fn sign_ecdsa(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<ecdsa::Signature, SignerError> {
+        Signer::sign_ecdsa(self.0, path, digest).map_err(|e| signer_error(&e))
+    }
+
+    fn sign_ecdsa_recoverable(
+        &self,
+        path: &DerivationPath,
+        digest: &[u8; 32],
+    ) -> Result<RecoverableSignature, SignerError> {
+        Signer::sign_ecdsa_recoverable(self.0, path, digest).map_err(|e| signer_error(&e))
+    }
+
+    fn sign_schnorr(
+        &self,
+        path: &DerivationPath,
+        msg: &[u8; 32],
+    ) -> Result<schnorr::Signature, SignerError> {
+        Signer::sign_schnorr(self.0, path, msg, SchnorrTweak::None).map_err(|e| signer_error(&e))
     }
 }
 

@@ -14,8 +14,6 @@
 //! Must never: accept a document that does not re-encode to the same bytes,
 //! or interpret a field the format does not define.
 
-use std::fmt::Write as _;
-
 use bitcoin::secp256k1::{Secp256k1, Verification, XOnlyPublicKey};
 use bitcoin::{Network, ScriptBuf};
 use spacenode_chain::Checkpoint;
@@ -24,6 +22,7 @@ use spacenode_chain::params::{network_from_id, network_id};
 use crate::cbor::{self, CborError, Fields, Value, as_array, as_list, bytes, uint};
 use crate::eth::EthRules;
 use crate::quorum::{AdminSet, QuorumError, Signature, tagged_hash};
+pub use crate::section::{DocumentError, MAX_LIST, VelocityWindow, hex_decode, hex_encode};
 use crate::units::{FeeRate, Sats};
 
 /// BIP340 tag under which administrators sign a policy document; the same
@@ -33,49 +32,8 @@ pub const POLICY_TAG: &str = "spacenode/policy/v1";
 pub const FORMAT: u64 = 1;
 /// Largest encoded document.
 pub const MAX_DOCUMENT_LEN: usize = 64 * 1024;
-/// Largest number of entries in any list of the document.
-pub const MAX_LIST: usize = 256;
 /// Bitcoin's supply cap in sats; no amount field may exceed it.
 pub const MAX_MONEY: u64 = 21_000_000 * 100_000_000;
-
-/// Errors of documents. Codes 0x0540..=0x055F.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DocumentError {
-    /// Bytes are not the canonical encoding (non-canonical CBOR, unknown or
-    /// missing field, trailing bytes).
-    #[error("policy encoding: {0}")]
-    Encoding(#[from] CborError),
-    /// Unknown format number.
-    #[error("policy format {0} not supported")]
-    UnsupportedFormat(u64),
-    /// Fields are individually valid but inconsistent.
-    #[error("invalid policy: {0}")]
-    Invalid(String),
-    /// The checkpoint does not decode or validate.
-    #[error("policy checkpoint: {0}")]
-    Checkpoint(String),
-    /// TOML source did not compile (ground side).
-    #[error("policy toml: {0}")]
-    Toml(String),
-    /// Document larger than [`MAX_DOCUMENT_LEN`].
-    #[error("policy of {0} bytes is too large")]
-    TooLarge(usize),
-}
-
-impl DocumentError {
-    /// Stable reason code.
-    #[must_use]
-    pub fn code(&self) -> u16 {
-        match self {
-            Self::Encoding(_) => 0x0540,
-            Self::UnsupportedFormat(_) => 0x0541,
-            Self::Invalid(_) => 0x0542,
-            Self::Checkpoint(_) => 0x0543,
-            Self::Toml(_) => 0x0544,
-            Self::TooLarge(_) => 0x0545,
-        }
-    }
-}
 
 fn invalid(s: impl Into<String>) -> DocumentError {
     DocumentError::Invalid(s.into())
@@ -106,16 +64,6 @@ impl KeySet {
     pub fn with_threshold(&self, threshold: u8) -> Result<AdminSet, QuorumError> {
         AdminSet::new(self.keys.clone(), usize::from(threshold))
     }
-}
-
-/// Spending cap over a rolling window (in sats unless another
-/// [`crate::units::Amount`] is named: wei and token units for Ethereum).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VelocityWindow<A = Sats> {
-    /// Window length, ms.
-    pub window_ms: u64,
-    /// Most that may leave the wallets within any window of that length.
-    pub cap: A,
 }
 
 /// A destination the policy allows.
@@ -700,38 +648,10 @@ pub fn signatures_from(v: Value) -> Result<Vec<Signature>, CborError> {
         .collect()
 }
 
-// Ground-side authoring, kept at its old path for the ground's callers.
-#[cfg(any(test, feature = "authoring"))]
-pub use crate::authoring::diff::diff;
-
-/// Lower-case hex decoding (no external crate in this pure crate).
-#[must_use]
-pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            s.get(i..i.checked_add(2)?)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect()
-}
-
-/// Lower-case hex encoding.
-#[must_use]
-pub fn hex_encode(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len().saturating_mul(2));
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::authoring::diff::diff;
     use bitcoin::secp256k1::{Keypair, Message, SecretKey};
     use proptest::prelude::*;
 

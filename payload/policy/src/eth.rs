@@ -44,7 +44,7 @@ use std::collections::BTreeSet;
 use alloy_primitives::{Address, keccak256};
 
 use crate::cbor::{CborError, Fields, Value, as_array, bytes, uint};
-use crate::document::{DocumentError, MAX_LIST, VelocityWindow};
+use crate::section::{DocumentError, MAX_LIST, VelocityWindow};
 use crate::units::{TokenAmount, Wei};
 
 /// Most selectors per allowlist or DELEGATECALL entry.
@@ -718,15 +718,10 @@ pub fn selector(signature: &str) -> Selector {
     [h[0], h[1], h[2], h[3]]
 }
 
-// Operator-text parsers of the authoring side, kept at their old path.
-#[cfg(test)]
-use crate::authoring::compile::parse_selector;
-#[cfg(any(test, feature = "authoring"))]
-pub use crate::authoring::compile::{parse_address, parse_amount};
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authoring::compile::{parse_address, parse_amount, parse_selector};
 
     #[test]
     fn amounts_parse_exactly() {

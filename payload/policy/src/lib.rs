@@ -10,6 +10,8 @@
 //! - [`document`]: the policy document (canonical encoding, signed wrapper).
 //! - `authoring` (feature `authoring`, ground only): TOML compilation and
 //!   the readable diff.
+//! - [`section`]: what every section of the document shares (limits,
+//!   errors, velocity windows, hex).
 //! - [`eth`]: the Ethereum section of the policy document (chains, caps,
 //!   allowlist, tokens, spenders, DELEGATECALL targets, Safe refunds).
 //! - [`change`]: the policy change state machine (propose, veto, activate).
@@ -20,6 +22,8 @@
 //! - [`clock`]: the clock guard (steps and jumps deny and raise events).
 //! - [`velocity`]: rolling-window spend caps over persisted records.
 //! - [`audit`]: hash-chained audit entries and node-signed receipts.
+//! - [`signer`]: the one key-store seam of both chains.
+//! - [`pipeline`]: the one sign pipeline, with chains as plug-ins.
 //!
 //! Nothing here does I/O or reads a clock: time and state come in as
 //! arguments and decisions come out. What the node must persist is stated
@@ -36,9 +40,12 @@ pub mod clock;
 pub mod command;
 pub mod document;
 pub mod eth;
+pub mod pipeline;
 pub mod quorum;
 pub mod request;
 pub mod rules;
+pub mod section;
+pub mod signer;
 pub mod units;
 pub mod velocity;
 

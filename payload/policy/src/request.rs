@@ -356,6 +356,23 @@ impl SignedRequest {
         tip_height: u32,
     ) -> Result<CheckedRequest, RequestError> {
         let request = SignRequest::decode(&self.body)?;
+        self.check_decoded(secp, request, node, approvers, now, tip_height)
+    }
+
+    /// [`SignedRequest::check_envelope`] for a body already decoded (the
+    /// sign pipeline decodes it once, for its id).
+    ///
+    /// # Errors
+    /// As [`SignedRequest::check_envelope`].
+    pub fn check_decoded<C: Verification>(
+        &self,
+        secp: &Secp256k1<C>,
+        request: SignRequest,
+        node: [u8; 8],
+        approvers: &KeySet,
+        now: TimeMs,
+        tip_height: u32,
+    ) -> Result<CheckedRequest, RequestError> {
         check_target_and_time(
             node,
             request.target,
@@ -392,6 +409,21 @@ impl SignedRequest {
         now: TimeMs,
     ) -> Result<CheckedEthRequest, RequestError> {
         let request = EthSignRequest::decode(&self.body)?;
+        self.check_eth_decoded(secp, request, node, approvers, now)
+    }
+
+    /// [`SignedRequest::check_eth_envelope`] for a body already decoded.
+    ///
+    /// # Errors
+    /// As [`SignedRequest::check_eth_envelope`].
+    pub fn check_eth_decoded<C: Verification>(
+        &self,
+        secp: &Secp256k1<C>,
+        request: EthSignRequest,
+        node: [u8; 8],
+        approvers: &KeySet,
+        now: TimeMs,
+    ) -> Result<CheckedEthRequest, RequestError> {
         check_target_and_time(
             node,
             request.target,

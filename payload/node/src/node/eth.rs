@@ -1,89 +1,44 @@
-//! The node's Ethereum and Safe co-signing: sign requests of body format 2
-//! (PUS 132, `sign.request`, or `sign.admin-request` with a
-//! `SAFE_ADMIN_TX` command) decided by `spacenode_eth::engine::evaluate`,
-//! and Safe registration (`policy.register-safe`, a quorum-signed
-//! `REGISTER_SAFE` command).
+//! The Ethereum side of the signing service: sign requests of body format
+//! 2 (PUS 132, `sign.request`, or `sign.admin-request` with a
+//! `SAFE_ADMIN_TX` command) decided by `spacenode_eth::engine` over the
+//! node's own state (active policy, registered Safes,
+//! `eth_nonces`/`safe_nonces` through [`StoreEthHistory`], `eth_velocity`
+//! with the node's global velocity high-water mark, the clock guard, the
+//! audit head, the last administrator command, custody's signer), its
+//! rows (`store::eth`: nonce rows, velocity rows, administrator sequence)
+//! and its result (`sign.eth-result`); and Safe registration
+//! (`policy.register-safe`, a quorum-signed `REGISTER_SAFE` command).
+//! Committing and releasing is `node::sign`'s; a retry of the same request
+//! id is answered from the stored result (`0x02 | EthResult`), so it
+//! returns the same signature.
 //!
-//! The order is the Bitcoin signer's (`node::sign`): the preconditions
-//! (safe mode `MODE_FORBIDS`, no policy, no seed) → a due policy is
-//! activated → evaluation with the node's own state (active policy,
-//! registered Safes, `eth_nonces`/`safe_nonces` through [`StoreEthHistory`],
-//! `eth_velocity` with the node's global velocity high-water mark, the
-//! clock guard, the audit head, the last administrator command, the key
-//! store through [`NodeEthKeys`]) → ONE SQLite transaction
-//! (`Store::commit_decision`: seen id and stored result, nonce rows,
-//! velocity rows, audit entry and head, clock, administrator sequence) →
-//! only then `sign.audit-record`, `sign.eth-result` and the completion
-//! report. A retry of the same request id is answered from the stored
-//! result (`0x02 | EthResult`), so it returns the same signature.
-//!
-//! Must never: release a signature whose decision is not committed, decide
-//! on a failed store read, or sign in safe mode.
+//! Must never: know another chain, or decide on a failed store read.
 
 use std::cell::Cell;
-use std::time::Instant;
 
 use alloy_primitives::{Address, B256, U256};
-use bitcoin::bip32::DerivationPath;
-use bitcoin::secp256k1::ecdsa::RecoverableSignature;
-use bitcoin::secp256k1::{PublicKey, schnorr};
-use spacenode_eth::engine::{self, Authority, NodeView, Outcome, evaluate};
+use spacenode_eth::engine::{Authority, EthApproved, NodeView, evaluate_signed};
 use spacenode_eth::history::{EthHistory, NonceRecord, PriorSafe, PriorTx};
 use spacenode_eth::safe::{Safe, check_registrations};
-use spacenode_eth::signer::{EthKeyStore, SignerError};
 use spacenode_eth::velocity::{EthLedgers, EthVelocityRow};
-use spacenode_keys::{KeyError, KeyStore, SchnorrTweak, Signer};
+use spacenode_keys::KeyStore;
 use spacenode_policy::Rule;
-use spacenode_policy::audit::AuditLog;
-use spacenode_policy::clock::ClockGuard;
 use spacenode_policy::command::{SignedCommand, kind};
-use spacenode_policy::request::{ETH_FORMAT, SignedRequest, body_format};
+use spacenode_policy::pipeline::{Approval, Outcome};
+use spacenode_policy::request::{RequestError, SignedRequest};
 use spacenode_policy::units::TimeMs;
 use spacenode_wire::ReasonCode;
-use spacenode_wire::cosign::{AdminSignRequest, AuditRecord, EthSignResult, Payload, refusal_data};
-use spacenode_wire::msg::{EventId, FailureNotice};
-use spacenode_wire::services::{apid, service, subtype};
+use spacenode_wire::cosign::{EthSignResult, Payload};
+use spacenode_wire::msg::FailureNotice;
+use spacenode_wire::services::subtype;
 
-use super::sign::{VELOCITY_MIN_RETENTION_MS, eth_result, refused_result, store_failure};
+use super::sign::{
+    Evaluated, NodeSigner, Release, SeenLookup, Start, VELOCITY_MIN_RETENTION_MS, eth_result,
+    store_failure, velocity_high_water,
+};
 use super::{Node, Now};
 use crate::store::Store;
-use crate::store::cosign::{AuditRow, DecisionRows, SeenRow};
 use crate::store::eth::{EthNonceRow, EthRows, EthVelocityRowDb, SafeNonceRow};
-
-/// The node's key store as the Ethereum signer seam: BIP44 keys
-/// `m/44'/60'/0'/0/i` and the receipt key from the TPM-sealed seed; only
-/// public keys and self-checked signatures come out. `spacenode_eth`
-/// signs through alloy's `SignerSync` on top of it (`KeyStoreSigner`).
-pub(super) struct NodeEthKeys<'a>(pub(super) &'a KeyStore);
-
-fn signer_error(e: &KeyError) -> SignerError {
-    SignerError {
-        code: e.code(),
-        detail: e.to_string(),
-    }
-}
-
-impl EthKeyStore for NodeEthKeys<'_> {
-    fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
-        Signer::public_key(self.0, path).map_err(|e| signer_error(&e))
-    }
-
-    fn sign_ecdsa_recoverable(
-        &self,
-        path: &DerivationPath,
-        digest: &[u8; 32],
-    ) -> Result<RecoverableSignature, SignerError> {
-        Signer::sign_ecdsa_recoverable(self.0, path, digest).map_err(|e| signer_error(&e))
-    }
-
-    fn sign_schnorr(
-        &self,
-        path: &DerivationPath,
-        msg: &[u8; 32],
-    ) -> Result<schnorr::Signature, SignerError> {
-        Signer::sign_schnorr(self.0, path, msg, SchnorrTweak::None).map_err(|e| signer_error(&e))
-    }
-}
 
 /// The nonce history over the database. A failed read answers with a
 /// conflicting entry (nothing can be approved on it) and is remembered, so
@@ -91,6 +46,15 @@ impl EthKeyStore for NodeEthKeys<'_> {
 struct StoreEthHistory<'a> {
     store: &'a Store,
     failed: Cell<bool>,
+}
+
+impl<'a> StoreEthHistory<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            failed: Cell::new(false),
+        }
+    }
 }
 
 impl EthHistory for StoreEthHistory<'_> {
@@ -134,16 +98,6 @@ impl EthHistory for StoreEthHistory<'_> {
     }
 }
 
-/// Whether a signed request carries an Ethereum body (format 2). Anything
-/// that does not decode goes to the Bitcoin signer, which refuses it as
-/// malformed.
-pub(super) fn is_eth_request(bytes: &[u8]) -> bool {
-    SignedRequest::decode(bytes)
-        .ok()
-        .and_then(|s| body_format(&s.body).ok())
-        == Some(ETH_FORMAT)
-}
-
 /// Registered Safes that re-check against the seed (`keys`: `None` when
 /// the seed is unavailable; the node then signs nothing anyway).
 pub(super) fn load_safes(store: &Store, keys: Option<&KeyStore>) -> Vec<Safe> {
@@ -159,7 +113,7 @@ pub(super) fn load_safes(store: &Store, keys: Option<&KeyStore>) -> Vec<Safe> {
     };
     let mut safes: Vec<Safe> = Vec::new();
     for (chain_id, address, body) in rows {
-        match Safe::from_registration(&body, &NodeEthKeys(keys)) {
+        match Safe::from_registration(&body, &NodeSigner(keys)) {
             Ok(s) => {
                 let mut next = safes.clone();
                 next.push(s.clone());
@@ -231,74 +185,27 @@ fn nonce_rows(records: &[NonceRecord]) -> (Vec<EthNonceRow>, Vec<SafeNonceRow>) 
     (accounts, safes)
 }
 
-/// What the store must write for `outcome` (one transaction).
-fn decision_rows(outcome: &Outcome, now_ms: i64, prune: Vec<(u64, [u8; 20], i64)>) -> DecisionRows {
-    let audit_row = |a: &engine::AuditRecord| AuditRow {
-        seq: a.entry.seq,
-        entry: a.bytes.clone(),
-        receipt: a.receipt,
-    };
+/// The Ethereum rows of `outcome`: nonce rows, velocity rows and the
+/// administrator sequence when approved; velocity pruning when approved or
+/// refused (a replay writes none).
+fn eth_rows(outcome: &Outcome<EthApproved>, prune: Vec<(u64, [u8; 20], i64)>) -> EthRows {
     match outcome {
         Outcome::Approved(a) => {
             let (nonces, safe_nonces) = nonce_rows(&a.nonces);
-            DecisionRows {
-                time_ms: now_ms,
-                seen: Some(SeenRow {
-                    request_id: a.request_id,
-                    request_hash: a.request_hash,
-                    result: eth_result(&a.result_encoded),
-                }),
-                spend: None,
-                velocity: None,
-                velocity_prune_through: None,
-                audit: audit_row(&a.audit),
-                head: (a.audit_head.next_seq, a.audit_head.last_hash),
-                clock_ms: a.clock.last_accepted.map(|t| t.0),
-                eth: EthRows {
-                    request_id: a.request_id,
-                    nonces,
-                    safe_nonces,
-                    velocity: a.velocity.iter().map(to_row).collect(),
-                    velocity_prune: prune,
-                    admin_seq: a.admin_command_seq,
-                },
+            EthRows {
+                request_id: a.request_id,
+                nonces,
+                safe_nonces,
+                velocity: a.velocity.iter().map(to_row).collect(),
+                velocity_prune: prune,
+                admin_seq: a.admin_command_seq,
             }
         }
-        Outcome::Refused(r) => DecisionRows {
-            time_ms: now_ms,
-            seen: match (r.remember_id, r.request_id, r.request_hash) {
-                (true, Some(request_id), Some(request_hash)) => Some(SeenRow {
-                    request_id,
-                    request_hash,
-                    result: refused_result(
-                        r.refusal.code,
-                        &refusal_data(r.refusal.rule.tag(), &r.refusal.detail),
-                    ),
-                }),
-                _ => None,
-            },
-            spend: None,
-            velocity: None,
-            velocity_prune_through: None,
-            audit: audit_row(&r.audit),
-            head: (r.audit_head.next_seq, r.audit_head.last_hash),
-            clock_ms: r.clock.last_accepted.map(|t| t.0),
-            eth: EthRows {
-                velocity_prune: prune,
-                ..EthRows::default()
-            },
+        Outcome::Refused(_) => EthRows {
+            velocity_prune: prune,
+            ..EthRows::default()
         },
-        Outcome::Replay(r) => DecisionRows {
-            time_ms: now_ms,
-            seen: None,
-            spend: None,
-            velocity: None,
-            velocity_prune_through: None,
-            audit: audit_row(&r.audit),
-            head: (r.audit_head.next_seq, r.audit_head.last_hash),
-            clock_ms: None,
-            eth: EthRows::default(),
-        },
+        Outcome::Replay(_) => EthRows::default(),
     }
 }
 
@@ -325,228 +232,122 @@ fn prune_cutoffs(
         .collect()
 }
 
-impl Node {
-    /// TC[132,5]: an Ethereum request with its `SAFE_ADMIN_TX` command.
-    pub(super) fn sign_admin_request(
-        &mut self,
-        payload: Payload,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        let bytes = self.sign_preconditions(payload, now, out)?;
-        let req = AdminSignRequest::decode(&bytes).map_err(|e| FailureNotice {
-            code: ReasonCode::BAD_APP_DATA,
-            data: e.to_string().into_bytes(),
-        })?;
-        if !is_eth_request(&req.request) {
-            return Err(FailureNotice {
-                code: ReasonCode::BAD_APP_DATA,
-                data: b"an administrator command travels only with an Ethereum request".to_vec(),
-            });
-        }
-        self.eth_sign(&req.request, Some(&req.command), dest_id, now, out)
+impl Release for EthApproved {
+    type Rows = EthRows;
+    type Prune = Vec<(u64, [u8; 20], i64)>;
+    const RECEIPT_FAULT: (u16, Rule) = (0x0742, Rule::EthSelfCheck);
+    const WHAT: &'static str = "ethereum sign request";
+
+    fn stored_result(a: &Approval<Self>) -> Vec<u8> {
+        eth_result(&a.result_encoded)
     }
 
+    fn approved(a: Approval<Self>, elapsed_us: u64) -> (u8, Vec<u8>) {
+        tracing::info!(
+            request_id = %hex::encode(a.request_id),
+            kind = a.result.kind.id(),
+            chain_id = a.result.chain_id,
+            tx_hash = %a.result.tx_hash.map(|h| h.to_string()).unwrap_or_default(),
+            safe_tx_hash = %a.result.safe_tx_hash.map(|h| h.to_string()).unwrap_or_default(),
+            repeated = a.repeated,
+            audit_seq = a.audit.entry.seq,
+            elapsed_us,
+            "ethereum sign request approved"
+        );
+        let reply = EthSignResult {
+            request_id: a.request_id,
+            result: a.chain.result_encoded,
+        };
+        (subtype::SIGN_ETH_RESULT, reply.encode())
+    }
+
+    fn rows(outcome: &Outcome<Self>, prune: Self::Prune) -> Result<EthRows, FailureNotice> {
+        Ok(eth_rows(outcome, prune))
+    }
+}
+
+/// The Ethereum velocity ledgers as stored, under the node's one
+/// high-water mark.
+fn ledgers(store: &Store) -> Result<EthLedgers, FailureNotice> {
+    let mut ledgers = EthLedgers::new(velocity_high_water(store)?);
+    for r in store.eth_velocity_rows().map_err(|e| store_failure(&e))? {
+        ledgers.insert_row(EthVelocityRow {
+            chain_id: r.chain_id,
+            token: (r.asset != [0; 20]).then(|| Address::from(r.asset)),
+            at: TimeMs(r.at_ms),
+            amount: r.amount,
+        });
+    }
+    Ok(ledgers)
+}
+
+impl Node {
     /// Evaluates, commits and answers one Ethereum request (module docs);
     /// the preconditions were checked by the caller.
     pub(super) fn eth_sign(
         &mut self,
-        bytes: &[u8],
+        signed: Result<SignedRequest, RequestError>,
         command: Option<&[u8]>,
         dest_id: u16,
         now: Now,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
-        let t = TimeMs(now.unix_ms);
-        let ceiling = self.clock_ceiling(now);
-        let started = Instant::now();
-        let (outcome, prune) = {
-            let (Some(policy), Some(keys)) = (&self.policy, &self.keys) else {
-                return Err(FailureNotice {
-                    code: ReasonCode::INTERNAL,
-                    data: Vec::new(),
-                });
-            };
-            let chain_mtp_s = self.chain.state()?.median_time_past();
-            let store = &self.store;
-            let high_water = store
-                .velocity_high_water()
-                .map_err(|e| store_failure(&e))?
-                .map_or(TimeMs(i64::MIN), TimeMs);
-            let mut ledgers = EthLedgers::new(high_water);
-            for r in store.eth_velocity_rows().map_err(|e| store_failure(&e))? {
-                ledgers.insert_row(EthVelocityRow {
-                    chain_id: r.chain_id,
-                    token: (r.asset != [0; 20]).then(|| Address::from(r.asset)),
-                    at: TimeMs(r.at_ms),
-                    amount: r.amount,
-                });
-            }
-            let clock = ClockGuard {
-                last_accepted: store
-                    .clock_last_accepted()
-                    .map_err(|e| store_failure(&e))?
-                    .map(TimeMs),
-                ceiling: Some(ceiling),
-            };
-            let (next_seq, last_hash) = store.audit_head().map_err(|e| store_failure(&e))?;
-            let admin_executed = store
-                .admin_executed(spacenode_policy::command::kind::SAFE_ADMIN_TX)
-                .map_err(|e| store_failure(&e))?;
-            let history = StoreEthHistory {
-                store,
-                failed: Cell::new(false),
-            };
-            let seen_failed = Cell::new(false);
-            let seen = |id: &[u8; 32]| match store.seen_request(id) {
-                Ok(row) => row.map(|(hash, _)| hash),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the seen request ids");
-                    seen_failed.set(true);
-                    Some([0xFF; 32])
-                }
-            };
-            let view = NodeView {
-                node_id: self.cfg.node_id,
-                policy: &policy.active,
-                safes: &self.safes,
-                history: &history,
-                velocity: &ledgers,
-                clock,
-                audit: AuditLog {
-                    next_seq,
-                    last_hash,
-                },
-                chain_mtp_s,
-                admin_executed,
-            };
-            let authority = command.map_or(Authority::Ground, Authority::AdminQuorum);
-            let outcome = evaluate(
-                &self.secp,
-                &view,
-                &NodeEthKeys(keys),
-                bytes,
-                authority,
-                &seen,
-                t,
-            );
-            if history.failed.get() || seen_failed.get() {
-                return Err(FailureNotice {
-                    code: ReasonCode::STORE_SQLITE,
-                    data: b"cannot read the signing state; nothing was decided".to_vec(),
-                });
-            }
-            (
-                outcome,
-                prune_cutoffs(&ledgers, policy.active.document.eth.as_ref(), t),
-            )
-        };
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "receipt key failed; nothing decided");
-                out.extend(self.raise(EventId::SIGN_FAULT, e.code.to_be_bytes().to_vec(), now));
-                return Err(FailureNotice {
-                    code: ReasonCode(0x0742),
-                    data: refusal_data(Rule::EthSelfCheck.tag(), &e.to_string()),
-                });
-            }
-        };
-        if let Outcome::Replay(r) = &outcome
-            && let Some(audit) = self.counted_replay(r.request_id, now, out)?
-        {
-            let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            return self.answer_replay(r.request_id, audit, elapsed_us, dest_id, now, out);
-        }
-        let rows = decision_rows(&outcome, now.unix_ms, prune);
-        // THE persistence point: nothing of this decision has left the
-        // node, and nothing leaves before this commit returns.
-        self.store
-            .commit_decision(&rows)
-            .map_err(|e| store_failure(&e))?;
-        self.archive_audit_if_due();
-        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let record = |a: &engine::AuditRecord| {
-            (
-                a.entry.seq,
-                AuditRecord {
-                    receipt: a.receipt,
-                    entry: a.bytes.clone(),
-                }
-                .encode(),
-            )
-        };
-        match outcome {
-            Outcome::Approved(a) => {
-                self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
-                tracing::info!(
-                    request_id = %hex::encode(a.request_id),
-                    kind = a.result.kind.id(),
-                    chain_id = a.result.chain_id,
-                    tx_hash = %a.result.tx_hash.map(|h| h.to_string()).unwrap_or_default(),
-                    safe_tx_hash = %a.result.safe_tx_hash.map(|h| h.to_string()).unwrap_or_default(),
-                    repeated = a.repeated,
-                    audit_seq = a.audit.entry.seq,
-                    elapsed_us,
-                    "ethereum sign request approved"
-                );
-                self.emit_audit_record(record(&a.audit), dest_id, now, out)?;
-                self.emit_eth_result(a.request_id, a.result_encoded, dest_id, now, out)
-            }
-            Outcome::Refused(r) => {
-                self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
-                tracing::info!(
-                    request_id = %r.request_id.map(hex::encode).unwrap_or_default(),
-                    rule = r.refusal.rule.tag(),
-                    code = r.refusal.code,
-                    detail = %r.refusal.detail,
-                    audit_seq = r.audit.entry.seq,
-                    elapsed_us,
-                    "ethereum sign request refused"
-                );
-                let refusal = super::sign::CommittedRefusal {
-                    rule: r.refusal.rule,
-                    code: r.refusal.code,
-                    detail: &r.refusal.detail,
-                    raise_event: r.refusal.raise_event,
-                    clock_ms: rows.clock_ms,
-                };
-                self.after_refusal(&refusal, record(&r.audit), dest_id, now, out)
-            }
-            Outcome::Replay(r) => {
-                self.replay_audited(r.request_id, r.audit.entry.seq);
-                self.answer_replay(
-                    r.request_id,
-                    record(&r.audit),
-                    elapsed_us,
-                    dest_id,
-                    now,
-                    out,
-                )
-            }
-        }
-    }
-
-    pub(super) fn emit_eth_result(
-        &mut self,
-        request_id: [u8; 32],
-        result: Vec<u8>,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        let reply = EthSignResult { request_id, result };
-        self.emit_fragments(
-            apid::SIGN,
-            service::SIGN,
-            subtype::SIGN_ETH_RESULT,
-            0,
-            &reply.encode(),
+        let authority = command.map_or(Authority::Ground, Authority::AdminQuorum);
+        self.decide(
+            |node, start| node.eth_evaluate(signed, authority, start),
             dest_id,
             now,
             out,
         )
+    }
+
+    /// Reads the Ethereum state and runs the pipeline; `Err` when a read
+    /// failed (nothing was decided).
+    fn eth_evaluate(
+        &self,
+        signed: Result<SignedRequest, RequestError>,
+        authority: Authority<'_>,
+        start: Start,
+    ) -> Result<Evaluated<EthApproved>, FailureNotice> {
+        let (Some(policy), Some(keys)) = (&self.policy, &self.keys) else {
+            return Err(FailureNotice {
+                code: ReasonCode::INTERNAL,
+                data: Vec::new(),
+            });
+        };
+        let chain_mtp_s = self.chain.state()?.median_time_past();
+        let store = &self.store;
+        let ledgers = ledgers(store)?;
+        let admin_executed = store
+            .admin_executed(kind::SAFE_ADMIN_TX)
+            .map_err(|e| store_failure(&e))?;
+        let history = StoreEthHistory::new(store);
+        let seen = SeenLookup::new(store);
+        let view = NodeView {
+            node_id: self.cfg.node_id,
+            policy: &policy.active,
+            safes: &self.safes,
+            history: &history,
+            velocity: &ledgers,
+            clock: start.clock,
+            audit: start.audit,
+            chain_mtp_s,
+            admin_executed,
+        };
+        let outcome = evaluate_signed(
+            &self.secp,
+            &view,
+            &NodeSigner(keys),
+            signed,
+            authority,
+            &|id| seen.get(id),
+            start.t,
+        );
+        seen.reads_ok(history.failed.get())?;
+        Ok(Evaluated {
+            outcome,
+            prune: prune_cutoffs(&ledgers, policy.active.document.eth.as_ref(), start.t),
+        })
     }
 
     /// TC[131,11]: registers a Safe (quorum-signed `REGISTER_SAFE`): the
@@ -570,7 +371,7 @@ impl Node {
             code: ReasonCode(0x0403),
             data: b"the signing seed is not available (see mode status)".to_vec(),
         })?;
-        let safe = match Safe::from_registration(&cmd.body, &NodeEthKeys(keys)) {
+        let safe = match Safe::from_registration(&cmd.body, &NodeSigner(keys)) {
             Ok(s) => s,
             Err(e) => {
                 return Err(self.admin_refused(e.code(), e.rule(), &e.to_string(), now, out));
@@ -606,24 +407,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_format_2_bodies_are_ethereum() {
-        let demo = spacenode_testkit::eth::EthDemo::new().unwrap();
-        let tx = demo.eip1559(spacenode_testkit::eth::addr::VENDOR, 1, vec![], 0);
-        assert!(is_eth_request(&demo.tx_request(1, 0, &tx)));
-        assert!(!is_eth_request(b"not a request"));
-        let btc = SignedRequest {
-            body: spacenode_policy::cbor::encode(&spacenode_policy::cbor::Value::Map(vec![(
-                0,
-                spacenode_policy::cbor::uint(1u64),
-            )])),
-            approvals: vec![],
-        };
-        assert!(!is_eth_request(&btc.encode()));
-    }
-
-    #[test]
     fn the_adapter_signs_with_bip44_keys_that_recover_to_their_address() {
-        use spacenode_eth::signer::{KeyStoreSigner, account_path, address_of, to_alloy};
+        use spacenode_eth::signer::{
+            EthKeyStore, KeyStoreSigner, account_path, address_of, to_alloy,
+        };
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::Soft(
             spacenode_keys::SoftKeyStore::create(
@@ -633,7 +420,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let node = NodeEthKeys(&store);
+        let node = NodeSigner(&store);
         let p = account_path(3);
         let address = address_of(&node.public_key(&p).unwrap());
         let d = [9u8; 32];

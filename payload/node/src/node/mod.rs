@@ -9,6 +9,7 @@
 
 mod anchor;
 mod audit;
+mod btc;
 mod clock;
 mod eth;
 mod files;

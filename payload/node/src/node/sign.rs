@@ -1,22 +1,22 @@
-//! The node's signing service (PUS 132): a sign request in, the decision of
-//! `spacenode_btc::engine::evaluate` persisted, then the audit record and
-//! the partial signatures (or the refusal) out.
+//! The node's signing service (PUS 132), chain-neutral: a sign request in,
+//! routed by its body format to its chain (Bitcoin: `node::btc`, format 1
+//! and anything that does not decode; Ethereum: `node::eth`, format 2),
+//! the decision of the one sign pipeline (`spacenode_policy::pipeline`)
+//! persisted, then the audit record and the chain's result (or the
+//! refusal) out.
 //!
 //! Order for every request (`docs/policy.md`, "What the node persists"):
 //!
 //! 1. refuse at once in safe mode (`MODE_FORBIDS`), without a policy
 //!    (`NO_POLICY`) or without the seed (0x0403), counted in housekeeping;
 //! 2. activate a pending policy that is due;
-//! 3. evaluate with the node's own state: the active policy, registered
-//!    wallets, the validated header chain ([`ChainView`] is the chain
-//!    service's state), the spend history ([`StoreHistory`] over
-//!    `spent_outpoints`/`spends`), velocity rows, the clock guard's last
-//!    accepted time, the audit head, and the key store ([`NodeSigner`]);
+//! 3. decode the envelope once and route it; the chain evaluates with the
+//!    node's own state and the custody's signer (`custody::CustodySigner`);
 //! 4. commit everything the outcome says in ONE SQLite transaction
-//!    (`synchronous=FULL`): `seen_requests`, `spends`, `spent_outpoints`,
-//!    `velocity`, `audit`, `audit_head`, the clock;
-//! 5. only then send `sign.audit-record`, `sign.result` and the completion
-//!    report.
+//!    (`synchronous=FULL`, [`Node::finish_decision`]): `seen_requests`, the
+//!    chain's rows, `audit`, `audit_head`, the clock;
+//! 5. only then send `sign.audit-record`, the chain's result and the
+//!    completion report.
 //!
 //! A crash before step 4 leaves no trace and the retry is evaluated
 //! afresh; after it the retry is a replay answered from `seen_requests`.
@@ -28,148 +28,40 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use bitcoin::bip32::{DerivationPath, Fingerprint, Xpub};
-use bitcoin::consensus::encode::{deserialize, serialize};
-use bitcoin::hashes::Hash;
-use bitcoin::secp256k1::{ecdsa, schnorr};
-use bitcoin::{OutPoint, TxOut, Txid};
-use spacenode_btc::engine::{NodeView, Outcome, evaluate};
-use spacenode_btc::history::{PriorSpend, SpendHistory};
-use spacenode_btc::signer::{BtcSigner, SignerError};
-use spacenode_keys::{KeyError, KeyStore, SchnorrTweak, Signer};
+use spacenode_policy::Rule;
 use spacenode_policy::audit::AuditLog;
 use spacenode_policy::clock::ClockGuard;
-use spacenode_policy::units::{Sats, TimeMs};
-use spacenode_policy::velocity::{VelocityEntry, VelocityLedger};
-use spacenode_policy::{Rule, document::VelocityWindow};
+use spacenode_policy::pipeline::{Approval, AuditRecord as Audited, Outcome};
+use spacenode_policy::request::{ETH_FORMAT, RequestError, SignedRequest, body_format};
+use spacenode_policy::signer::SignerError;
+use spacenode_policy::units::TimeMs;
 use spacenode_wire::ReasonCode;
-use spacenode_wire::cosign::{AuditRecord, Payload, SignResult, refusal_data};
+use spacenode_wire::cosign::{
+    AdminSignRequest, AuditRecord, EthSignResult, Payload, SignResult, refusal_data,
+};
 use spacenode_wire::msg::{EventId, FailureNotice};
 use spacenode_wire::services::{apid, service, subtype};
 
 use super::{Node, Now};
+/// The custody's signer, by the name the policy service knows it.
+pub(super) use crate::custody::CustodySigner as NodeSigner;
 use crate::health::mode::SafeReason;
-use crate::store::cosign::{AuditRow, DecisionRows, SeenRow, SpendRow, VelocityRow};
-use crate::store::eth::EthRows;
+use crate::store::decision::{AuditRow, ChainRows, DecisionRows, SeenRow};
 use crate::store::{Store, StoreError};
 
 /// Velocity rows are kept at least this long, whatever the active policy's
 /// longest window (a later policy may add a longer one).
 pub(super) const VELOCITY_MIN_RETENTION_MS: u64 = 35 * 86_400_000;
 
-/// The node's key store as the Bitcoin signer (the seed stays inside
-/// `spacenode-keys`; only public keys and verified signatures come out).
-pub(super) struct NodeSigner<'a>(pub(super) &'a KeyStore);
-
-fn signer_error(e: &KeyError) -> SignerError {
-    SignerError {
-        code: e.code(),
-        detail: e.to_string(),
-    }
-}
-
-impl BtcSigner for NodeSigner<'_> {
-    fn master_fingerprint(&self) -> Fingerprint {
-        Signer::master_fingerprint(self.0)
-    }
-
-    fn xpub(&self, path: &DerivationPath) -> Result<Xpub, SignerError> {
-        Signer::xpub(self.0, path).map_err(|e| signer_error(&e))
-    }
-
-    fn sign_ecdsa(
-        &self,
-        path: &DerivationPath,
-        digest: &[u8; 32],
-    ) -> Result<ecdsa::Signature, SignerError> {
-        Signer::sign_ecdsa(self.0, path, digest).map_err(|e| signer_error(&e))
-    }
-
-    fn sign_schnorr(
-        &self,
-        path: &DerivationPath,
-        msg: &[u8; 32],
-    ) -> Result<schnorr::Signature, SignerError> {
-        Signer::sign_schnorr(self.0, path, msg, SchnorrTweak::None).map_err(|e| signer_error(&e))
-    }
-}
-
-/// The spend history over the database. A failed read answers with a
-/// conflicting spend (so nothing can be approved on it) and is remembered,
-/// so the caller discards the outcome.
-struct StoreHistory<'a> {
-    store: &'a Store,
-    failed: Cell<bool>,
-}
-
-impl StoreHistory<'_> {
-    /// Every outpoint bound to `txid`; `None` (logged) when the store fails
-    /// or a row does not decode.
-    fn outpoints_of(&self, txid: &[u8; 32]) -> Option<Vec<OutPoint>> {
-        match self.store.outpoints_of(txid) {
-            Ok(rows) => rows
-                .iter()
-                .map(|b| deserialize::<OutPoint>(b).ok())
-                .collect::<Option<Vec<_>>>()
-                .or_else(|| {
-                    tracing::error!("a stored outpoint does not decode");
-                    None
-                }),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the spend history");
-                None
-            }
-        }
-    }
-}
-
-impl SpendHistory for StoreHistory<'_> {
-    fn spent_by(&self, outpoint: &OutPoint) -> Option<PriorSpend> {
-        let conflict = || PriorSpend {
-            txid: Txid::all_zeros(),
-            destinations: Vec::new(),
-            fee: Sats(u64::MAX),
-            amount: Sats(u64::MAX),
-            outpoints: Vec::new(),
-        };
-        let Ok(key) = <[u8; 36]>::try_from(serialize(outpoint).as_slice()) else {
-            self.failed.set(true);
-            return Some(conflict());
-        };
-        match self.store.spent_by(&key) {
-            Ok(None) => None,
-            Ok(Some(row)) => match (
-                deserialize::<Vec<TxOut>>(&row.destinations),
-                self.outpoints_of(&row.txid),
-            ) {
-                (Ok(destinations), Some(outpoints)) => Some(PriorSpend {
-                    txid: Txid::from_byte_array(row.txid),
-                    destinations,
-                    fee: Sats(row.fee_sat),
-                    amount: Sats(row.amount_sat),
-                    outpoints,
-                }),
-                (_, None) => {
-                    self.failed.set(true);
-                    Some(conflict())
-                }
-                (Err(e), _) => {
-                    tracing::error!(error = %e, "stored spend does not decode");
-                    self.failed.set(true);
-                    Some(conflict())
-                }
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the spend history");
-                self.failed.set(true);
-                Some(conflict())
-            }
-        }
-    }
+/// Whether a decoded envelope carries an Ethereum body (format 2).
+/// Anything that does not decode goes to the Bitcoin signer, which refuses
+/// it as malformed.
+pub(super) fn routes_to_eth(signed: &Result<SignedRequest, RequestError>) -> bool {
+    signed.as_ref().ok().and_then(|s| body_format(&s.body).ok()) == Some(ETH_FORMAT)
 }
 
 /// Stored answer of an approved request: `0x01 | txid 32 | signatures`.
-fn approved_result(txid: &[u8; 32], sigs: &[u8]) -> Vec<u8> {
+pub(super) fn approved_result(txid: &[u8; 32], sigs: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(33 + sigs.len());
     out.push(1);
     out.extend_from_slice(txid);
@@ -229,107 +121,177 @@ pub(super) fn store_failure(e: &StoreError) -> FailureNotice {
     }
 }
 
-/// Rows older than this no longer count in any window (and are kept for
-/// at least [`VELOCITY_MIN_RETENTION_MS`]).
-fn prune_cutoff(ledger: &VelocityLedger, windows: &[VelocityWindow], now: TimeMs) -> Option<i64> {
-    let mut l = ledger.clone();
-    let by_policy = l.prune(windows, now)?;
-    let floor = ledger
-        .accounting_time(now)
-        .checked_sub_ms(VELOCITY_MIN_RETENTION_MS)?;
-    Some(by_policy.min(floor).0)
+/// A chain's approvals as the sign service commits and releases them
+/// (implemented by `node::btc` and `node::eth`).
+pub(super) trait Release: Sized {
+    /// The chain's store rows.
+    type Rows: ChainRows;
+    /// What the chain prunes with a decision (velocity cut-offs).
+    type Prune;
+    /// Reason code and rule of a receipt-key fault on this chain.
+    const RECEIPT_FAULT: (u16, Rule);
+    /// What the log calls a request of this chain.
+    const WHAT: &'static str;
+
+    /// The stored answer of an approval (`seen_requests.result`).
+    fn stored_result(a: &Approval<Self>) -> Vec<u8>;
+
+    /// Logs the committed approval; returns its result TM (subtype of
+    /// service 132 and payload), sent after the audit record.
+    fn approved(a: Approval<Self>, elapsed_us: u64) -> (u8, Vec<u8>);
+
+    /// The chain's rows of an outcome.
+    ///
+    /// # Errors
+    /// A row that cannot be encoded (nothing is committed then).
+    fn rows(outcome: &Outcome<Self>, prune: Self::Prune) -> Result<Self::Rows, FailureNotice>;
+}
+
+/// Where every chain's evaluation starts: node time and the stored clock
+/// guard and audit head.
+pub(super) struct Start {
+    /// Node time.
+    pub(super) t: TimeMs,
+    /// Clock guard.
+    pub(super) clock: ClockGuard,
+    /// Audit head.
+    pub(super) audit: AuditLog,
+}
+
+/// A chain's evaluation: the outcome (or a receipt-key fault) and what it
+/// prunes.
+pub(super) struct Evaluated<A: Release> {
+    pub(super) outcome: Result<Outcome<A>, SignerError>,
+    pub(super) prune: A::Prune,
 }
 
 /// What the store must write for `outcome` (one transaction).
-fn decision_rows(
-    outcome: &Outcome,
+fn decision_rows<A: Release>(
+    outcome: &Outcome<A>,
     now_ms: i64,
-    prune: Option<i64>,
-) -> Result<DecisionRows, FailureNotice> {
-    let audit_row = |a: &spacenode_btc::engine::AuditRecord| AuditRow {
-        seq: a.entry.seq,
-        entry: a.bytes.clone(),
-        receipt: a.receipt,
+    chain: A::Rows,
+) -> DecisionRows<A::Rows> {
+    let seen = match outcome {
+        Outcome::Approved(a) => Some(SeenRow {
+            request_id: a.request_id,
+            request_hash: a.request_hash,
+            result: A::stored_result(a),
+        }),
+        Outcome::Refused(r) => match (r.remember_id, r.request_id, r.request_hash) {
+            (true, Some(request_id), Some(request_hash)) => Some(SeenRow {
+                request_id,
+                request_hash,
+                result: refused_result(
+                    r.refusal.code,
+                    &refusal_data(r.refusal.rule.tag(), &r.refusal.detail),
+                ),
+            }),
+            _ => None,
+        },
+        Outcome::Replay(_) => None,
     };
-    Ok(match outcome {
-        Outcome::Approved(a) => {
-            let txid = a.txid.to_byte_array();
-            let outpoints = a
-                .spend
-                .outpoints
-                .iter()
-                .map(|o| {
-                    <[u8; 36]>::try_from(serialize(o).as_slice()).map_err(|_| FailureNotice {
-                        code: ReasonCode::INTERNAL,
-                        data: b"outpoint encoding".to_vec(),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            DecisionRows {
-                time_ms: now_ms,
-                seen: Some(SeenRow {
-                    request_id: a.request_id,
-                    request_hash: a.request_hash,
-                    result: approved_result(&txid, &a.signatures_encoded),
-                }),
-                spend: Some((
-                    SpendRow {
-                        txid,
-                        request_id: a.request_id,
-                        destinations: serialize(&a.spend.spend.destinations),
-                        fee_sat: a.spend.spend.fee.0,
-                        amount_sat: a.spend.spend.amount.0,
-                    },
-                    outpoints,
-                )),
-                velocity: a.velocity.map(|v| VelocityRow {
-                    at_ms: v.at.0,
-                    sats: v.amount.0,
-                    request_id: a.request_id,
-                }),
-                velocity_prune_through: prune,
-                audit: audit_row(&a.audit),
-                head: (a.audit_head.next_seq, a.audit_head.last_hash),
-                clock_ms: a.clock.last_accepted.map(|t| t.0),
-                eth: EthRows::default(),
+    let audit = outcome.audit();
+    let head = outcome.audit_head();
+    DecisionRows {
+        time_ms: now_ms,
+        seen,
+        audit: AuditRow {
+            seq: audit.entry.seq,
+            entry: audit.bytes.clone(),
+            receipt: audit.receipt,
+        },
+        head: (head.next_seq, head.last_hash),
+        clock_ms: outcome.clock_ms(),
+        chain,
+    }
+}
+
+/// An audit record as sent: its seq and wire encoding.
+fn record(a: &Audited) -> (u64, Vec<u8>) {
+    (
+        a.entry.seq,
+        AuditRecord {
+            receipt: a.receipt,
+            entry: a.bytes.clone(),
+        }
+        .encode(),
+    )
+}
+
+/// The seen request ids over the database. A failed read answers with an
+/// unknown hash (the pipeline refuses the id as reused) and is remembered,
+/// so the caller discards the outcome.
+pub(super) struct SeenLookup<'a> {
+    store: &'a Store,
+    failed: Cell<bool>,
+}
+
+impl<'a> SeenLookup<'a> {
+    pub(super) fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            failed: Cell::new(false),
+        }
+    }
+
+    /// The stored request hash of `id`.
+    pub(super) fn get(&self, id: &[u8; 32]) -> Option<[u8; 32]> {
+        match self.store.seen_request(id) {
+            Ok(row) => row.map(|(hash, _)| hash),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the seen request ids");
+                self.failed.set(true);
+                Some([0xFF; 32])
             }
         }
-        Outcome::Refused(r) => DecisionRows {
-            time_ms: now_ms,
-            seen: match (r.remember_id, r.request_id, r.request_hash) {
-                (true, Some(request_id), Some(request_hash)) => Some(SeenRow {
-                    request_id,
-                    request_hash,
-                    result: refused_result(
-                        r.refusal.code,
-                        &refusal_data(r.refusal.rule.tag(), &r.refusal.detail),
-                    ),
-                }),
-                _ => None,
-            },
-            spend: None,
-            velocity: None,
-            velocity_prune_through: prune,
-            audit: audit_row(&r.audit),
-            head: (r.audit_head.next_seq, r.audit_head.last_hash),
-            clock_ms: r.clock.last_accepted.map(|t| t.0),
-            eth: EthRows::default(),
-        },
-        Outcome::Replay(r) => DecisionRows {
-            time_ms: now_ms,
-            seen: None,
-            spend: None,
-            velocity: None,
-            velocity_prune_through: prune,
-            audit: audit_row(&r.audit),
-            head: (r.audit_head.next_seq, r.audit_head.last_hash),
-            clock_ms: None,
-            eth: EthRows::default(),
-        },
-    })
+    }
+
+    /// Refuses to use an outcome decided on a failed read (of the seen
+    /// ids, or of the chain's history: `history_failed`).
+    pub(super) fn reads_ok(&self, history_failed: bool) -> Result<(), FailureNotice> {
+        if history_failed || self.failed.get() {
+            return Err(FailureNotice {
+                code: ReasonCode::STORE_SQLITE,
+                data: b"cannot read the signing state; nothing was decided".to_vec(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The node's one velocity high-water mark (every asset of every chain).
+pub(super) fn velocity_high_water(store: &Store) -> Result<TimeMs, FailureNotice> {
+    Ok(store
+        .velocity_high_water()
+        .map_err(|e| store_failure(&e))?
+        .map_or(TimeMs(i64::MIN), TimeMs))
+}
+
+fn elapsed_us(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 impl Node {
+    /// The clock guard and audit head as stored (both chains read them).
+    pub(super) fn guard_and_head(&self, now: Now) -> Result<(ClockGuard, AuditLog), FailureNotice> {
+        let clock = ClockGuard {
+            last_accepted: self
+                .store
+                .clock_last_accepted()
+                .map_err(|e| store_failure(&e))?
+                .map(TimeMs),
+            ceiling: Some(self.clock_ceiling(now)),
+        };
+        let (next_seq, last_hash) = self.store.audit_head().map_err(|e| store_failure(&e))?;
+        Ok((
+            clock,
+            AuditLog {
+                next_seq,
+                last_hash,
+            },
+        ))
+    }
+
     pub(super) fn refuse_precondition(&mut self, notice: FailureNotice) -> FailureNotice {
         self.counters.sign_refused_mode = self.counters.sign_refused_mode.saturating_add(1);
         tracing::info!(code = %notice.code, "sign request refused before evaluation");
@@ -373,8 +335,8 @@ impl Node {
         Ok(bytes)
     }
 
-    /// TC[132,1] (module docs). Ethereum bodies (format 2) go to
-    /// `node::eth`.
+    /// TC[132,1] (module docs): the envelope is decoded once and routed
+    /// by its body format.
     pub(super) fn sign_request(
         &mut self,
         payload: Payload,
@@ -383,138 +345,103 @@ impl Node {
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), FailureNotice> {
         let bytes = self.sign_preconditions(payload, now, out)?;
-        if super::eth::is_eth_request(&bytes) {
-            return self.eth_sign(&bytes, None, dest_id, now, out);
+        let signed = SignedRequest::decode(&bytes);
+        if routes_to_eth(&signed) {
+            return self.eth_sign(signed, None, dest_id, now, out);
         }
-        let t = TimeMs(now.unix_ms);
-        let ceiling = self.clock_ceiling(now);
+        self.btc_sign(signed, dest_id, now, out)
+    }
+
+    /// TC[132,5]: an Ethereum request with its `SAFE_ADMIN_TX` command.
+    pub(super) fn sign_admin_request(
+        &mut self,
+        payload: Payload,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let bytes = self.sign_preconditions(payload, now, out)?;
+        let req = AdminSignRequest::decode(&bytes).map_err(|e| FailureNotice {
+            code: ReasonCode::BAD_APP_DATA,
+            data: e.to_string().into_bytes(),
+        })?;
+        let signed = SignedRequest::decode(&req.request);
+        if !routes_to_eth(&signed) {
+            return Err(FailureNotice {
+                code: ReasonCode::BAD_APP_DATA,
+                data: b"an administrator command travels only with an Ethereum request".to_vec(),
+            });
+        }
+        self.eth_sign(signed, Some(&req.command), dest_id, now, out)
+    }
+
+    /// Steps 3 to 5 (module docs) for one chain: `evaluate` reads the
+    /// chain's state and runs the pipeline; then
+    /// [`Node::finish_decision`].
+    pub(super) fn decide<A: Release>(
+        &mut self,
+        evaluate: impl FnOnce(&Self, Start) -> Result<Evaluated<A>, FailureNotice>,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
         let started = Instant::now();
-        let (outcome, prune) = {
-            let (Some(policy), Some(allow), Some(keys)) = (&self.policy, &self.allow, &self.keys)
-            else {
-                return Err(FailureNotice {
-                    code: ReasonCode::INTERNAL,
-                    data: Vec::new(),
-                });
-            };
-            let chain = self.chain.state()?;
-            let store = &self.store;
-            let entries = store
-                .velocity_rows()
-                .map_err(|e| store_failure(&e))?
-                .into_iter()
-                .map(|(at, sats)| VelocityEntry {
-                    at: TimeMs(at),
-                    amount: Sats(sats),
-                })
-                .collect();
-            let high_water = store
-                .velocity_high_water()
-                .map_err(|e| store_failure(&e))?
-                .map_or(TimeMs(i64::MIN), TimeMs);
-            let ledger = VelocityLedger::from_entries(entries, high_water);
-            let clock = ClockGuard {
-                last_accepted: store
-                    .clock_last_accepted()
-                    .map_err(|e| store_failure(&e))?
-                    .map(TimeMs),
-                ceiling: Some(ceiling),
-            };
-            let (next_seq, last_hash) = store.audit_head().map_err(|e| store_failure(&e))?;
-            let history = StoreHistory {
-                store,
-                failed: Cell::new(false),
-            };
-            let seen_failed = Cell::new(false);
-            let seen = |id: &[u8; 32]| match store.seen_request(id) {
-                Ok(row) => row.map(|(hash, _)| hash),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the seen request ids");
-                    seen_failed.set(true);
-                    // Unknown hash: the engine refuses the id as reused.
-                    Some([0xFF; 32])
-                }
-            };
-            let view = NodeView {
-                node_id: self.cfg.node_id,
-                policy: &policy.active,
-                wallets: &self.wallets,
-                allow,
-                chain,
-                history: &history,
-                velocity: &ledger,
-                clock,
-                audit: AuditLog {
-                    next_seq,
-                    last_hash,
-                },
-            };
-            let outcome = evaluate(&self.secp, &view, &NodeSigner(keys), &bytes, &seen, t);
-            if history.failed.get() || seen_failed.get() {
-                return Err(FailureNotice {
-                    code: ReasonCode::STORE_SQLITE,
-                    data: b"cannot read the signing state; nothing was decided".to_vec(),
-                });
-            }
-            (
-                outcome,
-                prune_cutoff(&ledger, &policy.active.document.rules.velocity, t),
-            )
+        let (clock, audit) = self.guard_and_head(now)?;
+        let start = Start {
+            t: TimeMs(now.unix_ms),
+            clock,
+            audit,
         };
+        let evaluated = evaluate(self, start)?;
+        self.finish_decision(evaluated, started, dest_id, now, out)
+    }
+
+    /// Steps 4 and 5 (module docs) for a chain's evaluation: a receipt-key
+    /// fault raises an event and decides nothing; a replay is counted or
+    /// audited; anything else is committed with the chain's rows, then
+    /// released.
+    fn finish_decision<A: Release>(
+        &mut self,
+        evaluated: Evaluated<A>,
+        started: Instant,
+        dest_id: u16,
+        now: Now,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), FailureNotice> {
+        let Evaluated { outcome, prune } = evaluated;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "receipt key failed; nothing decided");
                 out.extend(self.raise(EventId::SIGN_FAULT, e.code.to_be_bytes().to_vec(), now));
+                let (code, rule) = A::RECEIPT_FAULT;
                 return Err(FailureNotice {
-                    code: ReasonCode(0x061A),
-                    data: refusal_data(Rule::SelfCheck.tag(), &e.to_string()),
+                    code: ReasonCode(code),
+                    data: refusal_data(rule.tag(), &e.to_string()),
                 });
             }
         };
         if let Outcome::Replay(r) = &outcome
             && let Some(audit) = self.counted_replay(r.request_id, now, out)?
         {
-            let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            return self.answer_replay(r.request_id, audit, elapsed_us, dest_id, now, out);
+            let elapsed = elapsed_us(started);
+            return self.answer_replay(r.request_id, audit, elapsed, dest_id, now, out);
         }
-        let rows = decision_rows(&outcome, now.unix_ms, prune)?;
+        let rows = decision_rows(&outcome, now.unix_ms, A::rows(&outcome, prune)?);
         // THE persistence point: nothing of this decision has left the
         // node, and nothing leaves before this commit returns.
         self.store
             .commit_decision(&rows)
             .map_err(|e| store_failure(&e))?;
         self.archive_audit_if_due();
-        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let record = |a: &spacenode_btc::engine::AuditRecord| {
-            (
-                a.entry.seq,
-                AuditRecord {
-                    receipt: a.receipt,
-                    entry: a.bytes.clone(),
-                }
-                .encode(),
-            )
-        };
+        let elapsed = elapsed_us(started);
         match outcome {
             Outcome::Approved(a) => {
                 self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
-                tracing::info!(
-                    request_id = %hex::encode(a.request_id),
-                    txid = %a.txid,
-                    inputs = a.signatures.len(),
-                    amount_sat = a.spend.spend.amount.0,
-                    audit_seq = a.audit.entry.seq,
-                    elapsed_us,
-                    "sign request approved"
-                );
-                self.emit_audit_record(record(&a.audit), dest_id, now, out)?;
-                let result = SignResult {
-                    request_id: a.request_id,
-                    txid: a.txid.to_byte_array(),
-                    signatures: a.signatures_encoded,
-                };
-                self.emit_btc_result(&result, dest_id, now, out)
+                let audit = record(&a.audit);
+                let (subtype, result) = A::approved(*a, elapsed);
+                self.emit_audit_record(audit, dest_id, now, out)?;
+                self.emit_sign_result(subtype, &result, dest_id, now, out)
             }
             Outcome::Refused(r) => {
                 self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
@@ -524,8 +451,9 @@ impl Node {
                     code = r.refusal.code,
                     detail = %r.refusal.detail,
                     audit_seq = r.audit.entry.seq,
-                    elapsed_us,
-                    "sign request refused"
+                    elapsed_us = elapsed,
+                    "{} refused",
+                    A::WHAT
                 );
                 let refusal = CommittedRefusal {
                     rule: r.refusal.rule,
@@ -538,21 +466,16 @@ impl Node {
             }
             Outcome::Replay(r) => {
                 self.replay_audited(r.request_id, r.audit.entry.seq);
-                self.answer_replay(
-                    r.request_id,
-                    record(&r.audit),
-                    elapsed_us,
-                    dest_id,
-                    now,
-                    out,
-                )
+                self.answer_replay(r.request_id, record(&r.audit), elapsed, dest_id, now, out)
             }
         }
     }
 
-    fn emit_btc_result(
+    /// Sends a chain's result (`sign.result`, `sign.eth-result`).
+    fn emit_sign_result(
         &mut self,
-        result: &SignResult,
+        subtype: u8,
+        result: &[u8],
         dest_id: u16,
         now: Now,
         out: &mut Vec<Vec<u8>>,
@@ -560,9 +483,9 @@ impl Node {
         self.emit_fragments(
             apid::SIGN,
             service::SIGN,
-            subtype::SIGN_RESULT,
+            subtype,
             0,
-            &result.encode(),
+            result,
             dest_id,
             now,
             out,
@@ -601,11 +524,12 @@ impl Node {
                     txid,
                     signatures: sigs,
                 };
-                self.emit_btc_result(&result, dest_id, now, out)
+                self.emit_sign_result(subtype::SIGN_RESULT, &result.encode(), dest_id, now, out)
             }
             Some(Stored::Eth(result)) => {
                 self.counters.sign_approved = self.counters.sign_approved.saturating_add(1);
-                self.emit_eth_result(request_id, result, dest_id, now, out)
+                let reply = EthSignResult { request_id, result };
+                self.emit_sign_result(subtype::SIGN_ETH_RESULT, &reply.encode(), dest_id, now, out)
             }
             Some(Stored::Refused(notice)) => {
                 self.counters.sign_refused = self.counters.sign_refused.saturating_add(1);
@@ -776,5 +700,23 @@ mod tests {
             _ => panic!("eth"),
         }
         assert!(parse_result(&[2]).is_none());
+    }
+
+    #[test]
+    fn only_format_2_bodies_are_ethereum() {
+        let demo = spacenode_testkit::eth::EthDemo::new().unwrap();
+        let tx = demo.eip1559(spacenode_testkit::eth::addr::VENDOR, 1, vec![], 0);
+        assert!(routes_to_eth(&SignedRequest::decode(
+            &demo.tx_request(1, 0, &tx)
+        )));
+        assert!(!routes_to_eth(&SignedRequest::decode(b"not a request")));
+        let btc = SignedRequest {
+            body: spacenode_policy::cbor::encode(&spacenode_policy::cbor::Value::Map(vec![(
+                0,
+                spacenode_policy::cbor::uint(1u64),
+            )])),
+            approvals: vec![],
+        };
+        assert!(!routes_to_eth(&SignedRequest::decode(&btc.encode())));
     }
 }

@@ -1,17 +1,23 @@
-//! Co-signing tables (migration 4): uploads, the policy state, wallets,
-//! seen request ids, spends and their outpoints, velocity records, the
-//! audit log and its head, the clock guard's last accepted time.
+//! Co-signing tables (migration 4) that belong to no chain and to no
+//! single decision: uploads, the policy state, registered wallets, the
+//! clock guard's state and anchor, the audit log's reading and archiving.
+//! A decision's rows are `store::decision` (and `store::btc`,
+//! `store::eth` for each chain's own).
 //!
 //! Every function here is plain SQL over plain values: the decisions (what
 //! to write, in which outcome) are made in `node::sign` and `node::policy`
-//! from the pure crates. [`Store::commit_decision`] is THE persistence point
-//! of a signing decision: one transaction, committed (with
-//! `synchronous=FULL`) before the node releases any byte of a signature.
+//! from the pure crates. Must never: know a chain's signing rows.
 
 use rusqlite::{OptionalExtension, params};
 use spacenode_policy::command::kind;
 
+use super::admin::raise_admin_seq;
+use super::codec::{array, i64_of, u64_of};
+use super::decision::RAISE_CLOCK;
 use super::{Store, StoreError};
+
+/// Re-exported where the audit service has always found them.
+pub use super::decision::{AuditRow, SeenAnswer, SeenRow};
 
 /// An upload as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,105 +43,12 @@ pub enum ChunkWrite {
     Conflict,
 }
 
-/// A signed transaction as stored in `spends`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpendRow {
-    /// Txid (internal byte order).
-    pub txid: [u8; 32],
-    /// The request that signed it.
-    pub request_id: [u8; 32],
-    /// Consensus encoding of its non-change outputs (`Vec<TxOut>`).
-    pub destinations: Vec<u8>,
-    /// Fee, sat.
-    pub fee_sat: u64,
-    /// Destinations plus fee, sat.
-    pub amount_sat: u64,
-}
-
-/// `seen_requests` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenRow {
-    /// Request id.
-    pub request_id: [u8; 32],
-    /// Request hash.
-    pub request_hash: [u8; 32],
-    /// The stored answer (layout owned by `node::sign`).
-    pub result: Vec<u8>,
-}
-
-/// `velocity` row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VelocityRow {
-    /// Accounting time, ms.
-    pub at_ms: i64,
-    /// Amount, sat.
-    pub sats: u64,
-    /// The request.
-    pub request_id: [u8; 32],
-}
-
-/// `audit` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
-    /// Sequence number.
-    pub seq: u64,
-    /// Canonical entry bytes.
-    pub entry: Vec<u8>,
-    /// Receipt.
-    pub receipt: [u8; 64],
-}
-
 /// The stored audit checkpoint: last archived seq, its entry hash, the
 /// receipt key's signature.
 pub type StoredCheckpoint = (u64, [u8; 32], [u8; 64]);
 
 /// A registered wallet row: id and registration body.
 pub type WalletRow = ([u8; 32], Vec<u8>);
-
-/// A seen request: its hash and the stored answer.
-pub type SeenAnswer = ([u8; 32], Vec<u8>);
-
-/// Everything one signing decision writes, in one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecisionRows {
-    /// Node time of the decision (for `seen_requests` and `spends`).
-    pub time_ms: i64,
-    /// The request id and its answer, if it is to be remembered.
-    pub seen: Option<SeenRow>,
-    /// The spend and the outpoints it binds (36-byte consensus encoding;
-    /// an outpoint bound to a replaced transaction is rebound).
-    pub spend: Option<(SpendRow, Vec<[u8; 36]>)>,
-    /// The velocity record.
-    pub velocity: Option<VelocityRow>,
-    /// Velocity rows at or before this time no longer count (pruning).
-    pub velocity_prune_through: Option<i64>,
-    /// The audit entry.
-    pub audit: AuditRow,
-    /// The audit head after it: next seq and the entry's hash.
-    pub head: (u64, [u8; 32]),
-    /// The clock guard's new last accepted time, if it changed.
-    pub clock_ms: Option<i64>,
-    /// Ethereum rows of the decision (`store::eth`; empty for Bitcoin).
-    pub eth: super::eth::EthRows,
-}
-
-pub(super) fn i64_of(what: &'static str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::OutOfRange {
-        what,
-        value: i64::MAX,
-    })
-}
-
-pub(super) fn u64_of(what: &'static str, v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::OutOfRange { what, value: v })
-}
-
-pub(super) fn array<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8; N], StoreError> {
-    <[u8; N]>::try_from(v).map_err(|_| StoreError::Corrupt {
-        what,
-        detail: format!("{} bytes where {N} were expected", v.len()),
-    })
-}
 
 const UPSERT_META: &str = "INSERT INTO meta(key, value) VALUES (?1, ?2) \
                            ON CONFLICT(key) DO UPDATE SET value = excluded.value";
@@ -147,36 +60,12 @@ const ANCHOR_KEYS: [&str; 4] = [
     "clock_anchor_wall_ms",
 ];
 
-const RAISE_CLOCK: &str = "INSERT INTO meta(key, value) VALUES ('clock_last_accepted_ms', ?1) \
-     ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
-
 fn write_anchor(tx: &rusqlite::Transaction<'_>, anchor: &[u8; 32]) -> rusqlite::Result<()> {
     for (key, chunk) in ANCHOR_KEYS.iter().zip(anchor.chunks_exact(8)) {
         let mut b = [0u8; 8];
         b.copy_from_slice(chunk);
         tx.execute(UPSERT_META, params![key, i64::from_be_bytes(b)])?;
     }
-    Ok(())
-}
-
-/// Records an executed administrator command inside the caller's
-/// transaction: raises the last sequence of its kind and the highest of any
-/// kind (`meta.admin_seq`, what the status reports); never lowers either.
-pub(super) fn raise_admin_seq(
-    conn: &rusqlite::Connection,
-    kind: u16,
-    seq: i64,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES ('admin_seq', ?1) \
-         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-        [seq],
-    )?;
-    conn.execute(
-        "INSERT INTO admin_seqs(kind, last_seq) VALUES (?1, ?2) \
-         ON CONFLICT(kind) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
-        params![kind, seq],
-    )?;
     Ok(())
 }
 
@@ -247,32 +136,25 @@ impl Store {
         keep_incomplete: usize,
         keep_complete: usize,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
         let keep_inc = i64::try_from(keep_incomplete.saturating_sub(1)).unwrap_or(i64::MAX);
         let keep_com = i64::try_from(keep_complete).unwrap_or(i64::MAX);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "DELETE FROM uploads WHERE content IS NULL AND content_id NOT IN \
-             (SELECT content_id FROM uploads WHERE content IS NULL ORDER BY created_ms DESC LIMIT ?1)",
-            [keep_inc],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "DELETE FROM uploads WHERE content IS NOT NULL AND content_id NOT IN \
-             (SELECT content_id FROM uploads WHERE content IS NOT NULL ORDER BY created_ms DESC LIMIT ?1)",
-            [keep_com],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "INSERT INTO uploads(content_id, total_len, created_ms) VALUES (?1, ?2, ?3)",
-            params![id.as_slice(), i64::from(total_len), now_ms],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "DELETE FROM uploads WHERE content IS NULL AND content_id NOT IN \
+                 (SELECT content_id FROM uploads WHERE content IS NULL ORDER BY created_ms DESC LIMIT ?1)",
+                [keep_inc],
+            )?;
+            tx.execute(
+                "DELETE FROM uploads WHERE content IS NOT NULL AND content_id NOT IN \
+                 (SELECT content_id FROM uploads WHERE content IS NOT NULL ORDER BY created_ms DESC LIMIT ?1)",
+                [keep_com],
+            )?;
+            tx.execute(
+                "INSERT INTO uploads(content_id, total_len, created_ms) VALUES (?1, ?2, ?3)",
+                params![id.as_slice(), i64::from(total_len), now_ms],
+            )?;
+            Ok(())
+        })
     }
 
     /// Stores chunk `idx` of upload `id` (idempotent for the same bytes).
@@ -328,23 +210,17 @@ impl Store {
     /// # Errors
     /// [`StoreError`].
     pub fn upload_finish(&mut self, id: &[u8; 32], content: &[u8]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "UPDATE uploads SET content = ?2 WHERE content_id = ?1",
-            params![id.as_slice(), content],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "DELETE FROM upload_chunks WHERE content_id = ?1",
-            [id.as_slice()],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "UPDATE uploads SET content = ?2 WHERE content_id = ?1",
+                params![id.as_slice(), content],
+            )?;
+            tx.execute(
+                "DELETE FROM upload_chunks WHERE content_id = ?1",
+                [id.as_slice()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Drops the chunks of an upload whose content did not verify.
@@ -411,25 +287,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let epoch = epoch.map(|e| i64_of("epoch", e)).transpose()?;
         let admin_seq = admin_seq.map(|s| i64_of("admin_seq", s)).transpose()?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO policy_state(id, state, updated_ms) VALUES (1, ?1, ?2) \
-             ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
-            params![state, now_ms],
-        )
-        .map_err(err)?;
-        if let Some(e) = epoch {
-            tx.execute(UPSERT_META, params!["epoch", e]).map_err(err)?;
-        }
-        if let Some(s) = admin_seq {
-            raise_admin_seq(&tx, kind::VETO_POLICY, s).map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO policy_state(id, state, updated_ms) VALUES (1, ?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+                params![state, now_ms],
+            )?;
+            if let Some(e) = epoch {
+                tx.execute(UPSERT_META, params!["epoch", e])?;
+            }
+            if let Some(s) = admin_seq {
+                raise_admin_seq(tx, kind::VETO_POLICY, s)?;
+            }
+            Ok(())
+        })
     }
 
     /// Registered wallets: `(id, registration body)`, in registration order.
@@ -467,20 +338,15 @@ impl Store {
         command_seq: u64,
     ) -> Result<(), StoreError> {
         let seq = i64_of("admin_seq", command_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO wallets(id, body, registered_at_ms, command_seq) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(id) DO UPDATE SET body = excluded.body, command_seq = excluded.command_seq",
-            params![id.as_slice(), body, now_ms, seq],
-        )
-        .map_err(err)?;
-        raise_admin_seq(&tx, kind::REGISTER_WALLET, seq).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO wallets(id, body, registered_at_ms, command_seq) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(id) DO UPDATE SET body = excluded.body, command_seq = excluded.command_seq",
+                params![id.as_slice(), body, now_ms, seq],
+            )?;
+            raise_admin_seq(tx, kind::REGISTER_WALLET, seq)?;
+            Ok(())
+        })
     }
 
     /// Retires a wallet and records the command's sequence, in one
@@ -498,117 +364,7 @@ impl Store {
         )
     }
 
-    /// Deletes what `delete` names and raises the administrator sequence
-    /// of `command_kind`, in one transaction; whether a row went.
-    pub(super) fn retire(
-        &mut self,
-        delete: &str,
-        key: impl rusqlite::Params,
-        command_kind: u16,
-        command_seq: u64,
-    ) -> Result<bool, StoreError> {
-        let seq = i64_of("admin_seq", command_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        let gone = tx.execute(delete, key).map_err(err)?;
-        raise_admin_seq(&tx, command_kind, seq).map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(gone > 0)
-    }
-
     // ------------------------------------------------------------ signing
-
-    /// The stored hash and answer of a request id.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn seen_request(&self, id: &[u8; 32]) -> Result<Option<SeenAnswer>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT request_hash, result FROM seen_requests WHERE request_id = ?1",
-                [id.as_slice()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        row.map(|(h, r)| Ok((array("request hash", &h)?, r)))
-            .transpose()
-    }
-
-    /// The spend that signed `outpoint` (36-byte consensus encoding).
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn spent_by(&self, outpoint: &[u8; 36]) -> Result<Option<SpendRow>, StoreError> {
-        type Row = (Vec<u8>, Vec<u8>, Vec<u8>, i64, i64);
-        let row: Option<Row> = self
-            .conn
-            .query_row(
-                "SELECT s.txid, s.request_id, s.destinations, s.fee_sat, s.amount_sat \
-                 FROM spent_outpoints o JOIN spends s ON s.txid = o.txid WHERE o.outpoint = ?1",
-                [outpoint.as_slice()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        row.map(|(txid, rid, destinations, fee, amount)| {
-            Ok(SpendRow {
-                txid: array("txid", &txid)?,
-                request_id: array("request id", &rid)?,
-                destinations,
-                fee_sat: u64_of("fee_sat", fee)?,
-                amount_sat: u64_of("amount_sat", amount)?,
-            })
-        })
-        .transpose()
-    }
-
-    /// The outpoints (36-byte encodings) bound to `txid`: every outpoint of
-    /// a live spend (a replacement re-points all outpoints of the spend it
-    /// replaces, `spacenode_btc::history`).
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn outpoints_of(&self, txid: &[u8; 32]) -> Result<Vec<[u8; 36]>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT outpoint FROM spent_outpoints WHERE txid = ?1 ORDER BY outpoint")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([txid.as_slice()], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let bytes = r.map_err(|e| self.err(e))?;
-            out.push(array("outpoint", &bytes)?);
-        }
-        Ok(out)
-    }
-
-    /// Velocity records `(at_ms, sats)` still counting.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn velocity_rows(&self) -> Result<Vec<(i64, u64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at_ms, sats FROM velocity ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (at, sats) = row.map_err(|e| self.err(e))?;
-            out.push((at, u64_of("velocity sats", sats)?));
-        }
-        Ok(out)
-    }
 
     /// The highest velocity accounting time ever recorded (survives
     /// pruning).
@@ -651,14 +407,10 @@ impl Store {
     /// # Errors
     /// [`StoreError`].
     pub fn set_clock_anchor(&mut self, anchor: &[u8; 32]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        write_anchor(&tx, anchor).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            write_anchor(tx, anchor)?;
+            Ok(())
+        })
     }
 
     /// Raises the clock guard's last accepted time to `ms` (never lowers
@@ -686,40 +438,15 @@ impl Store {
         seq: u64,
     ) -> Result<(), StoreError> {
         let seq = i64_of("admin_seq", seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            UPSERT_META,
-            params!["clock_last_accepted_ms", last_accepted_ms],
-        )
-        .map_err(err)?;
-        write_anchor(&tx, anchor).map_err(err)?;
-        raise_admin_seq(&tx, kind::CLOCK_RESYNC, seq).map_err(err)?;
-        tx.commit().map_err(err)
-    }
-
-    /// The audit head: next sequence number and the last entry's hash.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn audit_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
-        let row: Option<(i64, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT next_seq, last_hash FROM audit_head WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        match row {
-            None => Ok((0, [0; 32])),
-            Some((n, h)) => Ok((u64_of("audit next_seq", n)?, array("audit hash", &h)?)),
-        }
+        self.write_tx(|tx| {
+            tx.execute(
+                UPSERT_META,
+                params!["clock_last_accepted_ms", last_accepted_ms],
+            )?;
+            write_anchor(tx, anchor)?;
+            raise_admin_seq(tx, kind::CLOCK_RESYNC, seq)?;
+            Ok(())
+        })
     }
 
     /// Audit entries from `from_seq`, at most `max`, in order.
@@ -751,66 +478,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// Replay bookkeeping of a decided request: the audit seq of its
-    /// audited replay (if one was audited) and the replays counted.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn replay_state(&self, id: &[u8; 32]) -> Result<Option<(Option<u64>, u64)>, StoreError> {
-        let row: Option<(Option<i64>, i64)> = self
-            .conn
-            .query_row(
-                "SELECT replay_audit_seq, replays FROM seen_requests WHERE request_id = ?1",
-                [id.as_slice()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        row.map(|(seq, n)| {
-            Ok((
-                seq.map(|s| u64_of("replay audit seq", s)).transpose()?,
-                u64_of("replays", n)?,
-            ))
-        })
-        .transpose()
-    }
-
-    /// Records that a replay of `id` was audited as entry `seq` (and
-    /// counts it).
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn mark_replay_audited(&mut self, id: &[u8; 32], seq: u64) -> Result<(), StoreError> {
-        let seq = i64_of("replay audit seq", seq)?;
-        self.conn
-            .execute(
-                "UPDATE seen_requests SET replay_audit_seq = ?2, replays = replays + 1 \
-                 WHERE request_id = ?1",
-                params![id.as_slice(), seq],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
-    /// Counts one more replay of `id` without an audit entry; returns the
-    /// replays counted so far.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn count_replay(&mut self, id: &[u8; 32]) -> Result<u64, StoreError> {
-        let n: Option<i64> = self
-            .conn
-            .query_row(
-                "UPDATE seen_requests SET replays = replays + 1 WHERE request_id = ?1 \
-                 RETURNING replays",
-                [id.as_slice()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        u64_of("replays", n.unwrap_or(0))
     }
 
     /// Number of audit rows kept and the lowest seq among them (seqs are
@@ -872,186 +539,22 @@ impl Store {
         signature: &[u8; 64],
     ) -> Result<(), StoreError> {
         let end = i64_of("checkpoint seq", end_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO audit_checkpoint(id, end_seq, chain_hash, signature) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT(id) DO UPDATE SET end_seq = excluded.end_seq, \
-             chain_hash = excluded.chain_hash, signature = excluded.signature",
-            params![end, chain_hash.as_slice(), signature.as_slice()],
-        )
-        .map_err(err)?;
-        tx.execute("DELETE FROM audit WHERE seq <= ?1", [end])
-            .map_err(err)?;
-        tx.commit().map_err(err)
-    }
-
-    /// Persists one signing decision (see [`DecisionRows`]) in ONE
-    /// transaction. Returns only once SQLite committed it to disk
-    /// (`synchronous=FULL`): the caller releases signatures after this and
-    /// never before.
-    ///
-    /// # Errors
-    /// [`StoreError`]; nothing is written then.
-    pub fn commit_decision(&mut self, d: &DecisionRows) -> Result<(), StoreError> {
-        let audit_seq = i64_of("audit seq", d.audit.seq)?;
-        let next_seq = i64_of("audit next_seq", d.head.0)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        if let Some(s) = &d.seen {
+        self.write_tx(|tx| {
             tx.execute(
-                "INSERT INTO seen_requests(request_id, request_hash, result, time_ms) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    s.request_id.as_slice(),
-                    s.request_hash.as_slice(),
-                    s.result,
-                    d.time_ms
-                ],
-            )
-            .map_err(err)?;
-        }
-        if let Some((spend, outpoints)) = &d.spend {
-            tx.execute(
-                "INSERT INTO spends(txid, request_id, destinations, fee_sat, amount_sat, time_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(txid) DO NOTHING",
-                params![
-                    spend.txid.as_slice(),
-                    spend.request_id.as_slice(),
-                    spend.destinations,
-                    i64_of("fee_sat", spend.fee_sat)?,
-                    i64_of("amount_sat", spend.amount_sat)?,
-                    d.time_ms
-                ],
-            )
-            .map_err(err)?;
-            for o in outpoints {
-                tx.execute(
-                    "INSERT INTO spent_outpoints(outpoint, txid) VALUES (?1, ?2) \
-                     ON CONFLICT(outpoint) DO UPDATE SET txid = excluded.txid",
-                    params![o.as_slice(), spend.txid.as_slice()],
-                )
-                .map_err(err)?;
-            }
-        }
-        if let Some(v) = &d.velocity {
-            tx.execute(
-                "INSERT INTO velocity(at_ms, sats, request_id) VALUES (?1, ?2, ?3)",
-                params![
-                    v.at_ms,
-                    i64_of("velocity sats", v.sats)?,
-                    v.request_id.as_slice()
-                ],
-            )
-            .map_err(err)?;
-            tx.execute(
-                "INSERT INTO meta(key, value) VALUES ('velocity_high_water_ms', ?1) \
-                 ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                [v.at_ms],
-            )
-            .map_err(err)?;
-        }
-        if let Some(cut) = d.velocity_prune_through {
-            tx.execute("DELETE FROM velocity WHERE at_ms <= ?1", [cut])
-                .map_err(err)?;
-        }
-        tx.execute(
-            "INSERT INTO audit(seq, entry, receipt) VALUES (?1, ?2, ?3)",
-            params![audit_seq, d.audit.entry, d.audit.receipt.as_slice()],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "INSERT INTO audit_head(id, next_seq, last_hash) VALUES (1, ?1, ?2) \
-             ON CONFLICT(id) DO UPDATE SET next_seq = excluded.next_seq, last_hash = excluded.last_hash",
-            params![next_seq, d.head.1.as_slice()],
-        )
-        .map_err(err)?;
-        if let Some(ms) = d.clock_ms {
-            tx.execute(RAISE_CLOCK, [ms]).map_err(err)?;
-        }
-        super::eth::write_rows(&tx, &d.eth, d.time_ms).map_err(err)?;
-        tx.commit().map_err(err)
+                "INSERT INTO audit_checkpoint(id, end_seq, chain_hash, signature) VALUES (1, ?1, ?2, ?3) \
+                 ON CONFLICT(id) DO UPDATE SET end_seq = excluded.end_seq, \
+                 chain_hash = excluded.chain_hash, signature = excluded.signature",
+                params![end, chain_hash.as_slice(), signature.as_slice()],
+            )?;
+            tx.execute("DELETE FROM audit WHERE seq <= ?1", [end])?;
+            Ok(())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rows(seq: u64, with_spend: bool) -> DecisionRows {
-        DecisionRows {
-            time_ms: 1_000,
-            seen: Some(SeenRow {
-                request_id: [seq as u8; 32],
-                request_hash: [9; 32],
-                result: vec![1, 2, 3],
-            }),
-            spend: with_spend.then(|| {
-                (
-                    SpendRow {
-                        txid: [seq as u8; 32],
-                        request_id: [seq as u8; 32],
-                        destinations: vec![0],
-                        fee_sat: 10,
-                        amount_sat: 110,
-                    },
-                    vec![[7; 36]],
-                )
-            }),
-            velocity: with_spend.then_some(VelocityRow {
-                at_ms: 500 + seq as i64,
-                sats: 110,
-                request_id: [seq as u8; 32],
-            }),
-            velocity_prune_through: None,
-            audit: AuditRow {
-                seq,
-                entry: vec![seq as u8],
-                receipt: [5; 64],
-            },
-            head: (seq + 1, [seq as u8; 32]),
-            clock_ms: Some(1_000 + seq as i64),
-            eth: crate::store::eth::EthRows::default(),
-        }
-    }
-
-    #[test]
-    fn a_decision_commits_all_or_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.audit_head().unwrap(), (0, [0; 32]));
-        s.commit_decision(&rows(0, true)).unwrap();
-        assert_eq!(s.audit_head().unwrap(), (1, [0; 32]));
-        assert_eq!(s.spent_by(&[7; 36]).unwrap().unwrap().amount_sat, 110);
-        assert_eq!(s.velocity_rows().unwrap(), vec![(500, 110)]);
-        assert_eq!(s.velocity_high_water().unwrap(), Some(500));
-        assert_eq!(s.clock_last_accepted().unwrap(), Some(1_000));
-        // A second decision reusing an audit seq fails as a whole: the
-        // seen row and spend of that attempt are not written either.
-        let mut dup = rows(1, true);
-        dup.audit.seq = 0;
-        assert!(s.commit_decision(&dup).is_err());
-        assert!(s.seen_request(&[1; 32]).unwrap().is_none());
-        assert_eq!(s.spent_by(&[7; 36]).unwrap().unwrap().txid, [0; 32]);
-        // The outpoint is rebound by a replacement.
-        s.commit_decision(&rows(1, true)).unwrap();
-        assert_eq!(s.spent_by(&[7; 36]).unwrap().unwrap().txid, [1; 32]);
-        assert_eq!(s.audit_entries(0, 10).unwrap().len(), 2);
-        assert_eq!(s.audit_entries(1, 10).unwrap()[0].entry, vec![1]);
-        let mut prune = rows(2, false);
-        prune.velocity_prune_through = Some(500);
-        s.commit_decision(&prune).unwrap();
-        assert_eq!(s.velocity_rows().unwrap(), vec![(501, 110)]);
-        assert_eq!(s.velocity_high_water().unwrap(), Some(501));
-    }
 
     #[test]
     fn uploads_store_chunks_then_content_and_prune() {

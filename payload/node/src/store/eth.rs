@@ -1,7 +1,7 @@
 //! Ethereum co-signing tables (migration 5): registered Safes, signed
 //! account nonces, approved Safe nonces and Ethereum velocity rows.
 //!
-//! Plain SQL over plain values, as `store::cosign`: what to write is
+//! Plain SQL over typed values (`store::codec`): what to write is
 //! decided by `spacenode_eth::engine` and mapped in `node::eth`. The rows
 //! of a decision ([`EthRows`]) are written by `Store::commit_decision` in
 //! the SAME transaction as the seen id, the audit entry and the clock, so a
@@ -12,23 +12,13 @@
 //! nonce's hash (only a NULL signature of the SAME hash is filled in).
 
 use rusqlite::{OptionalExtension, Transaction, params};
-
-use super::cosign::{array, i64_of, raise_admin_seq};
-use super::{Store, StoreError};
 use spacenode_policy::command::kind;
 
-/// A u64 (chain id, account nonce) as the i64 with the same bits: SQLite
-/// integers are signed, chain ids and nonces may use all 64 bits.
-#[must_use]
-pub fn u64_bits(v: u64) -> i64 {
-    i64::from_be_bytes(v.to_be_bytes())
-}
-
-/// The inverse of [`u64_bits`].
-#[must_use]
-pub fn bits_u64(v: i64) -> u64 {
-    u64::from_be_bytes(v.to_be_bytes())
-}
+use super::admin::raise_admin_seq;
+use super::codec::{Bits64, Blob, U128Be, array, i64_of};
+pub use super::codec::{bits_u64, u64_bits};
+use super::decision::{ChainRows, SqlErr, raise_velocity_high_water};
+use super::{Store, StoreError};
 
 /// `eth_nonces` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,79 +81,75 @@ pub struct EthRows {
     pub admin_seq: Option<u64>,
 }
 
-/// Writes `rows` inside the decision's transaction.
-pub(super) fn write_rows(
-    tx: &Transaction<'_>,
-    rows: &EthRows,
-    time_ms: i64,
-) -> Result<(), rusqlite::Error> {
-    let rid = rows.request_id.as_slice();
-    for n in &rows.nonces {
-        tx.execute(
-            "INSERT INTO eth_nonces(chain_id, account, nonce, signing_hash, raw_tx, request_id, time_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                u64_bits(n.chain_id),
-                n.account.as_slice(),
-                u64_bits(n.nonce),
-                n.signing_hash.as_slice(),
-                n.raw_tx,
-                rid,
-                time_ms
-            ],
-        )?;
+impl ChainRows for EthRows {
+    fn write(&self, tx: &Transaction<'_>, time_ms: i64, err: SqlErr<'_>) -> Result<(), StoreError> {
+        let rid = Blob(self.request_id);
+        for n in &self.nonces {
+            tx.execute(
+                "INSERT INTO eth_nonces(chain_id, account, nonce, signing_hash, raw_tx, request_id, time_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    Bits64(n.chain_id),
+                    Blob(n.account),
+                    Bits64(n.nonce),
+                    Blob(n.signing_hash),
+                    n.raw_tx,
+                    rid,
+                    time_ms
+                ],
+            )
+            .map_err(err)?;
+        }
+        for s in &self.safe_nonces {
+            tx.execute(
+                "INSERT INTO safe_nonces(domain_chain, safe, nonce, safe_tx_hash, signature, request_id, time_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT(domain_chain, safe, nonce) DO UPDATE SET signature = excluded.signature \
+                 WHERE safe_nonces.safe_tx_hash = excluded.safe_tx_hash AND safe_nonces.signature IS NULL",
+                params![
+                    Bits64(s.domain_chain),
+                    Blob(s.safe),
+                    Blob(s.nonce),
+                    Blob(s.safe_tx_hash),
+                    s.signature.map(Blob),
+                    rid,
+                    time_ms
+                ],
+            )
+            .map_err(err)?;
+        }
+        for v in &self.velocity {
+            tx.execute(
+                "INSERT INTO eth_velocity(chain_id, asset, at_ms, amount, request_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    Bits64(v.chain_id),
+                    Blob(v.asset),
+                    v.at_ms,
+                    U128Be(v.amount),
+                    rid
+                ],
+            )
+            .map_err(err)?;
+            raise_velocity_high_water(tx, v.at_ms).map_err(err)?;
+        }
+        for (chain, asset, cut) in &self.velocity_prune {
+            tx.execute(
+                "DELETE FROM eth_velocity WHERE chain_id = ?1 AND asset = ?2 AND at_ms <= ?3",
+                params![Bits64(*chain), Blob(*asset), cut],
+            )
+            .map_err(err)?;
+        }
+        if let Some(seq) = self.admin_seq {
+            raise_admin_seq(
+                tx,
+                kind::SAFE_ADMIN_TX,
+                i64::try_from(seq).unwrap_or(i64::MAX),
+            )
+            .map_err(err)?;
+        }
+        Ok(())
     }
-    for s in &rows.safe_nonces {
-        tx.execute(
-            "INSERT INTO safe_nonces(domain_chain, safe, nonce, safe_tx_hash, signature, request_id, time_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT(domain_chain, safe, nonce) DO UPDATE SET signature = excluded.signature \
-             WHERE safe_nonces.safe_tx_hash = excluded.safe_tx_hash AND safe_nonces.signature IS NULL",
-            params![
-                u64_bits(s.domain_chain),
-                s.safe.as_slice(),
-                s.nonce.as_slice(),
-                s.safe_tx_hash.as_slice(),
-                s.signature.as_ref().map(|x| x.as_slice()),
-                rid,
-                time_ms
-            ],
-        )?;
-    }
-    for v in &rows.velocity {
-        tx.execute(
-            "INSERT INTO eth_velocity(chain_id, asset, at_ms, amount, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                u64_bits(v.chain_id),
-                v.asset.as_slice(),
-                v.at_ms,
-                v.amount.to_be_bytes().as_slice(),
-                rid
-            ],
-        )?;
-        // One high-water mark for every asset, Bitcoin's included: a clock
-        // step backwards never reopens any window.
-        tx.execute(
-            "INSERT INTO meta(key, value) VALUES ('velocity_high_water_ms', ?1) \
-             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-            [v.at_ms],
-        )?;
-    }
-    for (chain, asset, cut) in &rows.velocity_prune {
-        tx.execute(
-            "DELETE FROM eth_velocity WHERE chain_id = ?1 AND asset = ?2 AND at_ms <= ?3",
-            params![u64_bits(*chain), asset.as_slice(), cut],
-        )?;
-    }
-    if let Some(seq) = rows.admin_seq {
-        raise_admin_seq(
-            tx,
-            kind::SAFE_ADMIN_TX,
-            i64::try_from(seq).unwrap_or(i64::MAX),
-        )?;
-    }
-    Ok(())
 }
 
 /// A registered Safe row: chain id, address, registration body.
@@ -218,21 +204,16 @@ impl Store {
         command_seq: u64,
     ) -> Result<(), StoreError> {
         let seq = i64_of("admin_seq", command_seq)?;
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO safes(chain_id, address, body, registered_at_ms, command_seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(chain_id, address) DO UPDATE SET \
-             body = excluded.body, command_seq = excluded.command_seq",
-            params![u64_bits(chain_id), address.as_slice(), body, now_ms, seq],
-        )
-        .map_err(err)?;
-        raise_admin_seq(&tx, kind::REGISTER_SAFE, seq).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO safes(chain_id, address, body, registered_at_ms, command_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(chain_id, address) DO UPDATE SET \
+                 body = excluded.body, command_seq = excluded.command_seq",
+                params![u64_bits(chain_id), address.as_slice(), body, now_ms, seq],
+            )?;
+            raise_admin_seq(tx, kind::REGISTER_SAFE, seq)?;
+            Ok(())
+        })
     }
 
     /// Retires a Safe and records the command's sequence, in one
@@ -346,9 +327,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::cosign::{AuditRow, DecisionRows, SeenRow};
+    use crate::store::decision::{AuditRow, DecisionRows, SeenRow};
 
-    fn decision(seq: u64, eth: EthRows) -> DecisionRows {
+    fn decision(seq: u64, eth: EthRows) -> DecisionRows<EthRows> {
         DecisionRows {
             time_ms: 1_000,
             seen: Some(SeenRow {
@@ -356,9 +337,6 @@ mod tests {
                 request_hash: [9; 32],
                 result: vec![2],
             }),
-            spend: None,
-            velocity: None,
-            velocity_prune_through: None,
             audit: AuditRow {
                 seq,
                 entry: vec![seq as u8],
@@ -366,7 +344,7 @@ mod tests {
             },
             head: (seq + 1, [seq as u8; 32]),
             clock_ms: None,
-            eth,
+            chain: eth,
         }
     }
 

@@ -1,17 +1,23 @@
 //! Persistent state in one SQLite database (WAL mode, full sync): boot
 //! count, link sequence reservations, link keys installed by rekey, the
 //! event log, the pruned Bitcoin header chain ([`chain`], on its own
-//! connection), and the co-signing tables ([`cosign`]: uploads, policy,
-//! wallets, spends, velocity, audit). Later services add their tables
-//! through [`migrations`].
+//! connection), and the co-signing tables by aggregate: uploads, policy,
+//! wallets, clock and audit log ([`cosign`]), what every signing decision
+//! writes ([`decision`]), each chain's own rows ([`btc`], [`eth`]) and the
+//! administrator sequences ([`admin`]), all through one typed SQL codec
+//! ([`codec`]). Later services add their tables through [`migrations`].
 //!
 //! Every write that protects against reuse (sequence reservations) is
 //! committed before the caller acts on it. This module owns the schema and
 //! its SQL; it must never make mission decisions, and no other module may
 //! issue SQL.
 
+pub mod admin;
+pub mod btc;
 pub mod chain;
+pub mod codec;
 pub mod cosign;
+pub mod decision;
 pub mod eth;
 mod migrations;
 
@@ -352,7 +358,7 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        cosign::raise_admin_seq(&tx, kind, v).map_err(err)?;
+        admin::raise_admin_seq(&tx, kind, v).map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -472,7 +478,7 @@ impl Store {
             params![key.key_id, key.replaces],
         )
         .map_err(err)?;
-        cosign::raise_admin_seq(&tx, kind::REKEY_LINK, seq).map_err(err)?;
+        admin::raise_admin_seq(&tx, kind::REKEY_LINK, seq).map_err(err)?;
         let upsert = "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
         if key.make_downlink {
             tx.execute(upsert, params!["tx_key_id", i64::from(key.key_id)])

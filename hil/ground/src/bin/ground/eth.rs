@@ -19,8 +19,8 @@ use spacenode_ground::cosign::{self, Answer};
 use spacenode_ground::eth::{self, EthOutcome};
 use spacenode_ground::inputs::Input;
 use spacenode_ground::{admin, display};
+use spacenode_policy::authoring::compile::parse_amount;
 use spacenode_policy::command::kind;
-use spacenode_policy::eth::parse_amount;
 use spacenode_policy::request::{EthKind, SignedRequest};
 
 use super::cosign::{keys_with_index as read_keys, now_ms as unix_now_ms};
@@ -353,7 +353,7 @@ fn amount(s: &str, what: &str) -> anyhow::Result<u128> {
 }
 
 fn address(s: &str, what: &str) -> anyhow::Result<Address> {
-    spacenode_policy::eth::parse_address(s.trim())
+    spacenode_policy::authoring::compile::parse_address(s.trim())
         .map_err(|e| anyhow::anyhow!("--{what} {s:?}: {e}"))
 }
 
