@@ -217,6 +217,16 @@ pub fn parse(bytes: &[u8]) -> Result<(Psbt, PsbtVersion), BtcError> {
             "output amount above 21 million BTC".into(),
         ));
     }
+    // A v2 PSBT carries the transaction version as a positive int32, a v0
+    // transaction as any 32 bits (rust-bitcoin reads them as i32): refuse a
+    // negative one (never standard), so both versions accept the same
+    // versions (found by the psbt fuzzer: the v2 form of an accepted v0
+    // PSBT did not parse).
+    if psbt.unsigned_tx.version.0 < 0 {
+        return Err(BtcError::PsbtMalformed(
+            "transaction version above int32".into(),
+        ));
+    }
     // rust-bitcoin normalises what it parsed (a key type written as a
     // non-minimal compact size, for one, becomes the minimal one), so two
     // keys that differ on the wire can become the same key: such a PSBT
@@ -600,6 +610,23 @@ mod tests {
         let psbt = sample();
         let (back, _) = parse(&to_v2(&psbt)).unwrap();
         assert_eq!(back.unsigned_tx, psbt.unsigned_tx);
+    }
+
+    /// Fuzzer find (payload/fuzz/seeds/psbt/crash-2433271d…): a v0 PSBT
+    /// whose transaction version has the top bit set parsed (a negative
+    /// i32), and its v2 form (a positive int32) then did not. Refused in
+    /// both versions.
+    #[test]
+    fn negative_transaction_versions_are_refused_in_v0_and_v2() {
+        let crash =
+            include_bytes!("../../fuzz/seeds/psbt/crash-2433271d8e8f8160ba3c8fed58fd5ea8fea221b0");
+        let err = parse(crash).unwrap_err();
+        assert!(err.to_string().contains("version above int32"), "{err}");
+        let mut psbt = sample();
+        psbt.unsigned_tx.version = Version(i32::MIN);
+        for bytes in [psbt.serialize(), to_v2(&psbt)] {
+            assert!(parse(&bytes).is_err());
+        }
     }
 
     fn sample() -> Psbt {
