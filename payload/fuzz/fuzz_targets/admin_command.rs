@@ -5,9 +5,9 @@
 
 use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use libfuzzer_sys::fuzz_target;
-use spacenode_testkit::btc::{Demo, DemoWallet, NODE_ID};
 use spacenode_policy::command::{Command, Executed, SignedCommand};
 use spacenode_policy::quorum::AdminSet;
+use spacenode_testkit::btc::{Demo, DemoWallet, NODE_ID};
 
 thread_local! {
     static CTX: Option<(Secp256k1<VerifyOnly>, AdminSet, i64)> = {

@@ -6,9 +6,9 @@
 
 use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use libfuzzer_sys::fuzz_target;
-use spacenode_testkit::btc::{Demo, DemoWallet};
 use spacenode_policy::document::{PolicyDocument, SignedPolicy};
 use spacenode_policy::quorum::AdminSet;
+use spacenode_testkit::btc::{Demo, DemoWallet};
 
 thread_local! {
     static CTX: Option<(Secp256k1<VerifyOnly>, AdminSet)> = {

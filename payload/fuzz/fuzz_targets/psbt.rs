@@ -17,10 +17,10 @@ mod cached_keys;
 use bitcoin::bip32::DerivationPath;
 use cached_keys::CachedKeys;
 use libfuzzer_sys::fuzz_target;
-use spacenode_testkit::btc::{Demo, DemoWallet};
 use spacenode_btc::psbt_v2;
 use spacenode_btc::signer::{BtcSigner, receipt_path};
 use spacenode_policy::request::SpvProof;
+use spacenode_testkit::btc::{Demo, DemoWallet};
 
 struct Ctx {
     demo: Demo,

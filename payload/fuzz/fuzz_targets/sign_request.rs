@@ -6,10 +6,10 @@
 
 use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use libfuzzer_sys::fuzz_target;
-use spacenode_testkit::btc::{Demo, DemoWallet, NODE_ID};
 use spacenode_policy::TimeMs;
 use spacenode_policy::document::KeySet;
 use spacenode_policy::request::{EthSignRequest, SignRequest, SignedRequest};
+use spacenode_testkit::btc::{Demo, DemoWallet, NODE_ID};
 use spacenode_wire::cosign::Payload;
 
 thread_local! {

@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spacenode_testkit::btc::{Demo, DemoWallet};
 use spacenode_chain::MerkleBranch;
 use spacenode_chain::spv::{check_txoutproof, parse_transaction, verify_branch, verify_txoutproof};
+use spacenode_testkit::btc::{Demo, DemoWallet};
 
 thread_local! {
     static DEMO: Option<Demo> = Demo::new(DemoWallet::WshSortedMulti, 3, 50_000_000, 6).ok();

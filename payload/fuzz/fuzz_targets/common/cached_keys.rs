@@ -94,7 +94,11 @@ impl KeySigner for CachedKeys {
     }
 
     fn public_key(&self, path: &DerivationPath) -> Result<PublicKey, SignerError> {
-        Ok(self.key(path).map_err(err)?.private_key.public_key(&self.secp))
+        Ok(self
+            .key(path)
+            .map_err(err)?
+            .private_key
+            .public_key(&self.secp))
     }
 
     fn sign_ecdsa(

@@ -5,8 +5,8 @@
 //! Must never: sign differently from the demo's own store (checked once
 //! when a target starts; a mismatch stops the target).
 
-use spacenode_testkit::eth::{EthDemo, NODE_SEED};
 use spacenode_eth::signer::{EthKeyStore, account_path, receipt_path};
+use spacenode_testkit::eth::{EthDemo, NODE_SEED};
 
 use crate::cached_keys::CachedKeys;
 
