@@ -227,6 +227,13 @@ pub fn parse(bytes: &[u8]) -> Result<(Psbt, PsbtVersion), BtcError> {
             "transaction version above int32".into(),
         ));
     }
+    // A transaction without inputs signs nothing, and its legacy
+    // serialisation is ambiguous (a zero input count reads as the segwit
+    // marker): the v2 form of such a v0 PSBT did not parse (found by the
+    // psbt fuzzer). Refused in both versions.
+    if psbt.unsigned_tx.input.is_empty() {
+        return Err(BtcError::PsbtMalformed("transaction without inputs".into()));
+    }
     // rust-bitcoin normalises what it parsed (a key type written as a
     // non-minimal compact size, for one, becomes the minimal one), so two
     // keys that differ on the wire can become the same key: such a PSBT
@@ -624,6 +631,24 @@ mod tests {
         assert!(err.to_string().contains("version above int32"), "{err}");
         let mut psbt = sample();
         psbt.unsigned_tx.version = Version(i32::MIN);
+        for bytes in [psbt.serialize(), to_v2(&psbt)] {
+            assert!(parse(&bytes).is_err());
+        }
+    }
+
+    /// Fuzzer find (payload/fuzz/seeds/psbt/crash-2cc4c8db…): a v0 PSBT
+    /// whose transaction has no inputs parsed, and its v2 form then did not
+    /// (a zero input count reads as the segwit marker). Refused in both
+    /// versions.
+    #[test]
+    fn transactions_without_inputs_are_refused_in_v0_and_v2() {
+        let crash =
+            include_bytes!("../../fuzz/seeds/psbt/crash-2cc4c8db0270171b3f94cebfd662c84e665e8e49");
+        let err = parse(crash).unwrap_err();
+        assert!(err.to_string().contains("without inputs"), "{err}");
+        let mut psbt = sample();
+        psbt.unsigned_tx.input.clear();
+        psbt.inputs.clear();
         for bytes in [psbt.serialize(), to_v2(&psbt)] {
             assert!(parse(&bytes).is_err());
         }
