@@ -355,7 +355,7 @@ impl Node {
     /// (re-derived from the seed), and the Safe must not conflict with a
     /// registered one; then the body and the command's sequence are
     /// persisted in one transaction.
-    pub(super) fn register_safe(
+    pub(crate) fn register_safe(
         &mut self,
         payload: Payload,
         now: Now,

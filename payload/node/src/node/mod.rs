@@ -692,40 +692,6 @@ impl Node {
         }
     }
 
-    /// TC[132,1], executed by the sign pipeline (`sign.rs`): the sign
-    /// room's entry until the pipeline moves into it.
-    pub(crate) fn sign_tc(
-        &mut self,
-        payload: spacenode_wire::cosign::Payload,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        self.sign_request(payload, dest_id, now, out)
-    }
-
-    /// TC[132,5], executed by the sign pipeline (`eth.rs`).
-    pub(crate) fn sign_admin_tc(
-        &mut self,
-        payload: spacenode_wire::cosign::Payload,
-        dest_id: u16,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        self.sign_admin_request(payload, dest_id, now, out)
-    }
-
-    /// TC[131,11], executed by the Ethereum part of the sign pipeline
-    /// (`eth.rs`): the policy room's entry until it moves.
-    pub(crate) fn register_safe_tc(
-        &mut self,
-        payload: spacenode_wire::cosign::Payload,
-        now: Now,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), FailureNotice> {
-        self.register_safe(payload, now, out)
-    }
-
     /// Counts a TM dropped because the transport queue was full.
     pub fn count_dropped(&mut self) {
         self.counters.tm_suppressed = self.counters.tm_suppressed.saturating_add(1);

@@ -337,7 +337,7 @@ impl Node {
 
     /// TC[132,1] (module docs): the envelope is decoded once and routed
     /// by its body format.
-    pub(super) fn sign_request(
+    pub(crate) fn sign_request(
         &mut self,
         payload: Payload,
         dest_id: u16,
@@ -353,7 +353,7 @@ impl Node {
     }
 
     /// TC[132,5]: an Ethereum request with its `SAFE_ADMIN_TX` command.
-    pub(super) fn sign_admin_request(
+    pub(crate) fn sign_admin_request(
         &mut self,
         payload: Payload,
         dest_id: u16,

@@ -121,7 +121,7 @@ pub(crate) fn execute(node: &mut Node, cx: &mut Reply, req: Request) -> Result<(
         Request::Document(which) => policy_document(node, cx, which),
         Request::ClockResync(cmd) => clock_resync(node, cx, &cmd),
         // The Ethereum part of the sign pipeline registers Safes.
-        Request::RegisterSafe(p) => node.register_safe_tc(p, cx.now, &mut cx.out),
+        Request::RegisterSafe(p) => node.register_safe(p, cx.now, &mut cx.out),
         Request::Retire(cmd) => retire(node, cx, &cmd),
     }
 }

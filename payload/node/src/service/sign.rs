@@ -39,7 +39,7 @@ pub fn accept(tc: &Tc) -> Result<Request, FailureNotice> {
 
 pub(crate) fn execute(node: &mut Node, cx: &mut Reply, req: Request) -> Result<(), FailureNotice> {
     match req {
-        Request::Sign(p) => node.sign_tc(p, cx.dest_id, cx.now, &mut cx.out),
-        Request::SignAdmin(p) => node.sign_admin_tc(p, cx.dest_id, cx.now, &mut cx.out),
+        Request::Sign(p) => node.sign_request(p, cx.dest_id, cx.now, &mut cx.out),
+        Request::SignAdmin(p) => node.sign_admin_request(p, cx.dest_id, cx.now, &mut cx.out),
     }
 }
